@@ -1,0 +1,3 @@
+"""hypalign: hyperbolic multimodal representation learning."""
+
+__version__ = "0.1.0"

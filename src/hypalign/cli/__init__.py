@@ -1,0 +1,1 @@
+"""Command-line interface (typer + rich). Heavy libraries are imported inside the commands."""

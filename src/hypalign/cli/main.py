@@ -1,0 +1,40 @@
+"""``hypalign`` command-line entry point."""
+
+from __future__ import annotations
+
+import typer
+
+from hypalign import __version__
+from hypalign.cli.delta import delta
+from hypalign.cli.quickstart import quickstart
+
+app = typer.Typer(
+    name="hypalign",
+    help="Hyperbolic multimodal representation learning: geometry, δ-hyperbolicity, training, evaluation, search.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(delta)
+app.command()(quickstart)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"hypalign {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """hypalign command line."""
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,53 @@
+"""The Gene Ontology as shipped by Debian's ``metastudent-data`` (snapshot 2014-01).
+
+Files under ``/usr/share/metastudent-data/dataset_201401/`` (override with the
+``HYPALIGN_METASTUDENT_DIR`` environment variable):
+
+* ``nameMapping.txt``: ``GO id <TAB> term name``;
+* ``goGraph.txt``: ``parent <TAB> child <TAB> 1 <TAB> relation`` (is_a, part_of, regulates...).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hypalign.errors import InputError, MissingDataError
+
+DEFAULT_METASTUDENT_DIR = Path("/usr/share/metastudent-data/dataset_201401")
+
+
+def metastudent_dir() -> Path:
+    """Where metastudent-data lives; a clear error if it is not installed."""
+    d = Path(os.environ.get("HYPALIGN_METASTUDENT_DIR", DEFAULT_METASTUDENT_DIR))
+    if not (d / "nameMapping.txt").exists():
+        raise MissingDataError(
+            f"{d}: Debian's metastudent-data is not installed (no nameMapping.txt); "
+            "run `bash scripts/setup.sh --data` or `apt-get install metastudent-data`, "
+            "or point HYPALIGN_METASTUDENT_DIR at a copy"
+        )
+    return d
+
+
+def read_go_names(path: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """``{GO id: term name}`` from ``nameMapping.txt``; malformed lines are errors naming the line.
+
+    Rows whose first field is not a GO id are skipped: metastudent's file carries two such
+    bookkeeping rows (``obsolete_cellular_component``, ``systematic_synonym``).
+    """
+    p = Path(path) if path is not None else metastudent_dir() / "nameMapping.txt"
+    names: dict[str, str] = {}
+    with open(p, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) == 2 and not parts[0].startswith("GO:") and " " not in parts[0]:
+                continue  # a bookkeeping row, not a term
+            if len(parts) < 2 or not parts[0].startswith("GO:") or not parts[1].strip():
+                raise InputError(f"{p}: line {lineno}: expected 'GO:nnnnnnn<TAB>name', got {line[:80]!r}")
+            names[parts[0]] = parts[1].strip()
+    if not names:
+        raise InputError(f"{p}: no GO terms found")
+    return names

@@ -1,0 +1,1 @@
+"""Encoders: text (transformers, MiniLM), and later images, proteins and molecules."""

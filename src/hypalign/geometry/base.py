@@ -1,0 +1,235 @@
+"""The interface every geometry shares, and the chunked all-pairs distance driver.
+
+Conventions used throughout :mod:`hypalign.geometry`:
+
+* Hyperbolic spaces have constant curvature ``-c`` with ``c > 0``.
+* Lorentz points are passed as their *space* components (MERU convention); the
+  time component ``x_t = sqrt(1/c + ||x||^2)`` is derived when needed.
+* ``dist(x, y)`` is paired and broadcasts like ``x - y``; ``cdist(x, y)`` gives
+  all ``N x M`` pairs.
+
+``cdist`` never materialises an ``N x M x D`` tensor. Each geometry writes its
+all-pairs distance as ``finish(Xf @ Yf.T)`` for two small *factor* matrices of
+``D + k`` columns (``k <= 2``) built row-wise from the inputs, so the whole job
+is one matrix product per row chunk plus a few in-place elementwise passes over
+the output. Memory is the ``N x M`` result plus a workspace bounded by
+``chunk_rows`` (or by the ``workspace_bytes`` argument).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+#: default bound on the temporary memory that ``cdist`` may use on top of its output.
+DEFAULT_WORKSPACE_BYTES = 256 * 2**20
+#: ``cdist`` recomputes entries whose matrix-product value is within this factor of its rounding error
+#: (relative error of the distance then stays below ~1/REFINE_FACTOR).
+REFINE_FACTOR = 2.0e4
+
+
+def feature_clip(u: Tensor, r: float) -> Tensor:
+    """Hyp-ViT feature clipping: ``u * min(1, r / (||u|| + 1e-5))``.
+
+    Applied to Euclidean features before ``expmap0`` so no point lands closer to
+    the boundary than radius ``tanh(sqrt(c) r) / sqrt(c)`` (Ermolov et al. 2022,
+    "Hyperbolic Vision Transformers", §3; the ``1e-5`` is the reference code's).
+    """
+    if r <= 0:
+        raise ValueError(f"feature_clip radius r must be > 0, got {r}")
+    norm = u.norm(dim=-1, keepdim=True)
+    return u * torch.clamp(r / (norm + 1e-5), max=1.0)
+
+
+def safe_norm(x: Tensor, dim: int = -1, keepdim: bool = True, min_norm: float = 1e-15) -> Tensor:
+    """Euclidean norm with a floor, whose gradient stays finite at ``x = 0``."""
+    sq = (x * x).sum(dim=dim, keepdim=keepdim)
+    return torch.sqrt(sq.clamp_min(min_norm * min_norm))
+
+
+def as_float(x: Tensor) -> Tensor:
+    """Distances are computed in at least float32 (half precision is unstable near the boundary)."""
+    if not x.is_floating_point():
+        return x.to(torch.get_default_dtype())
+    if x.dtype in (torch.float16, torch.bfloat16):
+        return x.float()
+    return x
+
+
+class Manifold(nn.Module):
+    """Base class: one small interface shared by all geometries.
+
+    Subclasses implement ``expmap0``, ``logmap0``, ``dist``, ``project``,
+    ``contains``, ``mean`` and the two halves of ``cdist``
+    (``_cdist_factors`` and ``_cdist_finish_``).
+    """
+
+    #: short name used in files and on the command line
+    name: str = "manifold"
+    #: whether the geometry has a curvature parameter
+    curved: bool = False
+
+    # ---- interface -------------------------------------------------------------------------
+    def expmap0(self, u: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def logmap0(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def dist(self, x: Tensor, y: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def project(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def contains(self, x: Tensor, atol: float = 1e-5) -> Tensor:  # pragma: no cover - abstract
+        """Boolean mask over rows: is each point on the manifold (within ``atol``)?"""
+        raise NotImplementedError
+
+    def mean(self, x: Tensor, weights: Tensor | None = None, dim: int = 0) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    @staticmethod
+    def feature_clip(u: Tensor, r: float) -> Tensor:
+        """See :func:`hypalign.geometry.base.feature_clip`."""
+        return feature_clip(u, r)
+
+    def extra_repr(self) -> str:
+        return ""
+
+    # ---- all pairs ---------------------------------------------------------------------------
+    def _cdist_factors(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _cdist_finish_(self, q: Tensor) -> Tensor:  # pragma: no cover
+        """Turn the product ``q = Xf @ Yf.T`` into distances, in place (no-grad path)."""
+        raise NotImplementedError
+
+    def _cdist_finish(self, q: Tensor) -> Tensor:
+        """Out-of-place version used when gradients are needed."""
+        return self._cdist_finish_(q.clone())
+
+    def cdist(
+        self,
+        x: Tensor,
+        y: Tensor,
+        chunk_rows: int | None = None,
+        workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
+        refine: bool = True,
+    ) -> Tensor:
+        """All pairwise distances ``D[i, j] = dist(x[i], y[j])``, shape ``(N, M)``.
+
+        Computed from one matrix product of ``(D + k)``-column factor matrices per row
+        chunk; memory is ``O(N M)`` for the result plus a workspace of at most
+        ``workspace_bytes`` (or ``chunk_rows`` rows). Differentiable: when gradients
+        are needed, the product is taken whole and finished out of place.
+
+        The product form cancels for near-coincident points (most in float32, far
+        from the origin). With ``refine=True`` (no-grad path) the entries whose product
+        is below ``REFINE_FACTOR`` times its own rounding-error scale are recomputed
+        with the stable paired :meth:`dist`, so small distances keep relative precision.
+        """
+        if x.dim() != 2 or y.dim() != 2:
+            raise ValueError(f"cdist expects 2-d inputs (N, D) and (M, D); got {tuple(x.shape)} and {tuple(y.shape)}")
+        if x.shape[1] != y.shape[1]:
+            raise ValueError(f"cdist: dimension mismatch, x has D={x.shape[1]} but y has D={y.shape[1]}")
+        x, y = as_float(x), as_float(y)
+        dtype = torch.promote_types(x.dtype, y.dtype)
+        x, y = x.to(dtype), y.to(dtype)
+        needs_grad = torch.is_grad_enabled() and (
+            x.requires_grad or y.requires_grad or any(p.requires_grad for p in self.parameters())
+        )
+        if needs_grad:
+            xf, yf = self._cdist_factors(x, y)
+            return self._cdist_finish(xf @ yf.T)
+        n, m = x.shape[0], y.shape[0]
+        out = torch.empty((n, m), dtype=dtype, device=x.device)
+        if n == 0 or m == 0:
+            return out
+        with torch.no_grad():
+            # The y factor is shared by all chunks; the x factor is built per chunk.
+            yf = self._cdist_factors(x[:1], y)[1]
+            if chunk_rows is None:
+                per_row = (x.shape[1] + 4) * x.element_size()
+                chunk_rows = max(1, int(workspace_bytes // per_row))
+            for start in range(0, n, chunk_rows):
+                stop = min(n, start + chunk_rows)
+                xf = self._cdist_factors(x[start:stop], y[:1])[0]
+                block = out[start:stop]
+                torch.mm(xf, yf.T, out=block)
+                flagged = self._unreliable(block, x[start:stop], y) if refine else None
+                self._cdist_finish_(block)
+                if flagged is not None:
+                    rows, cols = flagged
+                    block[rows, cols] = self.dist(x[start:stop][rows], y[cols]).to(dtype)
+        return out
+
+    def _unreliable(self, q: Tensor, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Indices where ``q`` is within ``REFINE_FACTOR`` of its rounding error (None if none)."""
+        eps = torch.finfo(q.dtype).eps * REFINE_FACTOR
+        sx = self._cdist_error_scale(x).to(q.dtype) * eps
+        sy = self._cdist_error_scale(y).to(q.dtype)
+        mask = q < torch.outer(sx, sy)
+        if not bool(mask.any()):
+            return None
+        rows, cols = mask.nonzero(as_tuple=True)
+        return rows, cols
+
+
+class CurvedManifold(Manifold):
+    """A manifold with curvature ``-c``; ``c`` fixed or learnable.
+
+    A learnable curvature is stored as ``log c`` (so it stays positive) and clamped
+    on every read to ``[c_min, c_max]`` (MERU learns ``log c`` clamped to
+    ``[c0/10, 10 c0]``; those are the defaults here when ``learnable=True``).
+    """
+
+    curved = True
+
+    def __init__(
+        self,
+        c: float = 1.0,
+        learnable: bool = False,
+        c_min: float | None = None,
+        c_max: float | None = None,
+    ) -> None:
+        super().__init__()
+        if not (isinstance(c, (int, float)) and math.isfinite(c) and c > 0):
+            raise ValueError(f"curvature c must be a finite number > 0 (the space has curvature -c); got {c!r}")
+        c_min = c / 10 if c_min is None and learnable else (c_min if c_min is not None else c)
+        c_max = c * 10 if c_max is None and learnable else (c_max if c_max is not None else c)
+        if not (0 < c_min <= c <= c_max):
+            raise ValueError(f"need 0 < c_min <= c <= c_max, got c_min={c_min}, c={c}, c_max={c_max}")
+        self.c_min = float(c_min)
+        self.c_max = float(c_max)
+        log_c = torch.tensor(math.log(c), dtype=torch.float64 if not learnable else torch.float32)
+        if learnable:
+            self.log_c = nn.Parameter(log_c)
+        else:
+            self.register_buffer("log_c", log_c, persistent=True)
+        self.learnable = learnable
+
+    @property
+    def c(self) -> Tensor:
+        """The curvature magnitude ``c`` (a 0-d tensor), clamped to ``[c_min, c_max]``."""
+        return self.log_c.clamp(math.log(self.c_min), math.log(self.c_max)).exp()
+
+    def _c(self, like: Tensor) -> Tensor:
+        return self.c.to(dtype=like.dtype, device=like.device)
+
+    # Both hyperbolic models reduce all pairs to q = sinh^2(sqrt(c) d / 2): d = (2/sqrt(c)) asinh(sqrt(q)).
+    def _cdist_finish_(self, q: Tensor) -> Tensor:
+        sqrt_c = self._c(q) ** 0.5
+        return q.clamp_min_(1e-30).sqrt_().asinh_().mul_(2.0 / sqrt_c)
+
+    def _cdist_finish(self, q: Tensor) -> Tensor:
+        sqrt_c = self._c(q) ** 0.5
+        return torch.asinh(torch.sqrt(q.clamp_min(1e-30))) * (2.0 / sqrt_c)
+
+    def extra_repr(self) -> str:
+        s = f"c={float(self.c):.6g}"
+        if self.learnable:
+            s += f", learnable=True, c_min={self.c_min:.6g}, c_max={self.c_max:.6g}"
+        return s

@@ -1,0 +1,1 @@
+"""Recipes: configuration plus the few parts that are truly their own, on the shared core."""
