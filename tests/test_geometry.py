@@ -54,7 +54,7 @@ class TestReferenceValues:
     def test_meru_lorentz(self) -> None:
         lor = Lorentz(c=1.0)
         T = lor.expmap0(t(0.3, 0.1, 0.0))
-        I = lor.expmap0(t(1.2, 0.5, 0.2))
+        I = lor.expmap0(t(1.2, 0.5, 0.2))  # noqa: E741 (MERU names the image point I)
         assert torch.allclose(T, t(0.305025, 0.101675, 0.0), atol=1e-6)
         assert torch.allclose(lor.logmap0(T), t(0.3, 0.1, 0.0), atol=1e-9)
         assert torch.allclose(I, t(1.577192, 0.657163, 0.262865), atol=1e-6)
@@ -133,7 +133,9 @@ def test_cdist_matches_paired_dist(c: float, data: st.DataObject) -> None:
     u = data.draw(arrays(np.float64, (n, DIM), elements=st.floats(-2, 2, allow_nan=False, allow_subnormal=False)))
     v = data.draw(arrays(np.float64, (m, DIM), elements=st.floats(-2, 2, allow_nan=False, allow_subnormal=False)))
     for geo in _manifolds(c):
-        if isinstance(geo, Sphere) and (np.linalg.norm(u, axis=1).min() < 1e-6 or np.linalg.norm(v, axis=1).min() < 1e-6):
+        if isinstance(geo, Sphere) and (
+            np.linalg.norm(u, axis=1).min() < 1e-6 or np.linalg.norm(v, axis=1).min() < 1e-6
+        ):
             continue  # the zero vector has no direction on the sphere
         x, y = geo.expmap0(torch.from_numpy(u)), geo.expmap0(torch.from_numpy(v))
         full = geo.cdist(x, y, chunk_rows=2)
@@ -257,7 +259,9 @@ def test_float32_lorentz_agrees_with_float64(c: float) -> None:
     off_diag = ~torch.eye(300, 100, dtype=torch.bool)
     assert torch.allclose(got[off_diag], ref[off_diag], rtol=1e-4, atol=0)
     assert (got[~off_diag] < 1e-3).all()  # self-distances: refined, not ~1/sqrt(c) of cancellation
-    assert torch.allclose(lor.dist(x32[:100], x32[100:200]).double(), lor.dist(x32[:100].double(), x32[100:200].double()), rtol=1e-4)
+    assert torch.allclose(
+        lor.dist(x32[:100], x32[100:200]).double(), lor.dist(x32[:100].double(), x32[100:200].double()), rtol=1e-4
+    )
 
 
 @pytest.mark.parametrize("c", [0.1, 1.0, 4.0])
@@ -334,12 +338,16 @@ def test_project_keeps_points_inside_ball() -> None:
     assert not ball.contains(x).all()
 
 
-@pytest.mark.parametrize("geo", [PoincareBall(0.1), PoincareBall(1.0), Lorentz(0.1), Lorentz(2.0), Sphere(), Euclidean()])
+@pytest.mark.parametrize(
+    "geo", [PoincareBall(0.1), PoincareBall(1.0), Lorentz(0.1), Lorentz(2.0), Sphere(), Euclidean()]
+)
 def test_float32_cdist_near_coincident_points_keep_relative_precision(geo) -> None:
     """Pairs at tiny distances far from the origin: the refinement pass recomputes them stably."""
     gen = torch.Generator().manual_seed(5)
     c = float(geo.c) if hasattr(geo, "log_c") else 1.0
-    center = geo.expmap0(torch.nn.functional.normalize(torch.randn(20, 16, generator=gen, dtype=F64), dim=-1) * 3.5 / math.sqrt(c))
+    center = geo.expmap0(
+        torch.nn.functional.normalize(torch.randn(20, 16, generator=gen, dtype=F64), dim=-1) * 3.5 / math.sqrt(c)
+    )
     jitter = geo.expmap0(geo.logmap0(center) + 1e-3 * torch.randn(20, 16, generator=gen, dtype=F64) / math.sqrt(c))
     x32, y32 = center.float(), jitter.float()
     ref = geo.dist(x32.double()[:, None], y32.double()[None])

@@ -110,6 +110,9 @@ def check_embeddings(arr: Any, source: str | os.PathLike[str]) -> np.ndarray:
 
 
 def _read_npy(p: Path) -> np.ndarray:
+    with open(p, "rb") as fh:
+        if fh.read(6) != b"\x93NUMPY":
+            raise InputError(f"{p}: not a .npy file (no NumPy header); save arrays with numpy.save")
     try:
         return np.load(p, allow_pickle=False)
     except ValueError as exc:

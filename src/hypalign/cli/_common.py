@@ -13,7 +13,8 @@ from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-console = Console()
+# Tables stay readable when output is piped (rich would fall back to 80 columns).
+console = Console(width=None if sys.stdout.isatty() else 132)
 err_console = Console(stderr=True)
 
 

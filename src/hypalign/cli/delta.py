@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,22 +12,20 @@ import typer
 from hypalign.cli._common import console, err_console, fail, print_json, user_errors
 
 
-class MetricChoice(str, Enum):
+class MetricChoice(StrEnum):
     euclidean = "euclidean"
     cosine = "cosine"
     poincare = "poincare"
     lorentz = "lorentz"
 
 
-class MethodChoice(str, Enum):
+class MethodChoice(StrEnum):
     basepoint = "basepoint"
     exact = "exact"
 
 
 def _fmt(mean: float, std: float, repeats: int) -> str:
-    if math.isinf(mean):
-        return "inf (tree-like)"
-    return f"{mean:.4g} ± {std:.2g}" if repeats > 1 else f"{mean:.4g}"
+    return f"{mean:.4g} ± {std:.1g}" if repeats > 1 else f"{mean:.4g}"
 
 
 def render_delta_table(rows: list[tuple[str, object]], title: str) -> None:
@@ -35,8 +33,8 @@ def render_delta_table(rows: list[tuple[str, object]], title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("set", "metric", "method", "n", "δ", "δ_rel", "diameter", "suggested c"):
-        table.add_column(col, justify="left" if col in ("set", "metric", "method") else "right")
+    for col in ("set", "metric", "method", "points", "δ", "δ_rel", "diameter", "suggested c"):
+        table.add_column(col, justify="left" if col in ("set", "metric", "method") else "right", no_wrap=True)
     for label, r in rows:
         table.add_row(
             label,
@@ -88,7 +86,7 @@ def delta(
     seed: Annotated[int, typer.Option(help="Seed of the subset draws.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
 ) -> None:
-    """δ-hyperbolicity of a point set: δ, relative δ = 2δ/diameter, and the curvature c = (0.144/δ_rel)^2 it suggests."""
+    """δ-hyperbolicity of a point set: δ, relative δ = 2δ/diameter, and the curvature c = (0.144/δ_rel)^2."""
     from hypalign.eval.delta import delta_hyperbolicity
     from hypalign.io import load_embeddings
 

@@ -13,7 +13,9 @@ from hypalign.cli._common import console, err_console, print_json, user_errors
 
 @user_errors
 def quickstart(
-    n: Annotated[int, typer.Option(help="Texts per set (GO names, WordNet glosses) and Gaussian points.", min=8)] = 4000,
+    n: Annotated[
+        int, typer.Option(help="Texts per set (GO names, WordNet glosses) and Gaussian points.", min=8)
+    ] = 4000,
     samples: Annotated[int, typer.Option(help="Points per δ estimate.", min=4)] = 2000,
     repeats: Annotated[int, typer.Option(help="δ estimates averaged per set.", min=1)] = 5,
     seed: Annotated[int, typer.Option(help="Seed for sampling texts, Gaussian points and δ subsets.")] = 0,

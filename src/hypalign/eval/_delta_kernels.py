@@ -59,7 +59,9 @@ def maxmin_excess(a: np.ndarray) -> float:  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True)
-def four_point_pruned(d: np.ndarray, pi: np.ndarray, pj: np.ndarray, lower: float) -> tuple[float, int]:  # pragma: no cover
+def four_point_pruned(
+    d: np.ndarray, pi: np.ndarray, pj: np.ndarray, lower: float
+) -> tuple[float, int]:  # pragma: no cover
     """Exact four-point δ by the pair-pruning scan of Cohen, Coudert & Lagoutte (2015).
 
     ``(pi[a], pj[a])`` lists all pairs in order of *decreasing* distance. For a quadruple

@@ -161,4 +161,3 @@ class Lorentz(CurvedManifold):
     def _cdist_error_scale(self, x: Tensor) -> Tensor:
         c = self._c(x)
         return c**0.5 * time_component(x, c)
-

@@ -187,6 +187,5 @@ class PoincareBall(CurvedManifold):
     def _cdist_error_scale(self, x: Tensor) -> Tensor:
         return 2.0 / _one_minus_c_sq(x, self._c(x))
 
-
     def extra_repr(self) -> str:
         return super().extra_repr() + f", convention={self.convention!r}"

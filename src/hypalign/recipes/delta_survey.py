@@ -71,7 +71,7 @@ def run_delta_survey(
     from hypalign.encoders.text import SentenceEncoder
 
     result = SurveyResult()
-    stage = on_stage or (lambda _d, _t: (lambda _k: None))
+    stage = on_stage or (lambda _d, _t: lambda _k: None)
     t0 = time.perf_counter()
     sets = sample_text_sets(n, seed)
     result.timings["read_data_s"] = time.perf_counter() - t0
@@ -94,7 +94,12 @@ def run_delta_survey(
             k = 1 if samples >= len(s.embeddings) else repeats
             tick = stage(f"δ {s.name} ({metric})", k)
             r = delta_hyperbolicity(
-                s.embeddings, metric=metric, samples=samples, repeats=repeats, seed=seed, on_repeat=lambda _r: tick(1)
+                s.embeddings,
+                metric=metric,
+                samples=samples,
+                repeats=repeats,
+                seed=seed,
+                on_repeat=lambda _r, tick=tick: tick(1),
             )
             result.rows.append((s.name, r))
     result.timings["delta_s"] = time.perf_counter() - t0
