@@ -42,7 +42,7 @@ class Euclidean(Manifold):
         y2 = (y * y).sum(-1, keepdim=True)
         return torch.cat([x, x2, torch.ones_like(x2)], -1), torch.cat([-2.0 * y, torch.ones_like(y2), y2], -1)
 
-    def _cdist_finish_(self, q: Tensor) -> Tensor:
+    def _cdist_finish_(self, q: Tensor, tmp: Tensor) -> Tensor:
         return q.clamp_min_(1e-30).sqrt_()
 
     def _cdist_error_scale(self, x: Tensor) -> Tensor:
@@ -92,7 +92,7 @@ class Sphere(Manifold):
         one_y = torch.ones_like(y[..., :1])
         return torch.cat([x, one_x], -1), torch.cat([-0.5 * y, 0.5 * one_y], -1)
 
-    def _cdist_finish_(self, q: Tensor) -> Tensor:
+    def _cdist_finish_(self, q: Tensor, tmp: Tensor) -> Tensor:
         return q.clamp_(1e-30, 1.0).sqrt_().asin_().mul_(2.0)
 
     def _cdist_error_scale(self, x: Tensor) -> Tensor:
