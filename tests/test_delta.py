@@ -90,10 +90,38 @@ def test_exact_matches_bruteforce_and_bounds(n: int, dim: int, seed: int) -> Non
     d = distance_matrix(x)
     exact = delta_exact(d)
     assert exact == pytest.approx(delta_four_point_bruteforce(d), rel=1e-12, abs=1e-12)
+    for strategy in ("pruned", "basepoints"):
+        assert delta_exact(d, strategy) == pytest.approx(exact, rel=1e-12, abs=1e-12)
     per_base = [delta_basepoint(d, b) for b in range(n)]
     assert exact == pytest.approx(max(per_base), rel=1e-12, abs=1e-12)  # δ = max over base points
     for dp in per_base:
         assert dp <= exact + 1e-12 and exact <= 2 * dp + 1e-12
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(4, 40), st.sampled_from([2, 3, 8]), st.floats(0.1, 4.0), st.integers(0, 2**31 - 1))
+def test_hyperbolic_space_is_log2_hyperbolic(n: int, dim: int, c: float, seed: int) -> None:
+    """Real hyperbolic space of curvature -c has four-point δ = ln 2 / sqrt(c) (Nica & Špakula 2016):
+    no finite subset exceeds it, and well-spread points in the disk come close."""
+    import torch
+
+    from hypalign.geometry import PoincareBall
+
+    x = PoincareBall(c, boundary_eps=1e-12).expmap0(
+        torch.from_numpy(np.random.default_rng(seed).normal(size=(n, dim)) * 3 / math.sqrt(c))
+    )
+    d = distance_matrix(x.numpy(), "poincare", c)
+    assert delta_exact(d) <= math.log(2) / math.sqrt(c) * (1 + 1e-9)
+
+
+def test_hyperbolic_plane_reaches_log2() -> None:
+    import torch
+
+    from hypalign.geometry import PoincareBall
+
+    x = PoincareBall(1.0).expmap0(torch.from_numpy(np.random.default_rng(0).normal(size=(150, 2)) * 3.0))
+    delta = delta_exact(distance_matrix(x.numpy(), "poincare", 1.0))
+    assert math.log(2) * 0.99 < delta <= math.log(2) + 1e-9
 
 
 @pytest.mark.parametrize("n", [7, 33, 100, 257])

@@ -16,9 +16,9 @@ Ermolov et al. 2022 "Hyperbolic Vision Transformers", §3.4):
   hyperbolic plane sampled uniformly, as in Khrulkov et al.).
 
 The (max, min) product is ``n^3`` work; it runs in a cache-blocked numba kernel on all
-cores (n = 2000 in about a second on 2 cores). The exact method uses the pruned pair
-scan of Cohen, Coudert & Lagoutte (2015), seeded with the base-point δ as a lower
-bound; it is exact for any n, its cost depends on the data (see docs/geometry.md).
+cores (n = 2000 in about a second on 2 cores). The exact method picks the cheaper of a
+pruned pair scan (Cohen, Coudert & Lagoutte 2015) and the maximum over all base points;
+both are exact for any n, their cost depends on the data (see docs/geometry.md).
 """
 
 from __future__ import annotations
@@ -75,17 +75,42 @@ def delta_basepoint(d: np.ndarray, base: int = 0) -> float:
     return max(0.0, float(maxmin_excess(a)))
 
 
-def delta_exact(d: np.ndarray) -> float:
-    """Exact four-point δ (max over all quadruples) by a pruned pair scan, seeded with ``δ_p``."""
+#: measured cost of one inner step of the pair scan relative to one (max, min) step of the
+#: vectorised base-point kernel (2 cores, x86-64); used to choose the cheaper exact strategy.
+_PAIR_SCAN_COST_RATIO = 22.0
+
+
+def delta_exact(d: np.ndarray, strategy: str = "auto") -> float:
+    """Exact four-point δ (max over all quadruples).
+
+    Two exact strategies, both seeded with the base-point δ at point 0 (a lower bound):
+
+    * ``"pruned"``: the pair scan of Cohen, Coudert & Lagoutte (2015) — pairs in decreasing
+      distance, stopping once ``d(x, y) <= 2 δ_best``. Its cost is about ``K^2/2`` steps for
+      the ``K`` pairs longer than ``2 δ``: fast when δ is small next to most distances.
+    * ``"basepoints"``: ``δ = max_p δ_p``, ``n`` runs of the vectorised base-point kernel
+      (``n^4 / 2`` cheap steps).
+
+    ``"auto"`` estimates both costs and runs the cheaper one. Reach on 2 cores: n = 500 in
+    about 15 s, n = 1000 in 2-3 minutes (docs/benchmarks.md, "Exact δ reach").
+    """
     from hypalign.eval._delta_kernels import four_point_pruned
 
     d = np.ascontiguousarray(np.asarray(d, dtype=np.float64))
     n = d.shape[0]
     if n < 4:
         return 0.0
+    if strategy not in ("auto", "pruned", "basepoints"):
+        raise ValueError(f"unknown strategy {strategy!r}; expected auto, pruned or basepoints")
     lower = delta_basepoint(d, 0)
     iu, ju = np.triu_indices(n, k=1)
-    order = np.argsort(-d[iu, ju], kind="stable")
+    pair_d = d[iu, ju]
+    if strategy == "auto":
+        k = int(np.count_nonzero(pair_d > 2.0 * lower))
+        strategy = "pruned" if _PAIR_SCAN_COST_RATIO * k * k < float(n) ** 4 else "basepoints"
+    if strategy == "basepoints":
+        return max([lower] + [delta_basepoint(d, p) for p in range(1, n)])
+    order = np.argsort(-pair_d, kind="stable")
     best, _ = four_point_pruned(d, iu[order].astype(np.int64), ju[order].astype(np.int64), lower)
     return float(best)
 
