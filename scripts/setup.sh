@@ -59,7 +59,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 if ! "$VPY" -c 'import torch, sys; sys.exit(not torch.__version__.startswith("2.13.0"))' 2>/dev/null; then
   say "installing torch 2.13.0 (CPU wheel)"
   "$VPY" -m pip install -q "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" >&2 || true
-  "$VPY" -c 'import torch' || { say "torch failed to install"; exit 1; }
+  "$VPY" -W ignore -c 'import torch' 2>/dev/null || { say "torch failed to install"; exit 1; }
 fi
 
 spec="."

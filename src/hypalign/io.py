@@ -109,6 +109,51 @@ def check_embeddings(arr: Any, source: str | os.PathLike[str]) -> np.ndarray:
     return a
 
 
+def check_on_manifold(x: np.ndarray, geometry: str, c: float, source: str | os.PathLike[str]) -> None:
+    """Raise :class:`InputError` naming the first row that is not a point of ``geometry``.
+
+    Poincaré points must lie strictly inside the ball of radius ``1/sqrt(c)``; sphere/cosine
+    points need a direction (no zero vector). Lorentz space components and Euclidean points only
+    need to be finite (checked on loading).
+    """
+    if geometry == "poincare":
+        sq = c * np.einsum("ij,ij->i", x, x)
+        outside = np.flatnonzero(sq >= 1.0)
+        if outside.size:
+            row = int(outside[0])
+            raise InputError(
+                f"{source}: row {row} lies outside the Poincaré ball of curvature -{c:g} "
+                f"(norm {math.sqrt(sq[row] / c):.6g} >= radius {1 / math.sqrt(c):.6g}; {outside.size} rows outside); "
+                "pass the right --c or another geometry"
+            )
+    elif geometry in ("sphere", "cosine"):
+        zero = np.flatnonzero(np.linalg.norm(x, axis=1) == 0)
+        if zero.size:
+            raise InputError(f"{source}: row {int(zero[0])} is the zero vector, which has no direction for {geometry}")
+
+
+def load_labels(path: str | os.PathLike[str], expected: int | None = None) -> np.ndarray:
+    """Labels, one per embedding row: ``.npy`` (1-d) or a text file with one label per line."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    if p.suffix.lower() == ".npy":
+        arr = _read_npy(p)
+        if arr.ndim != 1:
+            raise InputError(f"{p}: expected a 1-d array of labels, got shape {arr.shape}")
+    else:
+        lines = p.read_text(encoding="utf-8").splitlines()
+        while lines and not lines[-1].strip():
+            lines.pop()
+        for i, line in enumerate(lines, start=1):
+            if not line.strip():
+                raise InputError(f"{p}: line {i} is empty; expected one label per line")
+        arr = np.asarray([line.strip() for line in lines])
+    if expected is not None and len(arr) != expected:
+        raise InputError(f"{p}: {len(arr)} labels for {expected} embeddings; expected one label per row")
+    return arr
+
+
 def _read_npy(p: Path) -> np.ndarray:
     with open(p, "rb") as fh:
         if fh.read(6) != b"\x93NUMPY":

@@ -49,28 +49,6 @@ def render_delta_table(rows: list[tuple[str, object]], title: str) -> None:
     console.print(table)
 
 
-def check_on_manifold(x: object, metric: str, c: float, source: str) -> None:
-    """Poincaré points must lie strictly inside the ball of radius 1/sqrt(c)."""
-    import numpy as np
-
-    from hypalign.errors import InputError
-
-    if metric == "poincare":
-        sq = c * np.einsum("ij,ij->i", x, x)  # type: ignore[call-overload]
-        outside = np.flatnonzero(sq >= 1.0)
-        if outside.size:
-            row = int(outside[0])
-            raise InputError(
-                f"{source}: row {row} lies outside the Poincaré ball of curvature -{c:g} "
-                f"(norm {math.sqrt(sq[row] / c):.6g} >= radius {1 / math.sqrt(c):.6g}; {outside.size} rows outside); "
-                "pass the right --c or use --metric euclidean/lorentz"
-            )
-    if metric == "cosine":
-        zero = np.flatnonzero(np.linalg.norm(x, axis=1) == 0)  # type: ignore[arg-type]
-        if zero.size:
-            raise InputError(f"{source}: row {int(zero[0])} is the zero vector, which has no direction for cosine")
-
-
 @user_errors
 def delta(
     file: Annotated[Path, typer.Argument(help="Embeddings: .npy, .pt, .safetensors, .parquet or .csv (n x D).")],
@@ -88,7 +66,7 @@ def delta(
 ) -> None:
     """δ-hyperbolicity of a point set: δ, relative δ = 2δ/diameter, and the curvature c = (0.144/δ_rel)^2."""
     from hypalign.eval.delta import delta_hyperbolicity
-    from hypalign.io import load_embeddings
+    from hypalign.io import check_on_manifold, load_embeddings
 
     if not (math.isfinite(c) and c > 0):
         fail(f"--c must be a finite number > 0, got {c}")

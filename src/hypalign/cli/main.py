@@ -6,6 +6,8 @@ import typer
 
 from hypalign import __version__
 from hypalign.cli.delta import delta
+from hypalign.cli.evaluate import eval_app
+from hypalign.cli.index import index_app
 from hypalign.cli.quickstart import quickstart
 
 app = typer.Typer(
@@ -17,6 +19,8 @@ app = typer.Typer(
 )
 app.command()(delta)
 app.command()(quickstart)
+app.add_typer(index_app, name="index")
+app.add_typer(eval_app, name="eval")
 
 
 def _version(value: bool) -> None:

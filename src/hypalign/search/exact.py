@@ -1,0 +1,153 @@
+"""Exact k-nearest-neighbour search in any hypalign geometry, by reduction to maximum inner product.
+
+For Lorentz points (curvature ``-c``, space components ``x``, time ``x_t``),
+``d(x, y) = (1/sqrt(c)) arccosh(-c <x, y>_L)`` is decreasing in ``<x, y>_L = x.y - x_t y_t``, so
+the geodesic nearest neighbour of ``q`` is the gallery point with the largest ordinary inner
+product between ``[x, x_t]`` and ``[q, -q_t]`` (the query's time coordinate negated). Poincaré points
+are mapped onto the hyperboloid first (an isometry). The sphere is cosine similarity; Euclidean
+distance is ``max q.x - ||x||^2 / 2`` with one extra coordinate.
+
+The inner products run on faiss ``IndexFlatIP`` (BLAS, multithreaded, bounded memory) or, without
+faiss, on chunked torch matrix products with ``topk``. The ``k + margin`` best candidates are then
+re-ranked with the geometry's own stable paired distance, so returned distances are accurate and
+near-ties that float32 inner products cannot separate are put in the right order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from hypalign.geometry import Euclidean, Lorentz, Manifold, PoincareBall, Sphere, poincare_to_lorentz
+from hypalign.geometry.lorentz import time_component
+
+#: extra candidates taken from the inner-product search and re-ranked exactly
+RERANK_MARGIN = 16
+#: default bound on the score block of the torch backend (query chunk x gallery), bytes
+DEFAULT_WORKSPACE_BYTES = 512 * 2**20
+
+
+def mips_vectors(x: torch.Tensor, geometry: Manifold, role: str) -> torch.Tensor:
+    """Vectors whose inner product ranks like ``-distance``: ``role`` is ``"gallery"`` or ``"query"``."""
+    if role not in ("gallery", "query"):
+        raise ValueError(f"role must be 'gallery' or 'query', got {role!r}")
+    x = x.float() if not x.is_floating_point() or x.dtype in (torch.float16, torch.bfloat16) else x
+    if isinstance(geometry, PoincareBall):
+        geometry_c = geometry.c.to(x.dtype)
+        x = poincare_to_lorentz(x, geometry_c)
+        return mips_vectors(x, Lorentz(float(geometry_c)), role)
+    if isinstance(geometry, Lorentz):
+        xt = time_component(x, geometry.c.to(x.dtype)).unsqueeze(-1)
+        return torch.cat([x, xt if role == "gallery" else -xt], dim=-1)
+    if isinstance(geometry, Sphere):
+        return geometry.project(x)
+    if isinstance(geometry, Euclidean):
+        if role == "gallery":
+            return torch.cat([x, -0.5 * (x * x).sum(-1, keepdim=True)], dim=-1)
+        return torch.cat([x, torch.ones_like(x[:, :1])], dim=-1)
+    raise TypeError(f"no inner-product reduction for {type(geometry).__name__}")
+
+
+def _faiss_available() -> bool:
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _ip_topk_torch(q: torch.Tensor, g: torch.Tensor, k: int, workspace_bytes: int) -> torch.Tensor:
+    rows = max(1, int(workspace_bytes // max(1, g.shape[0] * g.element_size())))
+    out = torch.empty((q.shape[0], k), dtype=torch.int64)
+    with torch.no_grad():
+        for s in range(0, q.shape[0], rows):
+            scores = q[s : s + rows] @ g.T
+            out[s : s + rows] = scores.topk(k, dim=1).indices
+    return out
+
+
+def _ip_topk_faiss(q: torch.Tensor, g: torch.Tensor, k: int) -> torch.Tensor:
+    import faiss
+
+    index = faiss.IndexFlatIP(g.shape[1])
+    index.add(np.ascontiguousarray(g.numpy(), dtype=np.float32))
+    _, idx = index.search(np.ascontiguousarray(q.numpy(), dtype=np.float32), k)
+    return torch.from_numpy(idx)
+
+
+def rerank(
+    queries: torch.Tensor,
+    gallery: torch.Tensor,
+    candidates: torch.Tensor,
+    geometry: Manifold,
+    k: int,
+    exclude: torch.Tensor | None = None,
+    chunk: int = 1024,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sort each query's candidate gallery indices by exact geodesic distance; keep ``k``.
+
+    ``exclude[i]`` (optional) is a gallery index never returned for query ``i`` (the query
+    itself when searching a set against itself). Invalid candidates (``-1``) are dropped.
+    """
+    n, kc = candidates.shape
+    out_d = torch.full((n, k), float("inf"), dtype=torch.float32)
+    out_i = torch.full((n, k), -1, dtype=torch.int64)
+    with torch.no_grad():
+        for s in range(0, n, chunk):
+            cand = candidates[s : s + chunk]
+            valid = cand >= 0
+            if exclude is not None:
+                valid &= cand != exclude[s : s + chunk, None]
+            safe = cand.clamp_min(0)
+            d = geometry.dist(queries[s : s + chunk, None, :].double(), gallery[safe].double()).float()
+            d = torch.where(valid, d, torch.full_like(d, float("inf")))
+            # stable sort: ties keep the index order the inner-product search produced
+            order = torch.sort(d, dim=1, stable=True).indices[:, :k]
+            take = min(k, kc)
+            out_d[s : s + chunk, :take] = torch.gather(d, 1, order)[:, :take]
+            out_i[s : s + chunk, :take] = torch.where(
+                torch.isfinite(out_d[s : s + chunk, :take]), torch.gather(cand, 1, order)[:, :take], -1
+            )
+    return out_d, out_i
+
+
+def knn(
+    queries: torch.Tensor | np.ndarray,
+    gallery: torch.Tensor | np.ndarray,
+    geometry: Manifold,
+    k: int,
+    exclude_self: bool = False,
+    backend: str = "auto",
+    workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
+    rerank_margin: int = RERANK_MARGIN,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact ``k`` nearest gallery points of each query under ``geometry``.
+
+    Args:
+        queries, gallery: ``(n, D)`` and ``(m, D)`` points of the geometry.
+        exclude_self: queries *are* the gallery (same rows); never return a query itself.
+        backend: ``"faiss"`` (IndexFlatIP), ``"torch"`` (chunked matmul + topk) or ``"auto"``.
+        workspace_bytes: bound on the torch backend's score block.
+
+    Returns:
+        ``(distances, indices)``, each ``(n, k)``, nearest first; ``-1`` / ``inf`` pad when the
+        gallery has fewer than ``k`` eligible points.
+    """
+    q = torch.as_tensor(np.asarray(queries) if isinstance(queries, np.ndarray) else queries)
+    g = torch.as_tensor(np.asarray(gallery) if isinstance(gallery, np.ndarray) else gallery)
+    if q.dim() != 2 or g.dim() != 2 or q.shape[1] != g.shape[1]:
+        raise ValueError(f"knn: expected (n, D) queries and (m, D) gallery, got {tuple(q.shape)} and {tuple(g.shape)}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if exclude_self and q.shape[0] != g.shape[0]:
+        raise ValueError("exclude_self needs the queries to be the gallery (same number of rows)")
+    if backend == "auto":
+        backend = "faiss" if _faiss_available() else "torch"
+    if backend not in ("faiss", "torch"):
+        raise ValueError(f"unknown backend {backend!r}; use faiss, torch or auto")
+    kc = min(g.shape[0], k + int(exclude_self) + rerank_margin)
+    qv = mips_vectors(q.float(), geometry, "query").contiguous()
+    gv = mips_vectors(g.float(), geometry, "gallery").contiguous()
+    cand = _ip_topk_faiss(qv, gv, kc) if backend == "faiss" else _ip_topk_torch(qv, gv, kc, workspace_bytes)
+    exclude = torch.arange(q.shape[0]) if exclude_self else None
+    return rerank(q, g, cand, geometry, k, exclude)
