@@ -314,40 +314,14 @@ def test_eval_retrieval_cli(tmp_path: Path) -> None:
     x, y = clustered(150, 8, 6, geo)
     np.save(tmp_path / "e.npy", x.numpy())
     (tmp_path / "labels.txt").write_text("\n".join(f"class{v}" for v in y) + "\n")
-    res = runner.invoke(
-        app,
-        [
-            "eval",
-            "retrieval",
-            str(tmp_path / "e.npy"),
-            str(tmp_path / "labels.txt"),
-            "--geometry",
-            "poincare",
-            "--c",
-            "0.1",
-            "--k",
-            "1,5",
-            "--json",
-        ],
-    )
+    base = ["eval", "retrieval", str(tmp_path / "e.npy"), str(tmp_path / "labels.txt"), "--geometry", "poincare"]
+    res = runner.invoke(app, [*base, "--c", "0.1", "--k", "1,5", "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     ref = retrieval_metrics(x, y, geo, ks=(1, 5))
     for key in ("recall@1", "recall@5", "map@r", "mrr", "precision@1", "r-precision"):
         assert out[key] == pytest.approx(ref[key])
-    res = runner.invoke(
-        app,
-        [
-            "eval",
-            "retrieval",
-            str(tmp_path / "e.npy"),
-            str(tmp_path / "labels.txt"),
-            "--geometry",
-            "poincare",
-            "--c",
-            "0.1",
-        ],
-    )
+    res = runner.invoke(app, [*base, "--c", "0.1"])
     assert res.exit_code == 0 and "map@r" in res.stdout
     (tmp_path / "short.txt").write_text("a\nb\n")
     res = runner.invoke(

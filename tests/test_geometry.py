@@ -398,3 +398,16 @@ def test_feature_clip() -> None:
     assert torch.equal(feature_clip(small, 2.3), small)
     with pytest.raises(ValueError):
         feature_clip(u, 0.0)
+
+
+@pytest.mark.parametrize("geo", [PoincareBall(0.1), Lorentz(1.0), Sphere(), Euclidean()], ids=repr)
+def test_dist_candidates_matches_paired_dist(geo) -> None:
+    gen = torch.Generator().manual_seed(9)
+    y = geo.expmap0(torch.randn(300, 16, generator=gen) * 0.8)
+    x = torch.cat([y[:5], geo.expmap0(torch.randn(15, 16, generator=gen))])  # first 5 coincide with y[:5]
+    cand = torch.randint(0, 300, (20, 7), generator=gen)
+    cand[:5, 0] = torch.arange(5)  # coincident pairs exercise the refinement
+    got = geo.dist_candidates(x, y, cand, cache=geo.gallery_cache(y))
+    ref = geo.dist(x.double()[:, None], y.double()[cand])
+    assert torch.allclose(got.double(), ref, rtol=1e-5, atol=1e-6)
+    assert (got[:5, 0] < 1e-3).all()

@@ -172,6 +172,50 @@ class Manifold(nn.Module):
                     block[rows, cols] = self.dist(xs[rows], y[cols]).to(dtype)
         return out
 
+    def gallery_cache(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-row factor form and error scale of gallery points, for repeated :meth:`dist_candidates`."""
+        y = as_float(y)
+        with torch.no_grad():
+            return self._cdist_factors(y[:1], y)[1].contiguous(), self._cdist_error_scale(y).contiguous()
+
+    def dist_candidates(
+        self,
+        x: Tensor,
+        y: Tensor,
+        cand: Tensor,
+        refine: bool = True,
+        cache: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
+        """``D[i, j] = dist(x[i], y[cand[i, j]])`` for a few candidates per row (no-grad; re-ranking).
+
+        Uses the ``cdist`` factor form: one gather of the candidates' factor rows (from ``cache =
+        gallery_cache(y)`` when given), one batched product, the same in-place finish and
+        refinement. ``cand`` must hold valid indices.
+        """
+        x = as_float(x)
+        yf_all, sy_all = cache if cache is not None else self.gallery_cache(y)
+        dtype = torch.promote_types(x.dtype, yf_all.dtype)
+        x = x.to(dtype)
+        b, kc = cand.shape
+        with torch.no_grad():
+            flat = cand.reshape(-1)
+            xf = self._cdist_factors(x, x[:1])[0]
+            yf = yf_all.to(dtype).index_select(0, flat).view(b, kc, -1)
+            q = torch.bmm(yf, xf.unsqueeze(-1)).squeeze(-1)
+            flagged = None
+            if refine:
+                eps = torch.finfo(dtype).eps * REFINE_FACTOR
+                thr = (self._cdist_error_scale(x).to(dtype) * eps)[:, None] * sy_all.to(dtype).index_select(
+                    0, flat
+                ).view(b, kc)
+                rows, cols = (q < thr).nonzero(as_tuple=True)
+                flagged = (rows, cols) if rows.numel() else None
+            self._cdist_finish_(q, torch.empty_like(q))
+            if flagged is not None:
+                rows, cols = flagged
+                q[rows, cols] = self.dist(x[rows], as_float(y)[cand[rows, cols]].to(dtype)).to(dtype)
+        return q
+
     @staticmethod
     def _unreliable(q: Tensor, sx: Tensor, sy: Tensor) -> tuple[Tensor, Tensor] | None:
         """Entries of ``q`` that may be within ``REFINE_FACTOR`` of their rounding error ``eps * sx[i] * sy[j]``.

@@ -9,8 +9,9 @@ distance is ``max q.x - ||x||^2 / 2`` with one extra coordinate.
 
 The inner products run on faiss ``IndexFlatIP`` (BLAS, multithreaded, bounded memory) or, without
 faiss, on chunked torch matrix products with ``topk``. The ``k + margin`` best candidates are then
-re-ranked with the geometry's own stable paired distance, so returned distances are accurate and
-near-ties that float32 inner products cannot separate are put in the right order.
+re-ranked with the geometry's own distance (``Manifold.dist_candidates``: the ``cdist`` factor form
+with its refinement of near-coincident pairs), so returned distances are accurate and near-ties
+that the float32 inner products cannot separate are put in the right order.
 """
 
 from __future__ import annotations
@@ -92,14 +93,14 @@ def rerank(
     n, kc = candidates.shape
     out_d = torch.full((n, k), float("inf"), dtype=torch.float32)
     out_i = torch.full((n, k), -1, dtype=torch.int64)
+    cache = geometry.gallery_cache(gallery)
     with torch.no_grad():
         for s in range(0, n, chunk):
             cand = candidates[s : s + chunk]
             valid = cand >= 0
             if exclude is not None:
                 valid &= cand != exclude[s : s + chunk, None]
-            safe = cand.clamp_min(0)
-            d = geometry.dist(queries[s : s + chunk, None, :].double(), gallery[safe].double()).float()
+            d = geometry.dist_candidates(queries[s : s + chunk], gallery, cand.clamp_min(0), cache=cache).float()
             d = torch.where(valid, d, torch.full_like(d, float("inf")))
             # stable sort: ties keep the index order the inner-product search produced
             order = torch.sort(d, dim=1, stable=True).indices[:, :k]
