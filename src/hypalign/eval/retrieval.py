@@ -76,13 +76,19 @@ def relevant_ranks(
                 ex = torch.as_tensor(np.asarray(exclude[s : s + b]), dtype=torch.int64)
                 keep = ex >= 0
                 d[torch.arange(b)[keep], ex[keep]] = float("inf")
-            rel_d = [d[i, torch.as_tensor(relevant[s + i], dtype=torch.int64)] for i in range(b)]
+            rel_idx = [torch.as_tensor(relevant[s + i], dtype=torch.int64) for i in range(b)]
+            rel_d = [d[i, rel_idx[i]] for i in range(b)]
             if filtered:
                 for i in range(b):
-                    d[i, torch.as_tensor(relevant[s + i], dtype=torch.int64)] = float("inf")
-            srt = torch.sort(d, dim=1).values
+                    d[i, rel_idx[i]] = float("inf")
             for i in range(b):
-                r = torch.searchsorted(srt[i], rel_d[i], side="left") + 1
+                if rel_d[i].numel() == 0:
+                    out.append(np.zeros(0, dtype=np.int64))
+                    continue
+                # only items closer than the farthest relevant one can change a rank: sort just those
+                row = d[i]
+                closer = torch.sort(row[row < rel_d[i].max()]).values
+                r = torch.searchsorted(closer, rel_d[i], side="left") + 1
                 out.append(r.numpy().astype(np.int64))
     return out
 
