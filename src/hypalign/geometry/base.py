@@ -105,13 +105,14 @@ class Manifold(nn.Module):
     def _cdist_factors(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover
         raise NotImplementedError
 
-    def _cdist_finish_(self, q: Tensor) -> Tensor:  # pragma: no cover
-        """Turn the product ``q = Xf @ Yf.T`` into distances, in place (no-grad path)."""
+    def _cdist_finish_(self, q: Tensor, tmp: Tensor) -> Tensor:  # pragma: no cover
+        """Turn the product ``q = Xf @ Yf.T`` into distances in place (no-grad path); ``tmp`` is scratch
+        of the same shape."""
         raise NotImplementedError
 
-    def _cdist_finish(self, q: Tensor) -> Tensor:
-        """Out-of-place version used when gradients are needed."""
-        return self._cdist_finish_(q.clone(), torch.empty_like(q))
+    def _cdist_finish(self, q: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """Out-of-place (differentiable) version of :meth:`_cdist_finish_`, used when gradients are needed."""
+        raise NotImplementedError
 
     def cdist(
         self,

@@ -45,6 +45,9 @@ class Euclidean(Manifold):
     def _cdist_finish_(self, q: Tensor, tmp: Tensor) -> Tensor:
         return q.clamp_min_(1e-30).sqrt_()
 
+    def _cdist_finish(self, q: Tensor) -> Tensor:
+        return torch.sqrt(q.clamp_min(1e-30))
+
     def _cdist_error_scale(self, x: Tensor) -> Tensor:
         return 1.0 + (x * x).sum(-1)
 
@@ -94,6 +97,9 @@ class Sphere(Manifold):
 
     def _cdist_finish_(self, q: Tensor, tmp: Tensor) -> Tensor:
         return q.clamp_(1e-30, 1.0).sqrt_().asin_().mul_(2.0)
+
+    def _cdist_finish(self, q: Tensor) -> Tensor:
+        return 2.0 * torch.asin(torch.sqrt(q.clamp(1e-30, 1.0)))
 
     def _cdist_error_scale(self, x: Tensor) -> Tensor:
         return torch.ones(x.shape[:-1], dtype=x.dtype, device=x.device)
