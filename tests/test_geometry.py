@@ -353,8 +353,10 @@ def test_float32_cdist_near_coincident_points_keep_relative_precision(geo) -> No
     ref = geo.dist(x32.double()[:, None], y32.double()[None])
     got = geo.cdist(x32, y32).double()
     assert torch.allclose(got, ref, rtol=1e-3, atol=0)
-    unrefined = geo.cdist(x32, y32, refine=False).double()
-    assert not torch.allclose(unrefined, ref, rtol=1e-3, atol=0) or isinstance(geo, (Sphere, Euclidean))
+    if isinstance(geo, (PoincareBall, Lorentz)):
+        # without refinement the matrix-product form visibly loses these small distances
+        unrefined = geo.cdist(x32, y32, refine=False).double()
+        assert not torch.allclose(unrefined, ref, rtol=1e-3, atol=0)
 
 
 def test_cdist_chunking_and_workspace_are_exact() -> None:
