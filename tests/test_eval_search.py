@@ -143,8 +143,11 @@ def test_relevant_ranks_and_mrr_variants() -> None:
             assert r_raw == 1 + np.sum(row < row[p])
             neg = np.setdiff1d(np.arange(120), np.append(relevant[i], i))
             assert r_flt == 1 + np.sum(row[neg] < row[p])
-    # MRR (first relevant) of the first 30 queries, from the ranks and from retrieval_metrics on that subset
-    assert mean_reciprocal_rank(raw, "first") == pytest.approx(np.mean([1 / r.min() for r in raw]))
+    hand = [np.array([2, 5]), np.array([1]), np.array([], dtype=np.int64)]  # the empty one is skipped
+    assert mean_reciprocal_rank(hand, "first") == pytest.approx((1 / 2 + 1) / 2)
+    assert mean_reciprocal_rank(hand, "all") == pytest.approx(((1 / 2 + 1 / 5) / 2 + 1) / 2)
+    with pytest.raises(ValueError, match="variant"):
+        mean_reciprocal_rank(hand, "median")
     m = retrieval_metrics(x, y, geo, mrr_all=True)
     flt_all = relevant_ranks(
         x,

@@ -65,7 +65,7 @@ def delta(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
 ) -> None:
     """δ-hyperbolicity of a point set: δ, relative δ = 2δ/diameter, and the curvature c = (0.144/δ_rel)^2."""
-    from hypalign.eval.delta import delta_hyperbolicity
+    from hypalign.eval.delta import delta_hyperbolicity, sampling_plan
     from hypalign.io import check_on_manifold, load_embeddings
 
     if not (math.isfinite(c) and c > 0):
@@ -74,25 +74,22 @@ def delta(
     if x.shape[0] < 4:
         fail(f"{file}: δ needs at least 4 points, found {x.shape[0]}")
     check_on_manifold(x, metric.value, c, str(file))
-    n_used = x.shape[0] if samples is None or samples >= x.shape[0] else samples
-    n_rep = 1 if n_used == x.shape[0] else repeats
+    n_used, n_rep = sampling_plan(x.shape[0], samples, repeats)
     kwargs = dict(metric=metric.value, c=c, method=method.value, samples=samples, repeats=repeats, seed=seed)
-    if as_json or (n_rep == 1 and n_used <= 1000):
-        result = delta_hyperbolicity(x, **kwargs)  # type: ignore[arg-type]
-    else:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        with Progress(
-            TextColumn("δ on {task.fields[n]} points"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=err_console,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("delta", total=n_rep, n=n_used)
-            result = delta_hyperbolicity(x, **kwargs, on_repeat=lambda _r: progress.advance(task))  # type: ignore[arg-type]
+    with Progress(
+        TextColumn("δ on {task.fields[n]} points"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=as_json,
+    ) as progress:
+        task = progress.add_task("delta", total=n_rep, n=n_used)
+        result = delta_hyperbolicity(x, **kwargs, on_repeat=lambda _r: progress.advance(task))  # type: ignore[arg-type]
     if as_json:
         out = result.to_dict()
         out["file"] = str(file)

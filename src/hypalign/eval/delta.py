@@ -134,6 +134,14 @@ def delta_four_point_bruteforce(d: np.ndarray) -> float:
     return best
 
 
+def sampling_plan(n_total: int, samples: int | None, repeats: int) -> tuple[int, int]:
+    """``(points per estimate, number of estimates)``: every point once when ``samples`` is unset or
+    ``>= n_total``, else ``repeats`` random subsets of ``samples`` points."""
+    if samples is None or samples >= n_total:
+        return n_total, 1
+    return int(samples), max(1, int(repeats))
+
+
 @dataclass
 class DeltaResult:
     """δ-hyperbolicity estimate; ``*_std`` are over the repeats (0 for a single evaluation)."""
@@ -191,9 +199,8 @@ def delta_hyperbolicity(
     n_total = pts.shape[0]
     if samples is not None and samples < 4:
         raise ValueError(f"samples must be at least 4 (δ needs four points), got {samples}")
-    use_all = samples is None or samples >= n_total
-    n = n_total if use_all else int(samples)
-    repeats = 1 if use_all else max(1, int(repeats))
+    n, repeats = sampling_plan(n_total, samples, repeats)
+    use_all = n == n_total
     rng = np.random.default_rng(seed)
     deltas, rels, diams = [], [], []
     for r in range(repeats):

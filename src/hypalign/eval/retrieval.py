@@ -95,13 +95,9 @@ def relevant_ranks(
 
 def mean_reciprocal_rank(ranks: Sequence[np.ndarray], variant: str = "first") -> float:
     """MRR from per-query ranks: ``first`` = 1/min rank, ``all`` = mean of 1/rank over the positives."""
-    vals = []
-    for r in ranks:
-        if len(r) == 0:
-            continue
-        vals.append(1.0 / float(np.min(r)) if variant == "first" else float(np.mean(1.0 / r)))
     if variant not in ("first", "all"):
         raise ValueError(f"variant must be 'first' or 'all', got {variant!r}")
+    vals = [1.0 / float(np.min(r)) if variant == "first" else float(np.mean(1.0 / r)) for r in ranks if len(r)]
     return float(np.mean(vals)) if vals else float("nan")
 
 
@@ -163,7 +159,7 @@ def retrieval_metrics(
         if "map@r" in metrics:
             prec_at_i = np.cumsum(rel, axis=1) / cols[None, :]
             out["map@r"] = float(((prec_at_i * hits).sum(1) / rq).mean())
-    if "mrr" in metrics or mrr_all:
+    if "mrr" in metrics:
         first = np.where(rel.any(1), rel.argmax(1) + 1, 0).astype(np.float64)
         missing = np.flatnonzero(first == 0)
         if missing.size:
@@ -171,8 +167,7 @@ def retrieval_metrics(
             sel = np.flatnonzero(has_rel)[missing]
             ranks = relevant_ranks(q[sel], g, _relevant(sel, ql, gl, same), geometry, exclude=_self(sel, same))
             first[missing] = [r.min() for r in ranks]
-        if "mrr" in metrics:
-            out["mrr"] = float(np.mean(1.0 / first))
+        out["mrr"] = float(np.mean(1.0 / first))
     if mrr_all:
         sel = np.flatnonzero(has_rel)
         ranks = relevant_ranks(

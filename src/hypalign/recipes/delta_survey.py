@@ -18,7 +18,7 @@ import numpy as np
 
 from hypalign.data.go import read_go_names
 from hypalign.data.wordnet import iter_synsets
-from hypalign.eval.delta import DeltaResult, delta_hyperbolicity
+from hypalign.eval.delta import DeltaResult, delta_hyperbolicity, sampling_plan
 from hypalign.io import atomic_write_json, atomic_write_text, save_npy
 
 
@@ -91,8 +91,7 @@ def run_delta_survey(
     for s in sets:
         assert s.embeddings is not None
         for metric in ("cosine", "euclidean"):
-            k = 1 if samples >= len(s.embeddings) else repeats
-            tick = stage(f"δ {s.name} ({metric})", k)
+            tick = stage(f"δ {s.name} ({metric})", sampling_plan(len(s.embeddings), samples, repeats)[1])
             r = delta_hyperbolicity(
                 s.embeddings,
                 metric=metric,

@@ -134,8 +134,7 @@ def knn(
         ``(distances, indices)``, each ``(n, k)``, nearest first; ``-1`` / ``inf`` pad when the
         gallery has fewer than ``k`` eligible points.
     """
-    q = torch.as_tensor(np.asarray(queries) if isinstance(queries, np.ndarray) else queries)
-    g = torch.as_tensor(np.asarray(gallery) if isinstance(gallery, np.ndarray) else gallery)
+    q, g = torch.as_tensor(queries), torch.as_tensor(gallery)
     if q.dim() != 2 or g.dim() != 2 or q.shape[1] != g.shape[1]:
         raise ValueError(f"knn: expected (n, D) queries and (m, D) gallery, got {tuple(q.shape)} and {tuple(g.shape)}")
     if k < 1:
