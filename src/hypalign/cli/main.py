@@ -7,6 +7,7 @@ import typer
 from hypalign import __version__
 from hypalign.cli.delta import delta
 from hypalign.cli.evaluate import eval_app
+from hypalign.cli.hierarchy import hierarchy_app
 from hypalign.cli.index import index_app
 from hypalign.cli.quickstart import quickstart
 
@@ -21,6 +22,7 @@ app.command()(delta)
 app.command()(quickstart)
 app.add_typer(index_app, name="index")
 app.add_typer(eval_app, name="eval")
+app.add_typer(hierarchy_app, name="hierarchy")
 
 
 def _version(value: bool) -> None:

@@ -53,3 +53,39 @@ def reconstruction(
         "n_nodes": len(sel),
         "n_pairs": len(all_ranks),
     }
+
+
+def link_prediction(
+    embeddings: torch.Tensor | np.ndarray,
+    ancestors: Sequence[np.ndarray],
+    test_edges: np.ndarray,
+    geometry: Manifold,
+    hits_at: int = 10,
+) -> dict[str, float]:
+    """Ranks of held-out ``(child, parent)`` edges, filtered.
+
+    Each held-out parent ``p`` of ``u`` is ranked among the nodes that are neither ``u`` nor any
+    true ancestor of ``u`` (``ancestors[u]``, which includes the held-out ones): ``rank = 1 + #{such
+    nodes closer to u than p}``. Returns ``mean_rank``, ``mrr``, ``hits@{hits_at}`` over edges and
+    ``map`` (average precision of each child's held-out parents, averaged over children).
+    """
+    x = embeddings if isinstance(embeddings, torch.Tensor) else torch.from_numpy(np.asarray(embeddings))
+    test_edges = np.asarray(test_edges, dtype=np.int64).reshape(-1, 2)
+    if len(test_edges) == 0:
+        return {"mean_rank": float("nan"), "mrr": float("nan"), f"hits@{hits_at}": float("nan"), "map": float("nan"),
+                "n_edges": 0}
+    children = np.unique(test_edges[:, 0])
+    rel = [np.asarray(ancestors[u], dtype=np.int64) for u in children]
+    ranks = relevant_ranks(x[children], x, rel, geometry, exclude=children, filtered=True)
+    held: dict[int, set[int]] = {}
+    for c, p in test_edges.tolist():
+        held.setdefault(c, set()).add(p)
+    edge_ranks, aps = [], []
+    for u, r_all, a in zip(children.tolist(), ranks, rel):
+        sel = np.asarray([p in held[u] for p in a.tolist()])
+        r = r_all[sel]
+        edge_ranks.append(r)
+        aps.append(average_precision_from_ranks(r))
+    r = np.concatenate(edge_ranks).astype(np.float64)
+    return {"mean_rank": float(r.mean()), "mrr": float(np.mean(1.0 / r)), f"hits@{hits_at}": float(np.mean(r <= hits_at)),
+            "map": float(np.mean(aps)), "n_edges": len(r)}

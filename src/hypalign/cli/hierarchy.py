@@ -1,0 +1,165 @@
+"""``hypalign hierarchy embed|eval|plot``: WordNet / Gene Ontology / edge-list hierarchies in hyperbolic space."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hypalign.cli._common import console, print_json, user_errors
+
+hierarchy_app = typer.Typer(
+    help="Embed a hierarchy (WordNet, Gene Ontology, your edge list) and evaluate or draw it.", no_args_is_help=True
+)
+
+
+class ModelChoice(str, Enum):
+    lorentz = "lorentz"
+    poincare = "poincare"
+    euclidean = "euclidean"
+
+
+class OptimizerChoice(str, Enum):
+    adam = "adam"
+    rsgd = "rsgd"
+
+
+class MethodChoice(str, Enum):
+    umap = "umap"
+    tangent_pca = "tangent-pca"
+
+
+@hierarchy_app.command("embed")
+@user_errors
+def embed(
+    source: Annotated[str, typer.Argument(help="wordnet:nouns, wordnet:<synset> (e.g. wordnet:mammal.n.01), "
+                                          "go:BP|MF|CC, or file:<edges.tsv> (child,parent per line).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Run directory (runs/NAME).")],
+    dim: Annotated[int, typer.Option(help="Embedding dimension.", min=1)] = 10,
+    model: Annotated[ModelChoice, typer.Option(help="Geometry of the embedding.")] = ModelChoice.lorentz,
+    c: Annotated[float, typer.Option(help="Curvature magnitude (curvature -c).", min=1e-6)] = 1.0,
+    epochs: Annotated[int, typer.Option(help="Passes over the closure.", min=1)] = 150,
+    lr: Annotated[float, typer.Option(help="Learning rate (after burn-in).")] = 1.0,
+    optimizer: Annotated[OptimizerChoice, typer.Option(help="adam on the model's coordinates, or rsgd "
+                                                             "(Riemannian SGD as in the papers).")] = OptimizerChoice.adam,
+    batch_size: Annotated[int, typer.Option(help="Closure pairs per step.", min=1)] = 512,
+    negatives: Annotated[int, typer.Option(help="Negatives per positive pair.", min=1)] = 50,
+    burnin: Annotated[int, typer.Option(help="Burn-in epochs at lr/10.", min=0)] = 10,
+    link_prediction: Annotated[float, typer.Option(help="Hold out this fraction of transitive-reduction "
+                                                        "edges and report link prediction.", min=0.0, max=0.5)] = 0.0,
+    eval_every: Annotated[int, typer.Option(help="Evaluate (on a node sample) every N epochs; 0 = at the end.")] = 0,
+    eval_nodes: Annotated[int, typer.Option(help="Nodes sampled for evaluations during training (0 = all).")] = 2000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its latest checkpoint.")] = False,
+    drop_invalid: Annotated[bool, typer.Option(help="file: sources: drop bad lines (counted) instead of failing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final evaluation as JSON.")] = False,
+) -> None:
+    """Train hierarchy embeddings on the transitive closure (Nickel & Kiela 2017/2018)."""
+    import os
+
+    from hypalign.recipes.hierarchy import HierarchyConfig, train_hierarchy
+    from hypalign.train import TrainConfig
+
+    cfg = HierarchyConfig(source=source, dim=dim, model=model.value, c=c, negatives=negatives, batch_size=batch_size,
+                          link_prediction=link_prediction, eval_nodes=eval_nodes, drop_invalid=drop_invalid)
+    train = TrainConfig(run_dir=str(out), epochs=epochs, optimizer=optimizer.value, lr=lr, schedule="constant",
+                        burnin_epochs=burnin, eval_every=eval_every, seed=seed, resume=resume, log_every=20,
+                        threads=threads or os.cpu_count() or 1, best_metric=None)
+    console.print(f"[bold]hierarchy[/] {source} -> {model.value} dim {dim}, {epochs} epochs, run dir {out}")
+    result = train_hierarchy(cfg, train)
+    _show(result, as_json)
+
+
+@hierarchy_app.command("eval")
+@user_errors
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run directory written by `hypalign hierarchy embed`.")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """Reconstruction mean rank and MAP of a trained run (and link prediction if it held edges out)."""
+    import json
+
+    import numpy as np
+    import torch
+
+    from hypalign.errors import InputError
+    from hypalign.eval.hierarchy import link_prediction, reconstruction
+    from hypalign.geometry import get_geometry
+    from hypalign.recipes.hierarchy import load_run, load_source, split_link_prediction
+
+    emb, names, meta = load_run(run)
+    try:
+        cfg = json.loads((run / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{run / 'config.json'}: unreadable ({exc})") from None
+    hcfg = cfg["hierarchy"]
+    h = load_source(hcfg["source"], hcfg.get("drop_invalid", False))
+    if h.names != names:
+        raise InputError(f"{run}: names.txt does not match {hcfg['source']} (the source changed since training?)")
+    geom = get_geometry(meta["geometry"], c=meta["c"])
+    x = torch.from_numpy(emb)
+    anc = h.ancestors()
+    out = {"source": hcfg["source"], "model": meta["geometry"], "dim": meta["dim"], "nodes": h.n_nodes}
+    out.update({k: v for k, v in reconstruction(x, anc, geom).items()})
+    if hcfg.get("link_prediction", 0) > 0:
+        _, test = split_link_prediction(h, hcfg["link_prediction"], cfg["train"]["seed"])
+        out.update({f"lp_{k}": v for k, v in link_prediction(x, anc, test, geom).items()})
+    _show({k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in out.items()}, as_json)
+
+
+@hierarchy_app.command("plot")
+@user_errors
+def plot(
+    run: Annotated[Path, typer.Argument(help="Run directory written by `hypalign hierarchy embed`.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Image file (.png, .pdf, .svg).")],
+    method: Annotated[MethodChoice, typer.Option(help="Projection for dim > 2.")] = MethodChoice.umap,
+    label_top: Annotated[int, typer.Option(help="Label this many nodes nearest the origin.")] = 25,
+    max_points: Annotated[int, typer.Option(help="Draw at most this many nodes (those nearest the origin).")] = 3000,
+) -> None:
+    """Draw the run's embedding in the Poincaré disk with the top levels labelled."""
+    import json
+
+    import numpy as np
+    import torch
+
+    from hypalign.geometry import get_geometry
+    from hypalign.recipes.hierarchy import load_run
+    from hypalign.viz.disk import plot_disk, to_disk
+
+    emb, names, meta = load_run(run)
+    geom = get_geometry(meta["geometry"], c=meta["c"])
+    keep = np.arange(len(emb))
+    if len(emb) > max_points:
+        r = geom.dist(torch.zeros(1, emb.shape[1], dtype=torch.float64), torch.from_numpy(emb).double()).numpy()
+        keep = np.sort(np.argsort(r)[:max_points])
+    pts = to_disk(emb[keep], meta["geometry"], meta["c"], method=method.value)
+    edges = None
+    cfg_path = run / "config.json"
+    if cfg_path.exists():
+        from hypalign.recipes.hierarchy import load_source
+
+        h = load_source(json.loads(cfg_path.read_text())["hierarchy"]["source"])
+        if h.names == names:
+            remap = -np.ones(len(emb), dtype=np.int64)
+            remap[keep] = np.arange(len(keep))
+            e = remap[h.edges]
+            edges = e[(e >= 0).all(1)]
+    label = [names[i].split(".")[0] for i in keep]
+    plot_disk(pts, out, names=label, edges=edges, label_top=label_top,
+              title=f"{run.name}: {meta['geometry']} dim {meta['dim']} ({method.value})")
+    console.print(f"wrote {out}")
+
+
+def _show(result: dict, as_json: bool) -> None:
+    if as_json:
+        print_json(result)
+        return
+    from rich.table import Table
+
+    t = Table("metric", "value")
+    for k, v in result.items():
+        t.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    console.print(t)

@@ -1,0 +1,1 @@
+"""Training objectives (each documented with its formula and paper)."""

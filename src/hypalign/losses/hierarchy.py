@@ -1,0 +1,102 @@
+"""The hierarchy-embedding objective of Poincaré embeddings (Nickel & Kiela 2017, eq. 6; 2018, eq. 9).
+
+For a closure edge ``(u, v)`` (``v`` an ancestor of ``u``) and negatives ``N(u)`` (nodes that are
+not ancestors of ``u``, nor ``u``), the loss is the softmax cross-entropy
+
+    ``L(u, v) = -log( exp(-d(u, v)) / sum_{v' in {v} ∪ N(u)} exp(-d(u, v')) )``
+
+averaged over the batch. :func:`hierarchy_nll_loss` evaluates it in torch for any geometry (the
+reference path, also used with Riemannian SGD); :func:`hierarchy_nll_fused` computes loss and
+gradient in one numba pass for the three models (Lorentz space components, Poincaré ball,
+Euclidean) and is what training uses by default (same value and gradient; tested against the torch
+path in float64).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+KINDS = {"lorentz": 0, "poincare": 1, "euclidean": 2}
+T = TypeVar("T")
+
+
+def hierarchy_nll_loss(d: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean over rows of ``-log softmax(-d)[0]``; ``d`` is ``(B, 1 + K)`` with the positive first.
+
+    ``mask`` (same shape, bool) leaves out candidates that must not count as negatives.
+    """
+    logits = -d
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf"))
+    return torch.nn.functional.cross_entropy(logits, torch.zeros(d.shape[0], dtype=torch.long, device=d.device))
+
+
+class _FusedNLL(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, weight: Tensor, u: Tensor, v: Tensor, mask: Tensor, kind: int, c: float) -> Tensor:
+        from hypalign.losses._hierarchy_kernels import hierarchy_nll_grad
+
+        w = weight.detach().float().contiguous().numpy()
+        un, vn, mn = u.numpy(), v.numpy(), mask.numpy()
+        n = len(un)
+
+        def run(s: slice) -> tuple[np.ndarray, np.ndarray]:
+            grad = np.zeros(w.shape, dtype=np.float64)  # one per thread: no write races
+            return hierarchy_nll_grad(w, un[s], vn[s], mn[s], kind, float(c), 1.0 / n, grad), grad
+
+        parts = _run_split(run, n)
+        grad = parts[0][1]
+        for p in parts[1:]:
+            grad += p[1]
+        ctx.save_for_backward(torch.from_numpy(grad))
+        ctx.dtype = weight.dtype
+        return torch.tensor(float(np.concatenate([p[0] for p in parts]).mean()), dtype=weight.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        (grad,) = ctx.saved_tensors
+        return (grad * grad_out.double()).to(ctx.dtype), None, None, None, None, None
+
+
+def hierarchy_nll_fused(weight: Tensor, u: Tensor, v: Tensor, mask: Tensor, model: str, c: float = 1.0) -> Tensor:
+    """Same value and gradient as ``hierarchy_nll_loss(dist(weight[u], weight[v]), mask)`` (CPU tensors).
+
+    ``weight``: ``(N, D)`` coordinates (Lorentz space components, Poincaré ball points or Euclidean);
+    ``u``: ``(B,)``; ``v``: ``(B, 1 + K)`` (positive first); ``mask``: ``(B, 1 + K)`` bool.
+    """
+    if model not in KINDS:
+        raise ValueError(f"unknown model {model!r}; expected one of {', '.join(KINDS)}")
+    if weight.device.type != "cpu":
+        raise ValueError("the fused hierarchy loss runs on CPU; use hierarchy_nll_loss on other devices")
+    return _FusedNLL.apply(weight, u.contiguous(), v.contiguous(), mask.contiguous(), KINDS[model], c)
+
+
+def negative_mask(u: Tensor, v: Tensor, indptr: np.ndarray, indices: np.ndarray) -> Tensor:
+    """Which candidates count: the positive always; a negative unless it is ``u`` or one of ``u``'s
+    ancestors (``indices[indptr[u]:indptr[u+1]]``, sorted)."""
+    from hypalign.losses._hierarchy_kernels import negative_mask as _mask
+
+    un, vn = u.numpy(), v.numpy()
+    return torch.from_numpy(np.concatenate(_run_split(lambda s: _mask(un[s], vn[s], indptr, indices), len(un))))
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _run_split(fn: Callable[[slice], T], n: int, min_rows: int = 256) -> list[T]:
+    """Run ``fn`` on contiguous slices of ``range(n)``, one per torch thread (the kernels release the GIL)."""
+    global _POOL
+    threads = max(1, min(torch.get_num_threads(), n // min_rows))
+    if threads == 1:
+        return [fn(slice(0, n))]
+    if _POOL is None or _POOL._max_workers < threads:  # noqa: SLF001
+        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hypalign-hier")
+    bounds = np.linspace(0, n, threads + 1).astype(int)
+    futures = [_POOL.submit(fn, slice(int(a), int(b))) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [f.result() for f in futures]

@@ -1,0 +1,1 @@
+"""Models: encoders with heads that map into a geometry, and embedding tables."""

@@ -1,0 +1,218 @@
+"""Hierarchy embedding recipe (Nickel & Kiela 2017 Poincaré embeddings; 2018 Lorentz model).
+
+Trains :class:`hypalign.models.hierarchy.HierarchyEmbedding` on the transitive closure of a
+hierarchy with the shared :class:`hypalign.train.Trainer`:
+
+* every closure pair ``(u, v)`` (``v`` an ancestor of ``u``) is a positive, with ``negatives``
+  uniformly drawn nodes that are neither ``u`` nor ancestors of ``u`` (drawn again each time;
+  candidates that hit an ancestor are masked out rather than redrawn);
+* loss: :mod:`hypalign.losses.hierarchy`; burn-in: the first ``burnin_epochs`` at ``lr / 10``;
+* optimiser: ``adam`` on the model's own coordinates (default: for Lorentz these are the space
+  components, a global chart of the hyperboloid, so no projection is needed), or ``rsgd``
+  (Riemannian SGD as in the papers: exact exponential map on the hyperboloid, rescaled gradient
+  plus projection in the ball);
+* evaluation: reconstruction mean rank / MAP (:func:`hypalign.eval.hierarchy.reconstruction`) and,
+  when ``link_prediction > 0``, ranks of held-out edges of the transitive reduction.
+
+Sources: ``wordnet:nouns``, ``wordnet:<synset>`` (a subtree, e.g. ``wordnet:mammal.n.01``),
+``go:BP|MF|CC``, ``file:<path>`` (a child,parent edge list).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hypalign.data.hierarchy import Hierarchy, go_hierarchy, read_edge_list, wordnet_noun_hierarchy
+from hypalign.errors import InputError
+from hypalign.eval.hierarchy import link_prediction, reconstruction
+from hypalign.io import atomic_write_json, atomic_write_text, save_npy
+from hypalign.losses.hierarchy import negative_mask
+from hypalign.models.hierarchy import HIERARCHY_MODELS, HierarchyEmbedding
+from hypalign.train import Task, TrainConfig, Trainer
+
+
+@dataclass
+class HierarchyConfig:
+    source: str
+    dim: int = 10
+    model: str = "lorentz"
+    c: float = 1.0
+    negatives: int = 50
+    batch_size: int = 1024
+    link_prediction: float = 0.0  # fraction of transitive-reduction edges held out
+    eval_nodes: int = 2000  # nodes sampled for evaluations during training (0 = all); the final one uses all
+    drop_invalid: bool = False
+    init_scale: float = 1e-3
+
+
+def load_source(source: str, drop_invalid: bool = False) -> Hierarchy:
+    """``wordnet:nouns``, ``wordnet:<synset>``, ``go:<BP|MF|CC>`` or ``file:<path>``."""
+    kind, _, arg = source.partition(":")
+    if not arg:
+        raise InputError(f"source {source!r}: expected wordnet:nouns, wordnet:<synset>, go:BP|MF|CC or file:<path>")
+    if kind == "wordnet":
+        h = wordnet_noun_hierarchy()
+        return h if arg == "nouns" else h.subtree(arg)
+    if kind == "go":
+        return go_hierarchy(arg)
+    if kind == "file":
+        return read_edge_list(arg, drop_invalid=drop_invalid)
+    raise InputError(f"source {source!r}: unknown kind {kind!r}; expected wordnet, go or file")
+
+
+def transitive_reduction(h: Hierarchy, ancestors: list[np.ndarray] | None = None) -> np.ndarray:
+    """Direct edges ``(child, parent)`` not implied by another path (the Hasse diagram)."""
+    anc = ancestors if ancestors is not None else h.ancestors()
+    parents = h.parents()
+    keep = []
+    for c, ps in enumerate(parents):
+        for p in ps:
+            if not any(q != p and p in set(anc[q].tolist()) for q in ps):
+                keep.append((c, p))
+    return np.asarray(sorted(set(keep)), dtype=np.int64).reshape(-1, 2)
+
+
+def split_link_prediction(
+    h: Hierarchy, fraction: float, seed: int = 0
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Hold out ``fraction`` of the transitive-reduction edges.
+
+    Returns the training ancestors of every node (the full closure minus the held-out pairs: the
+    other ancestors stay, so a held-out parent has to be inferred from the rest of the
+    hierarchy) and the held-out ``(child, parent)`` pairs.
+    """
+    anc = h.ancestors()
+    red = transitive_reduction(h, anc)
+    rng = np.random.default_rng(seed)
+    n_test = int(round(fraction * len(red)))
+    test = red[np.sort(rng.choice(len(red), size=n_test, replace=False))] if n_test else red[:0]
+    held: dict[int, set[int]] = {}
+    for c, p in test.tolist():
+        held.setdefault(c, set()).add(p)
+    train = [a if v not in held else np.asarray([x for x in a.tolist() if x not in held[v]], dtype=np.int64)
+             for v, a in enumerate(anc)]
+    return train, test
+
+
+def _csr(ancestors: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    indptr = np.zeros(len(ancestors) + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum([len(a) for a in ancestors])
+    indices = np.concatenate(ancestors).astype(np.int64) if indptr[-1] else np.zeros(0, dtype=np.int64)
+    return indptr, indices
+
+
+class HierarchyTask(Task):
+    """Closure pairs in shuffled batches, fresh negatives per batch; evaluation by reconstruction."""
+
+    def __init__(self, hierarchy: Hierarchy, cfg: HierarchyConfig, seed: int = 0) -> None:
+        if cfg.model not in HIERARCHY_MODELS:
+            raise InputError(f"model {cfg.model!r}: expected one of {', '.join(HIERARCHY_MODELS)}")
+        if cfg.negatives < 1 or cfg.batch_size < 1:
+            raise InputError("negatives and batch size must be >= 1")
+        self.h, self.cfg, self.seed = hierarchy, cfg, seed
+        self.all_ancestors = hierarchy.ancestors()
+        if cfg.link_prediction > 0:
+            self.train_ancestors, self.test_edges = split_link_prediction(hierarchy, cfg.link_prediction, seed)
+        else:
+            self.train_ancestors, self.test_edges = self.all_ancestors, np.zeros((0, 2), dtype=np.int64)
+        self.indptr, self.indices = _csr(self.train_ancestors)
+        self.pairs = torch.from_numpy(
+            np.column_stack([np.repeat(np.arange(hierarchy.n_nodes), np.diff(self.indptr)), self.indices])
+        )
+        if len(self.pairs) == 0:
+            raise InputError("the hierarchy has no edges to train on")
+        gen = torch.Generator().manual_seed(seed)
+        self.model: HierarchyEmbedding = HierarchyEmbedding(
+            hierarchy.n_nodes, cfg.dim, cfg.model, cfg.c, cfg.init_scale, generator=gen
+        )
+        rng = np.random.default_rng(seed)
+        n = hierarchy.n_nodes
+        self.eval_sample = (
+            None if not cfg.eval_nodes or cfg.eval_nodes >= n else np.sort(rng.choice(n, cfg.eval_nodes, replace=False))
+        )
+
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        perm = torch.randperm(len(self.pairs), generator=g)
+        return list(perm.split(self.cfg.batch_size))
+
+    def loss(self, model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        e = self.pairs[batch]
+        u = e[:, 0].contiguous()
+        neg = torch.randint(self.h.n_nodes, (len(u), self.cfg.negatives))
+        v = torch.cat([e[:, 1:2], neg], dim=1)
+        mask = negative_mask(u, v, self.indptr, self.indices)
+        return model(u, v, mask)
+
+    def batch_items(self, batch: Any) -> int:
+        return int(batch.shape[0])
+
+    def param_groups(self, model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+        group: dict[str, Any] = {"params": [model.weight], "weight_decay": 0.0}
+        if cfg.optimizer == "rsgd":
+            group.update(manifold=self.cfg.model, c=self.cfg.c)
+        return [group]
+
+    def after_step(self, model: nn.Module) -> None:
+        model.project_()  # type: ignore[operator]
+
+    def evaluate(self, model: nn.Module, full: bool = False) -> dict[str, float]:
+        m: HierarchyEmbedding = model  # type: ignore[assignment]
+        nodes = None if full else self.eval_sample
+        out = reconstruction(m.points(), self.all_ancestors, m.geometry, nodes=nodes)
+        res = {"map": out["map"], "mean_rank": out["mean_rank"]}
+        if len(self.test_edges):
+            lp = link_prediction(m.points(), self.all_ancestors, self.test_edges, m.geometry)
+            res.update({f"lp_{k}": v for k, v in lp.items() if k != "n_edges"})
+        return res
+
+
+def save_embeddings(run_dir: Path, task: HierarchyTask) -> None:
+    """``embeddings.npy`` + ``names.txt`` (one per row) + ``embedding.json`` (geometry, c)."""
+    m = task.model
+    save_npy(run_dir / "embeddings.npy", m.points().numpy().astype(np.float32))
+    atomic_write_text(run_dir / "names.txt", "".join(n + "\n" for n in task.h.names))
+    atomic_write_json(
+        run_dir / "embedding.json",
+        {"geometry": m.model, "c": m.c, "dim": int(m.weight.shape[1]), "n": task.h.n_nodes,
+         "coordinates": {"lorentz": "space components (x_0 = sqrt(1/c + |x|^2))", "poincare": "ball",
+                         "euclidean": "cartesian"}[m.model]},
+    )
+
+
+def train_hierarchy(cfg: HierarchyConfig, train: TrainConfig, hierarchy: Hierarchy | None = None) -> dict[str, Any]:
+    """Train, save embeddings, run the full evaluation; returns the evaluation dict (also ``eval.json``)."""
+    h = hierarchy if hierarchy is not None else load_source(cfg.source, cfg.drop_invalid)
+    task = HierarchyTask(h, cfg, seed=train.seed)
+    trainer = Trainer(task, train, extra_config={"recipe": "hierarchy", "hierarchy": asdict(cfg),
+                                                 "nodes": h.n_nodes, "closure_pairs": int(len(task.pairs))})
+    result = trainer.fit()
+    run_dir = Path(train.run_dir)
+    save_embeddings(run_dir, task)
+    final = task.evaluate(task.model, full=True)
+    out = {"source": cfg.source, "model": cfg.model, "dim": cfg.dim, "nodes": h.n_nodes,
+           "closure_pairs": int(sum(len(a) for a in task.all_ancestors)),
+           "train_seconds": result.seconds, "epochs": result.epoch, "steps": result.step, **final}
+    atomic_write_json(run_dir / "eval.json", out)
+    return out
+
+
+def load_run(run_dir: str | Path) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+    """Embeddings, node names and ``embedding.json`` of a finished hierarchy run."""
+    run_dir = Path(run_dir)
+    for f in ("embeddings.npy", "names.txt", "embedding.json"):
+        if not (run_dir / f).is_file():
+            raise InputError(f"{run_dir}: missing {f} (is this a finished `hypalign hierarchy embed` run?)")
+    emb = np.load(run_dir / "embeddings.npy", allow_pickle=False)
+    names = (run_dir / "names.txt").read_text(encoding="utf-8").splitlines()
+    meta = json.loads((run_dir / "embedding.json").read_text())
+    if len(names) != len(emb):
+        raise InputError(f"{run_dir}: names.txt has {len(names)} lines for {len(emb)} embeddings")
+    return emb, names, meta

@@ -1,0 +1,20 @@
+"""The shared trainer: :class:`Trainer` runs a recipe's :class:`Task` under a :class:`TrainConfig`."""
+
+from hypalign.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from hypalign.train.optim import RiemannianSGD, param_groups
+from hypalign.train.schedule import LRSchedule
+from hypalign.train.trainer import FitResult, Task, TrainConfig, Trainer, seed_everything
+
+__all__ = [
+    "FitResult",
+    "LRSchedule",
+    "RiemannianSGD",
+    "Task",
+    "TrainConfig",
+    "Trainer",
+    "find_checkpoint",
+    "load_checkpoint",
+    "param_groups",
+    "save_checkpoint",
+    "seed_everything",
+]

@@ -1,0 +1,476 @@
+"""The one training loop every recipe uses (Hyp-ViT, hierarchy embedding, protein, image-text).
+
+A recipe is a :class:`Task`: it says what a batch is (``batches(epoch)``: a deterministic list of
+batch *specifications*, e.g. index arrays, so a resumed run can skip exactly the ones already
+seen), how to turn specifications into tensors (``iterate``), what the loss is (``loss``) and how
+to evaluate (``evaluate``, through :mod:`hypalign.eval`). The :class:`Trainer` does the rest:
+
+* optimizer (AdamW with decay on matrices only, Adam, SGD, or Riemannian SGD for manifold
+  parameters) and the warmup + burn-in + cosine schedule of :mod:`hypalign.train.schedule`;
+* gradient accumulation, gradient clipping (global L2 norm), autocast (bf16 on CPU, fp16 with a
+  gradient scaler or bf16 on CUDA), deterministic seeding;
+* a run directory ``runs/NAME/`` with ``config.json``, ``metrics.jsonl`` (one JSON object per
+  logged step or evaluation), checkpoints ``latest/`` and ``best/`` written atomically
+  (:mod:`hypalign.train.checkpoint`), optional TensorBoard event files;
+* ``resume=True`` continues from ``latest/`` *exactly*: optimizer, scheduler and RNG states are
+  restored and the epoch's remaining batches are replayed in the same order, so a run killed with
+  SIGKILL and resumed ends with the same weights as one never interrupted (tested);
+* DDP under ``torchrun`` (rank 0 alone writes files and draws the rich progress bar).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hypalign.errors import InputError
+from hypalign.io import atomic_write_json
+from hypalign.train import distributed as dist_utils
+from hypalign.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint, unwrap
+from hypalign.train.optim import RiemannianSGD, param_groups
+from hypalign.train.schedule import LRSchedule
+
+OPTIMIZERS = ("adamw", "adam", "sgd", "rsgd")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """Everything the loop needs; saved as ``config.json["train"]`` in the run directory."""
+
+    run_dir: str
+    epochs: int = 10
+    max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs for the schedule)
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    burnin_epochs: int = 0
+    burnin_factor: float = 0.1
+    grad_clip: float | None = None
+    grad_accum: int = 1
+    precision: str = "fp32"
+    device: str = "auto"
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 1  # epochs; 0 = only at the end
+    save_every: int = 0  # optimizer steps between 'latest' checkpoints; 0 = end of each epoch only
+    best_metric: str | None = None
+    best_mode: str = "max"
+    progress: bool = True
+    tensorboard: bool = False
+    resume: bool = False
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)  # type: ignore[assignment]
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+        if self.grad_accum < 1 or self.epochs < 1 or self.lr <= 0:
+            raise InputError("grad_accum and epochs must be >= 1 and lr > 0")
+        if self.best_mode not in ("max", "min"):
+            raise InputError(f"best_mode {self.best_mode!r}: expected max or min")
+
+
+class Task:
+    """What a recipe supplies to the :class:`Trainer` (override the methods a recipe needs)."""
+
+    model: nn.Module
+
+    def batches(self, epoch: int) -> Sequence[Any]:
+        """This rank's batch specifications for ``epoch``; the same list every time it is asked."""
+        raise NotImplementedError
+
+    def iterate(self, specs: Sequence[Any]) -> Iterable[Any]:
+        """Turn specifications into batches (default: as they are); may use DataLoader workers."""
+        return iter(specs)
+
+    def loss(self, model: nn.Module, batch: Any) -> torch.Tensor | dict[str, torch.Tensor]:
+        """A scalar loss, or a dict with a ``loss`` entry plus other scalars to log."""
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Metrics of the current model (rank 0 only); empty when the task has none."""
+        return {}
+
+    def param_groups(self, model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+        return param_groups(model, cfg.weight_decay)
+
+    def batch_items(self, batch: Any) -> int:
+        """How many examples a batch holds (for the throughput column)."""
+        if isinstance(batch, torch.Tensor):
+            return int(batch.shape[0])
+        if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], torch.Tensor):
+            return int(batch[0].shape[0])
+        if isinstance(batch, dict):
+            for v in batch.values():
+                if isinstance(v, torch.Tensor):
+                    return int(v.shape[0])
+        return 1
+
+    def after_step(self, model: nn.Module) -> None:
+        """Called after every optimizer step (e.g. to project parameters back onto a manifold)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+
+@dataclass
+class FitResult:
+    step: int
+    epoch: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    best: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    timing: dict[str, float] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": torch.tensor([np_state[2], np_state[3]], dtype=torch.int64),
+        "numpy_gauss": torch.tensor([np_state[4]], dtype=torch.float64),
+        "python": torch.tensor(list(random.getstate()[1]), dtype=torch.int64),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    pos = state["numpy_pos"].tolist()
+    np.random.set_state(
+        ("MT19937", state["numpy_keys"].numpy().astype(np.uint32), pos[0], pos[1], float(state["numpy_gauss"][0]))
+    )
+    random.setstate((3, tuple(int(v) for v in state["python"].tolist()), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(list(state["cuda"]))
+
+
+class Trainer:
+    """Runs a :class:`Task` under a :class:`TrainConfig`; see the module docstring."""
+
+    def __init__(self, task: Task, config: TrainConfig, extra_config: dict[str, Any] | None = None) -> None:
+        self.task, self.cfg = task, config
+        self.extra_config = extra_config or {}
+        self.run_dir = Path(config.run_dir)
+        self.distributed = dist_utils.init_from_env()
+        self.rank = dist_utils.rank()
+        self.is_main = self.rank == 0
+        self.device = resolve_device(config.device)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self._tb: Any = None
+
+    # -- set-up ----------------------------------------------------------------------------------
+    def _make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        cfg = self.cfg
+        groups = self.task.param_groups(unwrap(model), cfg)
+        if cfg.optimizer == "adamw":
+            return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+        if cfg.optimizer == "adam":
+            for g in groups:
+                g["weight_decay"] = 0.0
+            return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas)
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(groups, lr=cfg.lr)
+        return RiemannianSGD(groups, lr=cfg.lr)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.cfg.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.cfg.precision == "bf16" else torch.float16
+        if dtype == torch.float16 and self.device.type != "cuda":
+            raise InputError("precision fp16 needs a CUDA device; use bf16 on CPU")
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if not self.is_main:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, allow_nan=True) + "\n")
+            fh.flush()
+        if self._tb is not None:
+            for k, v in record.items():
+                if k not in ("step", "epoch") and isinstance(v, (int, float)):
+                    self._tb.add_scalar(k, v, record["step"])
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop metric lines written after the checkpoint we resume from (they will be written again)."""
+        path = self.run_dir / "metrics.jsonl"
+        if not self.is_main or not path.exists():
+            return
+        keep = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    keep.append(line)
+            except json.JSONDecodeError:  # a line cut by the kill
+                continue
+        path.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def fit(self) -> FitResult:
+        cfg, task = self.cfg, self.task
+        seed_everything(cfg.seed + 1000 * self.rank)
+        model = task.model.to(self.device)
+        if self.distributed:
+            model = nn.parallel.DistributedDataParallel(model)
+        optimizer = self._make_optimizer(model)
+        n_micro = len(task.batches(0))
+        if n_micro == 0:
+            raise InputError("the training set gives no batches (is it smaller than one batch?)")
+        steps_per_epoch = math.ceil(n_micro / cfg.grad_accum)
+        total = cfg.max_steps or cfg.epochs * steps_per_epoch
+        schedule = LRSchedule(
+            total_steps=total,
+            warmup_steps=cfg.warmup_steps,
+            kind=cfg.schedule,
+            min_ratio=cfg.min_lr_ratio,
+            burnin_steps=cfg.burnin_epochs * steps_per_epoch,
+            burnin_factor=cfg.burnin_factor,
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+
+        step, epoch, micro_done, best_value = 0, 0, 0, None
+        metrics: dict[str, float] = {}
+        if cfg.resume:
+            ckpt = find_checkpoint(self.run_dir, "latest")
+            if ckpt is None:
+                raise InputError(f"{self.run_dir}: no checkpoint to resume from (expected {self.run_dir / 'latest'})")
+            state, meta = load_checkpoint(ckpt, model)
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            if scaler is not None and "scaler" in state:
+                scaler.load_state_dict(state["scaler"])
+            task.load_state_dict(state.get("task", {}))
+            _set_rng_state(state["rng"][min(self.rank, len(state["rng"]) - 1)])
+            step, epoch, micro_done = meta["step"], meta["epoch"], meta["micro_in_epoch"]
+            best_value = meta.get("best_value")
+            metrics = meta.get("metrics", {})
+            self._truncate_metrics(step)
+        elif self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "metrics.jsonl").write_text("")
+        if self.is_main:
+            atomic_write_json(self.run_dir / "config.json", {"train": _jsonable(asdict(cfg)), **self.extra_config})
+            if cfg.tensorboard:
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+                except ImportError:
+                    raise InputError("--tensorboard needs the tensorboard package (pip install tensorboard)") from None
+                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+
+        def checkpoint(tag: str, epoch_: int, micro_: int) -> None:
+            rngs = [_rng_state()]
+            if self.distributed:
+                gathered: list[Any] = [None] * dist_utils.world_size()
+                torch.distributed.all_gather_object(gathered, rngs[0])
+                rngs = gathered
+            if not self.is_main:
+                return
+            state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rngs,
+                     "task": task.state_dict()}
+            if scaler is not None:
+                state["scaler"] = scaler.state_dict()
+            meta = {"step": step, "epoch": epoch_, "micro_in_epoch": micro_, "metrics": metrics,
+                    "best_value": best_value, "best_metric": cfg.best_metric}
+            save_checkpoint(self.run_dir, tag, model, state, meta)
+
+        def run_eval(epoch_: int) -> None:
+            nonlocal best_value, metrics
+            if not self.is_main:
+                return
+            model.eval()
+            with torch.no_grad():
+                result = task.evaluate(unwrap(model))
+            model.train()
+            if not result:
+                return
+            metrics = {k: float(v) for k, v in result.items()}
+            self._log({"step": step, "epoch": epoch_, **{f"eval/{k}": v for k, v in metrics.items()}})
+            if cfg.best_metric and cfg.best_metric in metrics:
+                v = metrics[cfg.best_metric]
+                better = best_value is None or (v > best_value if cfg.best_mode == "max" else v < best_value)
+                if better:
+                    best_value = v
+                    checkpoint("best", epoch_, 0)
+
+        progress = _Progress(total, enabled=cfg.progress and self.is_main)
+        progress.start(step)
+        timing = {"data": 0.0, "compute": 0.0, "other": 0.0, "items": 0.0, "steps": 0.0}
+        t_start = time.perf_counter()
+        model.train()
+        window_loss, window_n, window_items, window_t = 0.0, 0, 0, time.perf_counter()
+        try:
+            while epoch < cfg.epochs and step < total:
+                specs = task.batches(epoch)
+                remaining = specs[micro_done:] if micro_done else specs
+                it: Iterator[Any] = iter(task.iterate(remaining))
+                micro = micro_done
+                extra_logs: dict[str, float] = {}
+                while step < total:
+                    t0 = time.perf_counter()
+                    group: list[Any] = []
+                    for _ in range(cfg.grad_accum):
+                        try:
+                            group.append(next(it))
+                        except StopIteration:
+                            break
+                    if not group:
+                        break
+                    t1 = time.perf_counter()
+                    loss_sum = 0.0
+                    for i, batch in enumerate(group):
+                        batch = to_device(batch, self.device)
+                        sync = contextlib.nullcontext()
+                        if self.distributed and i < len(group) - 1:
+                            sync = model.no_sync()  # type: ignore[operator]
+                        with sync:
+                            with self._autocast():
+                                out = task.loss(model, batch)
+                            loss = out["loss"] if isinstance(out, dict) else out
+                            if not torch.isfinite(loss):
+                                raise FloatingPointError(
+                                    f"loss is {loss.item()} at step {step} (epoch {epoch}); lower the learning "
+                                    "rate, enable --grad-clip, or check the inputs"
+                                )
+                            scaled = loss / len(group)
+                            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                        loss_sum += float(loss.detach())
+                        window_items += task.batch_items(batch)
+                        if isinstance(out, dict):
+                            extra_logs = {k: float(v) for k, v in out.items() if k != "loss"}
+                    if scaler is not None:
+                        scaler.unscale_(optimizer)
+                    if cfg.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    if scaler is not None:
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    task.after_step(unwrap(model))
+                    step += 1
+                    micro += len(group)
+                    t2 = time.perf_counter()
+                    window_loss += loss_sum / len(group)
+                    window_n += 1
+                    timing["data"] += t1 - t0
+                    timing["compute"] += t2 - t1
+                    timing["steps"] += 1
+                    if step % cfg.log_every == 0 or step == total:
+                        now = time.perf_counter()
+                        rate = window_items / max(now - window_t, 1e-9)
+                        avg = window_loss / max(window_n, 1)
+                        self._log({"step": step, "epoch": epoch, "loss": avg, "lr": scheduler.get_last_lr()[0],
+                                   "items_per_s": rate, **extra_logs})
+                        progress.update(step, epoch, avg, rate)
+                        timing["items"] += window_items
+                        window_loss, window_n, window_items, window_t = 0.0, 0, 0, time.perf_counter()
+                    if cfg.save_every and step % cfg.save_every == 0:
+                        checkpoint("latest", epoch, micro)
+                    timing["other"] += time.perf_counter() - t2
+                epoch += 1
+                micro_done = 0
+                if cfg.eval_every and epoch % cfg.eval_every == 0 and epoch < cfg.epochs and step < total:
+                    run_eval(epoch)
+                checkpoint("latest", epoch, 0)
+            run_eval(epoch)
+            checkpoint("latest", epoch, 0)
+        finally:
+            progress.stop()
+            if self._tb is not None:
+                self._tb.close()
+        seconds = time.perf_counter() - t_start
+        return FitResult(step=step, epoch=epoch, metrics=metrics,
+                         best={cfg.best_metric: best_value} if cfg.best_metric and best_value is not None else {},
+                         seconds=seconds, timing=timing)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+class _Progress:
+    """rich progress bar: step, epoch, loss, throughput, ETA (drawn by rank 0 only)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled = total, enabled
+        self._p: Any = None
+        self._task: Any = None
+
+    def start(self, step: int) -> None:
+        if not self.enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._p = Progress(
+            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("epoch {task.fields[epoch]}"),
+            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]}/s"), TimeRemainingColumn(),
+            transient=False,
+        )
+        self._p.start()
+        self._task = self._p.add_task("train", total=self.total, completed=step, epoch=0, loss="-", rate="-")
+
+    def update(self, step: int, epoch: int, loss: float, rate: float) -> None:
+        if self._p is not None:
+            self._p.update(self._task, completed=step, epoch=epoch, loss=f"{loss:.4f}", rate=f"{rate:,.0f}")
+
+    def stop(self) -> None:
+        if self._p is not None:
+            self._p.stop()
