@@ -65,9 +65,10 @@ def embed(
 
     cfg = HierarchyConfig(source=source, dim=dim, model=model.value, c=c, negatives=negatives, batch_size=batch_size,
                           link_prediction=link_prediction, eval_nodes=eval_nodes, drop_invalid=drop_invalid)
-    train = TrainConfig(run_dir=str(out), epochs=epochs, optimizer=optimizer.value, lr=lr, schedule="constant",
+    train = TrainConfig(run_dir=str(out), epochs=epochs,
+                        optimizer="sparse_adam" if optimizer.value == "adam" else optimizer.value, lr=lr, schedule="constant",
                         burnin_epochs=burnin, eval_every=eval_every, seed=seed, resume=resume, log_every=20,
-                        threads=threads or os.cpu_count() or 1, best_metric=None)
+                        threads=threads or os.cpu_count() or 1, best_metric=None, save_interval_s=30.0)
     console.print(f"[bold]hierarchy[/] {source} -> {model.value} dim {dim}, {epochs} epochs, run dir {out}")
     result = train_hierarchy(cfg, train)
     _show(result, as_json)

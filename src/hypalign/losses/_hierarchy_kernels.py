@@ -6,7 +6,8 @@ For each edge ``b`` with candidates ``v[b, 0]`` (the true ancestor) and ``v[b, 1
 
   ``loss_b = d(u, v_0) + log sum_k exp(-d(u, v_k))``  and  ``dloss_b/dd_k = [k = 0] - softmax(-d)_k``,
 
-then chains through the distance and adds ``scale * dloss_b/dx`` into ``grad`` (rows of ``emb``):
+then chains through the distance and writes ``scale * dloss_b/dx`` for the row ``u[b]`` into ``gu[b]``
+and for each candidate row ``v[b, k]`` into ``gv[b, k]`` (zero when masked):
 
 * ``kind 0`` Lorentz, points given by space components (``x_0 = sqrt(1/c + |x|^2)``):
   ``A = c (x_0 y_0 - <x, y>)``, ``d = acosh(A) / sqrt(c)``, ``dA/dx = c (y_0 x / x_0 - y)``;
@@ -27,7 +28,7 @@ import numpy as np
 
 
 @numba.njit(nogil=True, cache=True, fastmath=False)
-def hierarchy_nll_grad(emb, u, v, mask, kind, c, scale, grad):  # pragma: no cover - compiled
+def hierarchy_nll_grad(emb, u, v, mask, kind, c, scale, gu, gv):  # pragma: no cover - compiled
     B, K1 = v.shape
     D = emb.shape[1]
     loss = np.zeros(B, dtype=np.float64)
@@ -38,6 +39,8 @@ def hierarchy_nll_grad(emb, u, v, mask, kind, c, scale, grad):  # pragma: no cov
     am1s = np.empty(K1, dtype=np.float64)
     yys = np.empty(K1, dtype=np.float64)
     ss = np.empty(K1, dtype=np.float64)
+    ex = np.empty(K1, dtype=np.float64)
+    ys = np.empty((K1, D), dtype=np.float64)  # candidate rows copied once (random reads are the cost)
     for b in range(B):
         ub = u[b]
         xx = 0.0
@@ -55,6 +58,7 @@ def hierarchy_nll_grad(emb, u, v, mask, kind, c, scale, grad):  # pragma: no cov
             yy = 0.0
             for j in range(D):
                 yj = float(emb[vk, j])
+                ys[k, j] = yj
                 t = x[j] - yj
                 s += t * t
                 yy += yj * yj
@@ -78,19 +82,20 @@ def hierarchy_nll_grad(emb, u, v, mask, kind, c, scale, grad):  # pragma: no cov
         z = 0.0
         for k in range(K1):
             if mask[b, k]:
-                z += math.exp(-(d[k] - dmin))
+                ex[k] = math.exp(-(d[k] - dmin))
+                z += ex[k]
         loss[b] = d[0] - dmin + math.log(z)
         for k in range(K1):
             if not mask[b, k]:
                 continue
-            w = ((1.0 if k == 0 else 0.0) - math.exp(-(d[k] - dmin)) / z) * scale  # dloss/dd_k
+            w = ((1.0 if k == 0 else 0.0) - ex[k] / z) * scale  # dloss/dd_k
             vk = v[b, k]
             if kind == 2:
                 f = w / max(d[k], 1e-12)
                 for j in range(D):
-                    t = (x[j] - float(emb[vk, j])) * f
+                    t = (x[j] - ys[k, j]) * f
                     gx[j] += t
-                    grad[vk, j] -= t
+                    gv[b, k, j] = -t
                 continue
             am1 = max(am1s[k], 1e-12)
             f = w / (sc * math.sqrt(am1 * (am1 + 2.0)))
@@ -100,9 +105,9 @@ def hierarchy_nll_grad(emb, u, v, mask, kind, c, scale, grad):  # pragma: no cov
                 fy = f * c * x0 / y0
                 fc = f * c
                 for j in range(D):
-                    yj = float(emb[vk, j])
+                    yj = ys[k, j]
                     gx[j] += fx * x[j] - fc * yj
-                    grad[vk, j] += fy * yj - fc * x[j]
+                    gv[b, k, j] = fy * yj - fc * x[j]
             else:
                 alpha = max(1.0 - c * xx, 1e-15)
                 beta = max(1.0 - c * yys[k], 1e-15)
@@ -110,11 +115,11 @@ def hierarchy_nll_grad(emb, u, v, mask, kind, c, scale, grad):  # pragma: no cov
                 ax = c * ss[k] / alpha
                 by = c * ss[k] / beta
                 for j in range(D):
-                    yj = float(emb[vk, j])
+                    yj = ys[k, j]
                     gx[j] += g * ((x[j] - yj) + ax * x[j])
-                    grad[vk, j] += g * ((yj - x[j]) + by * yj)
+                    gv[b, k, j] = g * ((yj - x[j]) + by * yj)
         for j in range(D):
-            grad[ub, j] += gx[j]
+            gu[b, j] = gx[j]
     return loss
 
 
@@ -138,3 +143,43 @@ def negative_mask(u, v, indptr, indices):  # pragma: no cover - compiled
                     mask[b, k] = False
                     break
     return mask
+
+
+@numba.njit(nogil=True, cache=True)
+def sum_rows(rows, values, slot):  # pragma: no cover - compiled
+    """Sum ``values`` of repeated ``rows``: returns ``(unique_rows, sums)`` (first-seen order).
+
+    ``slot`` is a persistent ``int64`` array of ``-1`` with one entry per table row, restored on exit.
+    """
+    n, d = values.shape
+    uniq = np.empty(n, dtype=np.int64)
+    sums = np.zeros((n, d), dtype=np.float32)
+    m = 0
+    for i in range(n):
+        r = rows[i]
+        s = slot[r]
+        if s < 0:
+            s = m
+            slot[r] = m
+            uniq[m] = r
+            m += 1
+        for j in range(d):
+            sums[s, j] += values[i, j]
+    for i in range(m):
+        slot[uniq[i]] = -1
+    return uniq[:m], sums[:m]
+
+
+@numba.njit(nogil=True, cache=True)
+def lazy_adam_rows(p, m, v, rows, g, lr, b1, b2, eps, c1, c2):  # pragma: no cover - compiled
+    """Lazy Adam on the given rows only (see :class:`hypalign.train.optim.LazyAdam`)."""
+    d = p.shape[1]
+    for i in range(len(rows)):
+        r = rows[i]
+        for j in range(d):
+            gj = g[i, j]
+            mj = b1 * m[r, j] + (1.0 - b1) * gj
+            vj = b2 * v[r, j] + (1.0 - b2) * gj * gj
+            m[r, j] = mj
+            v[r, j] = vj
+            p[r, j] -= lr * (mj / c1) / (np.sqrt(vj / c2) + eps)

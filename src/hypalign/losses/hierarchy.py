@@ -14,6 +14,7 @@ path in float64).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -39,42 +40,55 @@ def hierarchy_nll_loss(d: Tensor, mask: Tensor | None = None) -> Tensor:
 
 class _FusedNLL(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, weight: Tensor, u: Tensor, v: Tensor, mask: Tensor, kind: int, c: float) -> Tensor:
+    def forward(
+        ctx: Any, weight: Tensor, u: Tensor, v: Tensor, mask: Tensor, kind: int, c: float, sparse: bool
+    ) -> Tensor:
         from hypalign.losses._hierarchy_kernels import hierarchy_nll_grad
 
         w = weight.detach().float().contiguous().numpy()
         un, vn, mn = u.numpy(), v.numpy(), mask.numpy()
-        n = len(un)
-
-        def run(s: slice) -> tuple[np.ndarray, np.ndarray]:
-            grad = np.zeros(w.shape, dtype=np.float64)  # one per thread: no write races
-            return hierarchy_nll_grad(w, un[s], vn[s], mn[s], kind, float(c), 1.0 / n, grad), grad
-
-        parts = _run_split(run, n)
-        grad = parts[0][1]
-        for p in parts[1:]:
-            grad += p[1]
-        ctx.save_for_backward(torch.from_numpy(grad))
-        ctx.dtype = weight.dtype
-        return torch.tensor(float(np.concatenate([p[0] for p in parts]).mean()), dtype=weight.dtype)
+        n, k1 = vn.shape
+        gu = np.zeros((n, w.shape[1]), dtype=np.float32)
+        gv = np.zeros((n, k1, w.shape[1]), dtype=np.float32)
+        losses = _run_split(lambda s: hierarchy_nll_grad(w, un[s], vn[s], mn[s], kind, float(c), 1.0 / n, gu[s], gv[s]), n)
+        ctx.save_for_backward(u, v, torch.from_numpy(gu), torch.from_numpy(gv))
+        ctx.shape, ctx.dtype, ctx.sparse = weight.shape, weight.dtype, sparse
+        return torch.tensor(float(np.concatenate(losses).mean()), dtype=weight.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        (grad,) = ctx.saved_tensors
-        return (grad * grad_out.double()).to(ctx.dtype), None, None, None, None, None
+        u, v, gu, gv = ctx.saved_tensors
+        rows = torch.cat([u, v.reshape(-1)])
+        values = torch.cat([gu, gv.reshape(-1, gu.shape[1])]) * grad_out.float()
+        if ctx.sparse:  # only the rows this batch touched (LazyAdam / sparse RSGD update just those)
+            from hypalign.losses._hierarchy_kernels import sum_rows
+
+            uniq, summed = sum_rows(rows.numpy(), values.numpy(), _slot(ctx.shape[0]))
+            idx = torch.from_numpy(np.sort(uniq))
+            order = np.argsort(uniq)
+            grad = torch.sparse_coo_tensor(
+                idx.unsqueeze(0), torch.from_numpy(summed[order]).to(ctx.dtype), ctx.shape, is_coalesced=True,
+                check_invariants=False,
+            )
+        else:
+            grad = torch.zeros(ctx.shape, dtype=torch.float32).index_add_(0, rows, values).to(ctx.dtype)
+        return grad, None, None, None, None, None, None
 
 
-def hierarchy_nll_fused(weight: Tensor, u: Tensor, v: Tensor, mask: Tensor, model: str, c: float = 1.0) -> Tensor:
+def hierarchy_nll_fused(
+    weight: Tensor, u: Tensor, v: Tensor, mask: Tensor, model: str, c: float = 1.0, sparse: bool = False
+) -> Tensor:
     """Same value and gradient as ``hierarchy_nll_loss(dist(weight[u], weight[v]), mask)`` (CPU tensors).
 
     ``weight``: ``(N, D)`` coordinates (Lorentz space components, Poincaré ball points or Euclidean);
     ``u``: ``(B,)``; ``v``: ``(B, 1 + K)`` (positive first); ``mask``: ``(B, 1 + K)`` bool.
+    ``sparse=True`` gives ``weight`` a sparse gradient holding only the rows the batch touched.
     """
     if model not in KINDS:
         raise ValueError(f"unknown model {model!r}; expected one of {', '.join(KINDS)}")
     if weight.device.type != "cpu":
         raise ValueError("the fused hierarchy loss runs on CPU; use hierarchy_nll_loss on other devices")
-    return _FusedNLL.apply(weight, u.contiguous(), v.contiguous(), mask.contiguous(), KINDS[model], c)
+    return _FusedNLL.apply(weight, u.contiguous(), v.contiguous(), mask.contiguous(), KINDS[model], c, sparse)
 
 
 def negative_mask(u: Tensor, v: Tensor, indptr: np.ndarray, indices: np.ndarray) -> Tensor:
@@ -87,12 +101,21 @@ def negative_mask(u: Tensor, v: Tensor, indptr: np.ndarray, indices: np.ndarray)
 
 
 _POOL: ThreadPoolExecutor | None = None
+_SLOT = np.zeros(0, dtype=np.int64)
+THREADS = max(1, os.cpu_count() or 1)  # kernel threads (independent of torch's intra-op threads)
+
+
+def _slot(n: int) -> np.ndarray:
+    global _SLOT
+    if len(_SLOT) < n:
+        _SLOT = -np.ones(n, dtype=np.int64)
+    return _SLOT
 
 
 def _run_split(fn: Callable[[slice], T], n: int, min_rows: int = 256) -> list[T]:
-    """Run ``fn`` on contiguous slices of ``range(n)``, one per torch thread (the kernels release the GIL)."""
+    """Run ``fn`` on contiguous slices of ``range(n)``, one per :data:`THREADS` (the kernels release the GIL)."""
     global _POOL
-    threads = max(1, min(torch.get_num_threads(), n // min_rows))
+    threads = max(1, min(THREADS, n // min_rows))
     if threads == 1:
         return [fn(slice(0, n))]
     if _POOL is None or _POOL._max_workers < threads:  # noqa: SLF001

@@ -9,6 +9,10 @@ Coordinates (``weight``, ``(N, D)``):
 * ``poincare``: points of the ball of radius ``1/sqrt(c)``; kept inside by projection after each step.
 * ``euclidean``: plain coordinates (the baseline; distance ``|x - y|``).
 
+With ``sparse=True`` (default) the table gets sparse gradients (only the rows a batch touches),
+for ``SparseAdam`` or sparse Riemannian SGD: dense updates of a WordNet-sized table would cost
+more than the loss itself.
+
 Initialisation as in Nickel & Kiela (2017): uniform in ``[-init_scale, init_scale]``, near the origin.
 """
 
@@ -34,6 +38,7 @@ class HierarchyEmbedding(nn.Module):
         c: float = 1.0,
         init_scale: float = 1e-3,
         fused: bool = True,
+        sparse: bool = True,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -41,7 +46,7 @@ class HierarchyEmbedding(nn.Module):
             raise ValueError(f"unknown model {model!r}; expected one of {', '.join(HIERARCHY_MODELS)}")
         if dim < 1 or n_nodes < 2:
             raise ValueError("need dim >= 1 and at least 2 nodes")
-        self.model, self.c, self.fused = model, float(c), fused
+        self.model, self.c, self.fused, self.sparse = model, float(c), fused, sparse
         w = (torch.rand(n_nodes, dim, generator=generator) * 2 - 1) * init_scale
         self.weight = nn.Parameter(w)
 
@@ -56,7 +61,9 @@ class HierarchyEmbedding(nn.Module):
     def forward(self, u: Tensor, v: Tensor, mask: Tensor) -> Tensor:
         """Mean Nickel–Kiela loss of rows ``u`` against candidates ``v`` (positive first)."""
         if self.fused and self.weight.device.type == "cpu" and self.weight.dtype == torch.float32:
-            return hierarchy_nll_fused(self.weight, u, v, mask, self.model, self.c)
+            return hierarchy_nll_fused(self.weight, u, v, mask, self.model, self.c, sparse=self.sparse)
+        if self.sparse:
+            raise ValueError("sparse gradients need the fused CPU float32 path; build with sparse=False")
         x = self.weight[u].unsqueeze(1).expand(-1, v.shape[1], -1)
         return hierarchy_nll_loss(self.geometry.dist(x, self.weight[v]), mask)
 

@@ -7,8 +7,9 @@ hierarchy with the shared :class:`hypalign.train.Trainer`:
   uniformly drawn nodes that are neither ``u`` nor ancestors of ``u`` (drawn again each time;
   candidates that hit an ancestor are masked out rather than redrawn);
 * loss: :mod:`hypalign.losses.hierarchy`; burn-in: the first ``burnin_epochs`` at ``lr / 10``;
-* optimiser: ``adam`` on the model's own coordinates (default: for Lorentz these are the space
-  components, a global chart of the hyperboloid, so no projection is needed), or ``rsgd``
+* optimiser: ``sparse_adam`` (lazy Adam on the rows a batch touches) on the model's own
+  coordinates (default: for Lorentz these are the space components, a global chart of the
+  hyperboloid, so no projection is needed), or ``rsgd``
   (Riemannian SGD as in the papers: exact exponential map on the hyperboloid, rescaled gradient
   plus projection in the ball);
 * evaluation: reconstruction mean rank / MAP (:func:`hypalign.eval.hierarchy.reconstruction`) and,
@@ -161,7 +162,7 @@ class HierarchyTask(Task):
         return [group]
 
     def after_step(self, model: nn.Module) -> None:
-        model.project_()  # type: ignore[operator]
+        model.project_()  # type: ignore[operator]  (Poincaré + Adam: back inside the ball)
 
     def evaluate(self, model: nn.Module, full: bool = False) -> dict[str, float]:
         m: HierarchyEmbedding = model  # type: ignore[assignment]
@@ -189,7 +190,15 @@ def save_embeddings(run_dir: Path, task: HierarchyTask) -> None:
 
 def train_hierarchy(cfg: HierarchyConfig, train: TrainConfig, hierarchy: Hierarchy | None = None) -> dict[str, Any]:
     """Train, save embeddings, run the full evaluation; returns the evaluation dict (also ``eval.json``)."""
+    import os
+
+    from hypalign.losses import hierarchy as hierarchy_loss
+
     h = hierarchy if hierarchy is not None else load_source(cfg.source, cfg.drop_invalid)
+    # the numba kernels do the parallel work on their own threads; torch's few small ops per step
+    # run fastest single-threaded (its OpenMP pool only contends with them)
+    hierarchy_loss.THREADS = train.threads or os.cpu_count() or 1
+    train.threads = 1
     task = HierarchyTask(h, cfg, seed=train.seed)
     trainer = Trainer(task, train, extra_config={"recipe": "hierarchy", "hierarchy": asdict(cfg),
                                                  "nodes": h.n_nodes, "closure_pairs": int(len(task.pairs))})

@@ -47,6 +47,49 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return groups
 
 
+class LazyAdam(torch.optim.Optimizer):
+    """Adam for embedding tables with sparse (row) gradients: only the rows present in a step's
+    gradient update their moments and values ("lazy" Adam, the semantics of ``torch.optim.SparseAdam``,
+    which is several times slower here because it rebuilds dense masks). Dense gradients get plain Adam.
+
+    ``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g^2``,
+    ``x -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)`` with ``t`` the optimizer step.
+    """
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:  # noqa: D102
+        for group in self.param_groups:
+            lr, (b1, b2), eps = group["lr"], group["betas"], group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                if not st:
+                    st["step"] = torch.zeros((), dtype=torch.float64)
+                    st["exp_avg"] = torch.zeros_like(p)
+                    st["exp_avg_sq"] = torch.zeros_like(p)
+                st["step"] += 1
+                t = float(st["step"])
+                c1, c2 = 1 - b1**t, 1 - b2**t
+                g = p.grad
+                if g.is_sparse:
+                    from hypalign.losses._hierarchy_kernels import lazy_adam_rows
+
+                    g = g.coalesce()
+                    if p.dtype != torch.float32 or p.device.type != "cpu":
+                        raise ValueError("LazyAdam with sparse gradients needs float32 CPU parameters")
+                    lazy_adam_rows(p.data.numpy(), st["exp_avg"].numpy(), st["exp_avg_sq"].numpy(),
+                                   g.indices()[0].numpy(), g.values().float().numpy(), lr, b1, b2, eps, c1, c2)
+                else:
+                    st["exp_avg"].mul_(b1).add_(g, alpha=1 - b1)
+                    st["exp_avg_sq"].mul_(b2).addcmul_(g, g, value=1 - b2)
+                    p.sub_(lr * (st["exp_avg"] / c1) / ((st["exp_avg_sq"] / c2).sqrt() + eps))
+
+
 class RiemannianSGD(torch.optim.Optimizer):
     """Riemannian SGD (see module docstring); ``boundary_eps`` keeps Poincaré points inside the ball."""
 
@@ -60,17 +103,27 @@ class RiemannianSGD(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                g = p.grad
-                if kind == "poincare":
-                    sq = (p * p).sum(-1, keepdim=True)
-                    p.add_(g * ((1 - c * sq) ** 2 / 4), alpha=-lr)
-                    max_norm = (1 - group["boundary_eps"]) / c**0.5
-                    norm = p.norm(dim=-1, keepdim=True).clamp_min(1e-15)
-                    p.mul_(torch.where(norm > max_norm, max_norm / norm, torch.ones_like(norm)))
-                elif kind == "lorentz":
-                    p.copy_(_lorentz_rsgd_step(p, g, lr, c))
+                if p.grad.is_sparse:  # update only the rows the gradient touches
+                    sg = p.grad.coalesce()
+                    rows = sg.indices()[0]
+                    sub = p[rows].clone()
+                    _rsgd_dense(sub, sg.values(), lr, kind, c, group["boundary_eps"])
+                    p[rows] = sub
                 else:
-                    p.add_(g, alpha=-lr)
+                    _rsgd_dense(p, p.grad, lr, kind, c, group["boundary_eps"])
+
+
+def _rsgd_dense(p: torch.Tensor, g: torch.Tensor, lr: float, kind: str, c: float, boundary_eps: float) -> None:
+    if kind == "poincare":
+        sq = (p * p).sum(-1, keepdim=True)
+        p.add_(g * ((1 - c * sq) ** 2 / 4), alpha=-lr)
+        max_norm = (1 - boundary_eps) / c**0.5
+        norm = p.norm(dim=-1, keepdim=True).clamp_min(1e-15)
+        p.mul_(torch.where(norm > max_norm, max_norm / norm, torch.ones_like(norm)))
+    elif kind == "lorentz":
+        p.copy_(_lorentz_rsgd_step(p, g, lr, c))
+    else:
+        p.add_(g, alpha=-lr)
 
 
 def _lorentz_rsgd_step(xs: torch.Tensor, g: torch.Tensor, lr: float, c: float) -> torch.Tensor:

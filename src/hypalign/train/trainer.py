@@ -5,8 +5,8 @@ batch *specifications*, e.g. index arrays, so a resumed run can skip exactly the
 seen), how to turn specifications into tensors (``iterate``), what the loss is (``loss``) and how
 to evaluate (``evaluate``, through :mod:`hypalign.eval`). The :class:`Trainer` does the rest:
 
-* optimizer (AdamW with decay on matrices only, Adam, SGD, or Riemannian SGD for manifold
-  parameters) and the warmup + burn-in + cosine schedule of :mod:`hypalign.train.schedule`;
+* optimizer (AdamW with decay on matrices only, Adam, lazy Adam for embedding tables with sparse
+  gradients, SGD, or Riemannian SGD for manifold parameters) and the warmup + burn-in + cosine schedule of :mod:`hypalign.train.schedule`;
 * gradient accumulation, gradient clipping (global L2 norm), autocast (bf16 on CPU, fp16 with a
   gradient scaler or bf16 on CUDA), deterministic seeding;
 * a run directory ``runs/NAME/`` with ``config.json``, ``metrics.jsonl`` (one JSON object per
@@ -39,10 +39,10 @@ from hypalign.errors import InputError
 from hypalign.io import atomic_write_json
 from hypalign.train import distributed as dist_utils
 from hypalign.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint, unwrap
-from hypalign.train.optim import RiemannianSGD, param_groups
+from hypalign.train.optim import LazyAdam, RiemannianSGD, param_groups
 from hypalign.train.schedule import LRSchedule
 
-OPTIMIZERS = ("adamw", "adam", "sgd", "rsgd")
+OPTIMIZERS = ("adamw", "adam", "sparse_adam", "sgd", "rsgd")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -70,6 +70,7 @@ class TrainConfig:
     log_every: int = 10
     eval_every: int = 1  # epochs; 0 = only at the end
     save_every: int = 0  # optimizer steps between 'latest' checkpoints; 0 = end of each epoch only
+    save_interval_s: float = 0.0  # skip an epoch-end checkpoint if the last one is more recent than this
     best_metric: str | None = None
     best_mode: str = "max"
     progress: bool = True
@@ -219,6 +220,8 @@ class Trainer:
             for g in groups:
                 g["weight_decay"] = 0.0
             return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas)
+        if cfg.optimizer == "sparse_adam":  # lazy Adam for sparse gradients (embedding tables)
+            return LazyAdam(groups, lr=cfg.lr, betas=cfg.betas)
         if cfg.optimizer == "sgd":
             return torch.optim.SGD(groups, lr=cfg.lr)
         return RiemannianSGD(groups, lr=cfg.lr)
@@ -309,7 +312,11 @@ class Trainer:
                     raise InputError("--tensorboard needs the tensorboard package (pip install tensorboard)") from None
                 self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
 
+        last_save = [time.perf_counter()]
+
         def checkpoint(tag: str, epoch_: int, micro_: int) -> None:
+            if tag == "latest":
+                last_save[0] = time.perf_counter()
             rngs = [_rng_state()]
             if self.distributed:
                 gathered: list[Any] = [None] * dist_utils.world_size()
@@ -425,7 +432,8 @@ class Trainer:
                 micro_done = 0
                 if cfg.eval_every and epoch % cfg.eval_every == 0 and epoch < cfg.epochs and step < total:
                     run_eval(epoch)
-                checkpoint("latest", epoch, 0)
+                if time.perf_counter() - last_save[0] >= cfg.save_interval_s:
+                    checkpoint("latest", epoch, 0)
             run_eval(epoch)
             checkpoint("latest", epoch, 0)
         finally:

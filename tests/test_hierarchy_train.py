@@ -1,0 +1,196 @@
+"""Hierarchy embedding training: fused loss vs autograd, negatives, end-to-end runs, CLI, link prediction."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from hypalign.cli.main import app
+from hypalign.data.hierarchy import Hierarchy
+from hypalign.eval.hierarchy import link_prediction, reconstruction
+from hypalign.geometry import get_geometry
+from hypalign.losses.hierarchy import hierarchy_nll_fused, hierarchy_nll_loss, negative_mask
+from hypalign.recipes.hierarchy import (
+    HierarchyConfig,
+    HierarchyTask,
+    split_link_prediction,
+    train_hierarchy,
+    transitive_reduction,
+)
+from hypalign.train import TrainConfig
+from hypalign.train.optim import LazyAdam
+
+runner = CliRunner()
+
+
+def tree(branching: int = 3, depth: int = 3) -> Hierarchy:
+    """A complete tree: node names n0 (root), n1.. in breadth-first order."""
+    names, edges, frontier = ["n0"], [], [0]
+    for _ in range(depth):
+        nxt = []
+        for p in frontier:
+            for _ in range(branching):
+                names.append(f"n{len(names)}")
+                edges.append((len(names) - 1, p))
+                nxt.append(len(names) - 1)
+        frontier = nxt
+    return Hierarchy(names, np.asarray(edges))
+
+
+@pytest.mark.parametrize("model", ["lorentz", "poincare", "euclidean"])
+@pytest.mark.parametrize("c", [1.0, 0.5])
+def test_fused_loss_matches_autograd_in_float64(model: str, c: float) -> None:
+    g = torch.Generator().manual_seed(3)
+    n, d, b, k = 60, 5, 32, 9
+    w = torch.randn(n, d, generator=g) * 0.3
+    if model == "poincare":  # inside the ball of radius 1/sqrt(c)
+        w = w / (1 + w.norm(dim=1, keepdim=True)) / c**0.5
+    u = torch.randint(n, (b,), generator=g)
+    v = torch.randint(n, (b, k + 1), generator=g)
+    v[v == u[:, None]] = (u[:, None].expand_as(v)[v == u[:, None]] + 1) % n  # no candidate equals u
+    mask = torch.rand(b, k + 1, generator=g) > 0.2
+    mask[:, 0] = True
+    geom = get_geometry(model, c=c)
+    ref_w = w.double().requires_grad_(True)
+    ref = hierarchy_nll_loss(geom.dist(ref_w[u].unsqueeze(1).expand(-1, k + 1, -1), ref_w[v]), mask)
+    ref.backward()
+    for sparse in (False, True):
+        fw = w.clone().requires_grad_(True)
+        loss = hierarchy_nll_fused(fw, u, v, mask, model, c, sparse=sparse)
+        loss.backward()
+        grad = fw.grad.to_dense() if sparse else fw.grad
+        assert loss.item() == pytest.approx(ref.item(), rel=1e-6)
+        torch.testing.assert_close(grad.double(), ref_w.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_negative_mask_excludes_self_and_ancestors() -> None:
+    h = tree(2, 3)
+    task = HierarchyTask(h, HierarchyConfig(source="x", negatives=14, batch_size=8))
+    u = torch.arange(h.n_nodes).repeat_interleave(2)
+    v = torch.randint(h.n_nodes, (len(u), 15))
+    mask = negative_mask(u, v, task.indptr, task.indices)
+    anc = h.ancestors()
+    for i in range(len(u)):
+        for k in range(1, 15):
+            bad = int(v[i, k]) == int(u[i]) or int(v[i, k]) in set(anc[int(u[i])].tolist())
+            assert bool(mask[i, k]) == (not bad)
+    assert bool(mask[:, 0].all())
+
+
+def test_lazy_adam_matches_dense_adam_on_touched_rows() -> None:
+    torch.manual_seed(0)
+    p1 = torch.nn.Parameter(torch.randn(10, 3))
+    p2 = torch.nn.Parameter(p1.detach().clone())
+    rows = torch.tensor([1, 4, 7])
+    o1, o2 = LazyAdam([p1], lr=0.1), torch.optim.Adam([p2], lr=0.1)
+    for _ in range(3):  # the same rows every step: lazy Adam == Adam on them, others untouched
+        gv = torch.randn(3, 3)
+        p1.grad = torch.sparse_coo_tensor(rows.unsqueeze(0), gv, (10, 3))
+        dense = torch.zeros(10, 3)
+        dense[rows] = gv
+        p2.grad = dense
+        o1.step()
+        o2.step()
+    torch.testing.assert_close(p1.detach(), p2.detach())
+
+
+@pytest.mark.parametrize(("model", "optimizer"), [("lorentz", "sparse_adam"), ("poincare", "rsgd"),
+                                                  ("lorentz", "rsgd"), ("euclidean", "sparse_adam")])
+def test_small_tree_is_reconstructed(tmp_path: Path, model: str, optimizer: str) -> None:
+    h = tree(3, 3)  # 40 nodes, 102 closure pairs
+    lr = {("lorentz", "rsgd"): 3.0, ("euclidean", "sparse_adam"): 0.3}.get((model, optimizer), 1.0)
+    out = train_hierarchy(
+        HierarchyConfig(source="tree", dim=5, model=model, negatives=10, batch_size=16),
+        TrainConfig(run_dir=str(tmp_path / model), epochs=150, lr=lr, optimizer=optimizer, schedule="constant",
+                    burnin_epochs=5, progress=False, threads=1, save_interval_s=60),
+        hierarchy=h,
+    )
+    assert out["map"] > (0.85 if model == "euclidean" else 0.98), out
+    emb = np.load(tmp_path / model / "embeddings.npy")
+    assert emb.shape == (40, 5) and np.isfinite(emb).all()
+    if model == "poincare":
+        assert (np.linalg.norm(emb, axis=1) < 1).all()
+    # the final numbers are those of the saved embeddings
+    geom = get_geometry(model)
+    assert reconstruction(torch.from_numpy(emb), h.ancestors(), geom)["map"] == pytest.approx(out["map"])
+
+
+def test_hierarchy_resume_continues_exactly(tmp_path: Path) -> None:
+    h = tree(3, 3)
+    cfg = HierarchyConfig(source="tree", dim=3, negatives=8, batch_size=16)
+
+    def tc(run: str, epochs: int, resume: bool = False) -> TrainConfig:
+        return TrainConfig(run_dir=str(tmp_path / run), epochs=epochs, lr=0.1, optimizer="sparse_adam",
+                           schedule="constant", progress=False, threads=1, resume=resume)
+
+    train_hierarchy(cfg, tc("full", 6), hierarchy=h)
+    train_hierarchy(cfg, tc("split", 3), hierarchy=h)
+    train_hierarchy(cfg, tc("split", 6, resume=True), hierarchy=h)
+    a = np.load(tmp_path / "full" / "embeddings.npy")
+    b = np.load(tmp_path / "split" / "embeddings.npy")
+    np.testing.assert_array_equal(a, b)
+
+
+def test_transitive_reduction_and_link_prediction_split() -> None:
+    # a -> b -> c plus the redundant a -> c; d -> b
+    h = Hierarchy(["a", "b", "c", "d"], np.asarray([[0, 1], [1, 2], [0, 2], [3, 1]]))
+    assert transitive_reduction(h).tolist() == [[0, 1], [1, 2], [3, 1]]
+    train, test = split_link_prediction(h, 1.0, seed=0)
+    assert sorted(test.tolist()) == [[0, 1], [1, 2], [3, 1]]
+    assert train[0].tolist() == [2] and train[1].tolist() == [] and train[3].tolist() == [2]
+
+
+def test_link_prediction_ranks_by_hand() -> None:
+    # 1-d Euclidean points: node 0 at 0; its true ancestors 1 (held out, at 2.0) and 2 (at 0.5);
+    # the others at 1.0 and 3.0: filtered rank of the held-out 1 = 1 + #(non-ancestors closer) = 2
+    x = torch.tensor([[0.0], [2.0], [0.5], [1.0], [3.0]])
+    anc = [np.array([1, 2]), np.array([], dtype=np.int64), np.array([1]), np.array([], dtype=np.int64),
+           np.array([], dtype=np.int64)]
+    out = link_prediction(x, anc, np.array([[0, 1], [2, 1]]), get_geometry("euclidean"))
+    # edge (2, 1): node 2 at 0.5, parent at 2.0 (d=1.5); closer non-ancestors: 0 (0.5), 3 (0.5) -> rank 3
+    assert out["n_edges"] == 2 and out["mean_rank"] == pytest.approx(2.5)
+    assert out["mrr"] == pytest.approx((1 / 2 + 1 / 3) / 2) and out["hits@10"] == 1.0
+
+
+def test_cli_embed_eval_plot_and_outputs_feed_index_and_delta(tmp_path: Path) -> None:
+    h = tree(3, 3)
+    edges = tmp_path / "edges.tsv"
+    edges.write_text("child\tparent\n" + "".join(f"{h.names[c]}\t{h.names[p]}\n" for c, p in h.edges.tolist()))
+    run = tmp_path / "runs" / "t"
+    r = runner.invoke(app, ["hierarchy", "embed", f"file:{edges}", "-o", str(run), "--dim", "2", "--epochs", "60",
+                            "--lr", "1.0", "--batch-size", "16", "--negatives", "10", "--link-prediction", "0.1",
+                            "--json", "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output.strip().splitlines()[-1])
+    assert res["nodes"] == 40 and res["map"] > 0.4 and "lp_mean_rank" in res
+    r = runner.invoke(app, ["hierarchy", "eval", str(run), "--json"])
+    assert r.exit_code == 0, r.output
+    ev = json.loads(r.output)
+    assert ev["map"] == pytest.approx(res["map"]) and ev["lp_mrr"] == pytest.approx(res["lp_mrr"])
+    r = runner.invoke(app, ["hierarchy", "plot", str(run), "-o", str(tmp_path / "disk.png"), "--method", "tangent-pca"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "disk.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the embeddings go straight into the other commands
+    r = runner.invoke(app, ["delta", str(run / "embeddings.npy"), "--metric", "lorentz", "--json"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["index", "build", str(run / "embeddings.npy"), "--geometry", "lorentz", "--c", "1", "--ids",
+                            str(run / "names.txt"), "-o", str(tmp_path / "idx")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["index", "search", str(tmp_path / "idx"), str(run / "embeddings.npy"), "-k", "2", "--json"])
+    assert r.exit_code == 0 and "n0" in r.output
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["hierarchy", "embed", "nonsense", "-o", str(tmp_path / "r")])
+    assert r.exit_code == 2 and "expected wordnet:nouns" in r.output
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("a\tb\nb\ta\n")
+    r = runner.invoke(app, ["hierarchy", "embed", f"file:{bad}", "-o", str(tmp_path / "r")])
+    assert r.exit_code == 2 and "line 2" in r.output and "cycle" in r.output
+    r = runner.invoke(app, ["hierarchy", "eval", str(tmp_path / "missing")])
+    assert r.exit_code == 2 and "missing embeddings.npy" in r.output
