@@ -5,12 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from hypalign.cli._common import console, fail, print_json, user_errors
 from hypalign.cli.index import CurvatureOpt, GeometryOpt, curvature_for
 
-eval_app = typer.Typer(help="Evaluate embeddings (retrieval metrics in their own geometry).", no_args_is_help=True)
+class _EvalGroup(TyperGroup):
+    """``hypalign eval RUN`` is short for ``hypalign eval run RUN`` (a run directory, not a subcommand)."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["run", *args]
+        return super().resolve_command(ctx, args)
+
+
+eval_app = typer.Typer(
+    cls=_EvalGroup,
+    help="Evaluate a run directory (`hypalign eval RUN`) or embedding files (`hypalign eval retrieval`).",
+    no_args_is_help=True,
+)
 
 
 def _parse_ks(text: str) -> list[int]:
@@ -64,3 +79,66 @@ def retrieval(
     console.print(table)
     if result["n_queries_without_relevant"]:
         console.print(f"{result['n_queries_without_relevant']} queries had no other item with their label (left out).")
+
+
+@eval_app.command("run")
+@user_errors
+def run(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (hypvit or hierarchy recipe).")],
+    which: Annotated[str, typer.Option(help="model (final), latest or best.")] = "model",
+    features_out: Annotated[Path | None, typer.Option(help="Also write the test split's encoder features (.npy) "
+                                                           "for `hypalign delta`.")] = None,
+    embeddings_out: Annotated[Path | None, typer.Option(help="Also write the test embeddings (.npy).")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Draw the test embeddings in the Poincaré disk (.png).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """Evaluate a trained run: Recall@K and MAP@R on the held-out classes (hypvit), reconstruction (hierarchy)."""
+    import json
+
+    from hypalign.errors import InputError
+
+    cfg_file = run_dir / "config.json"
+    if not cfg_file.is_file():
+        raise InputError(f"{run_dir}: no config.json (not a run directory)")
+    recipe = json.loads(cfg_file.read_text()).get("recipe")
+    if recipe == "hierarchy":
+        from hypalign.cli.hierarchy import evaluate as hierarchy_eval
+
+        return hierarchy_eval(run_dir, as_json=as_json)
+    if recipe != "hypvit":
+        raise InputError(f"{run_dir}: recipe {recipe!r} has no evaluation here")
+    import numpy as np
+    import torch
+
+    from hypalign.io import save_npy
+    from hypalign.recipes.hypvit import HypViTConfig, HypViTTask, load_run_model
+
+    model, cfg = load_run_model(run_dir, which)
+    h = HypViTConfig(**{k: v for k, v in cfg["hypvit"].items() if k != "ks"})
+    task = HypViTTask(h, seed=cfg["train"]["seed"])
+    model.eval()
+    with torch.no_grad():
+        result = task.evaluate(model)
+        split = task.splits.get("test") or task.splits["query"]
+        if features_out is not None:
+            save_npy(features_out, task.embed_split(model, split, features=True).numpy().astype(np.float32))
+        if embeddings_out is not None or plot is not None:
+            emb = task.embed_split(model, split).numpy()
+            if embeddings_out is not None:
+                save_npy(embeddings_out, emb.astype(np.float32))
+            if plot is not None:
+                from hypalign.viz.disk import plot_disk, to_disk
+
+                pts = to_disk(emb, model.geometry_name, model.c, method="tangent-pca")
+                plot_disk(pts, plot, labels=split.labels, title=f"{run_dir.name}: test classes ({model.geometry_name})")
+    if as_json:
+        print_json(result)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{run_dir} ({model.geometry_name}, {h.dataset_format} test classes)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in result.items():
+        table.add_row(name, f"{value:.4f}")
+    console.print(table)

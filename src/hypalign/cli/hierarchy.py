@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -15,18 +15,18 @@ hierarchy_app = typer.Typer(
 )
 
 
-class ModelChoice(str, Enum):
+class ModelChoice(StrEnum):
     lorentz = "lorentz"
     poincare = "poincare"
     euclidean = "euclidean"
 
 
-class OptimizerChoice(str, Enum):
+class OptimizerChoice(StrEnum):
     adam = "adam"
     rsgd = "rsgd"
 
 
-class MethodChoice(str, Enum):
+class MethodChoice(StrEnum):
     umap = "umap"
     tangent_pca = "tangent-pca"
 
@@ -42,8 +42,9 @@ def embed(
     c: Annotated[float, typer.Option(help="Curvature magnitude (curvature -c).", min=1e-6)] = 1.0,
     epochs: Annotated[int, typer.Option(help="Passes over the closure.", min=1)] = 150,
     lr: Annotated[float, typer.Option(help="Learning rate (after burn-in).")] = 1.0,
-    optimizer: Annotated[OptimizerChoice, typer.Option(help="adam on the model's coordinates, or rsgd "
-                                                             "(Riemannian SGD as in the papers).")] = OptimizerChoice.adam,
+    optimizer: Annotated[
+        OptimizerChoice, typer.Option(help="adam on the model's coordinates, or rsgd (Riemannian SGD, as the papers).")
+    ] = OptimizerChoice.adam,
     batch_size: Annotated[int, typer.Option(help="Closure pairs per step.", min=1)] = 512,
     negatives: Annotated[int, typer.Option(help="Negatives per positive pair.", min=1)] = 50,
     burnin: Annotated[int, typer.Option(help="Burn-in epochs at lr/10.", min=0)] = 10,
@@ -54,7 +55,9 @@ def embed(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its latest checkpoint.")] = False,
-    drop_invalid: Annotated[bool, typer.Option(help="file: sources: drop bad lines (counted) instead of failing.")] = False,
+    drop_invalid: Annotated[
+        bool, typer.Option(help="file: sources: drop bad lines (counted) instead of failing.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final evaluation as JSON.")] = False,
 ) -> None:
     """Train hierarchy embeddings on the transitive closure (Nickel & Kiela 2017/2018)."""
@@ -65,8 +68,8 @@ def embed(
 
     cfg = HierarchyConfig(source=source, dim=dim, model=model.value, c=c, negatives=negatives, batch_size=batch_size,
                           link_prediction=link_prediction, eval_nodes=eval_nodes, drop_invalid=drop_invalid)
-    train = TrainConfig(run_dir=str(out), epochs=epochs,
-                        optimizer="sparse_adam" if optimizer.value == "adam" else optimizer.value, lr=lr, schedule="constant",
+    train = TrainConfig(run_dir=str(out), epochs=epochs, lr=lr, schedule="constant",
+                        optimizer="sparse_adam" if optimizer.value == "adam" else optimizer.value,
                         burnin_epochs=burnin, eval_every=eval_every, seed=seed, resume=resume, log_every=20,
                         threads=threads or os.cpu_count() or 1, best_metric=None, save_interval_s=30.0)
     console.print(f"[bold]hierarchy[/] {source} -> {model.value} dim {dim}, {epochs} epochs, run dir {out}")

@@ -10,6 +10,7 @@ from hypalign.cli.evaluate import eval_app
 from hypalign.cli.hierarchy import hierarchy_app
 from hypalign.cli.index import index_app
 from hypalign.cli.quickstart import quickstart
+from hypalign.cli.train import embed, train_app
 
 app = typer.Typer(
     name="hypalign",
@@ -23,6 +24,8 @@ app.command()(quickstart)
 app.add_typer(index_app, name="index")
 app.add_typer(eval_app, name="eval")
 app.add_typer(hierarchy_app, name="hierarchy")
+app.add_typer(train_app, name="train")
+app.command()(embed)
 
 
 def _version(value: bool) -> None:

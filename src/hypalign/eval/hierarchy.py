@@ -81,11 +81,12 @@ def link_prediction(
     for c, p in test_edges.tolist():
         held.setdefault(c, set()).add(p)
     edge_ranks, aps = [], []
-    for u, r_all, a in zip(children.tolist(), ranks, rel):
+    for u, r_all, a in zip(children.tolist(), ranks, rel, strict=False):
         sel = np.asarray([p in held[u] for p in a.tolist()])
         r = r_all[sel]
         edge_ranks.append(r)
         aps.append(average_precision_from_ranks(r))
     r = np.concatenate(edge_ranks).astype(np.float64)
-    return {"mean_rank": float(r.mean()), "mrr": float(np.mean(1.0 / r)), f"hits@{hits_at}": float(np.mean(r <= hits_at)),
+    return {"mean_rank": float(r.mean()), "mrr": float(np.mean(1.0 / r)),
+            f"hits@{hits_at}": float(np.mean(r <= hits_at)),
             "map": float(np.mean(aps)), "n_edges": len(r)}

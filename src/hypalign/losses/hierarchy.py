@@ -14,6 +14,7 @@ path in float64).
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -50,7 +51,10 @@ class _FusedNLL(torch.autograd.Function):
         n, k1 = vn.shape
         gu = np.zeros((n, w.shape[1]), dtype=np.float32)
         gv = np.zeros((n, k1, w.shape[1]), dtype=np.float32)
-        losses = _run_split(lambda s: hierarchy_nll_grad(w, un[s], vn[s], mn[s], kind, float(c), 1.0 / n, gu[s], gv[s]), n)
+        def run(s: slice) -> np.ndarray:
+            return hierarchy_nll_grad(w, un[s], vn[s], mn[s], kind, float(c), 1.0 / n, gu[s], gv[s])
+
+        losses = _run_split(run, n)
         ctx.save_for_backward(u, v, torch.from_numpy(gu), torch.from_numpy(gv))
         ctx.shape, ctx.dtype, ctx.sparse = weight.shape, weight.dtype, sparse
         return torch.tensor(float(np.concatenate(losses).mean()), dtype=weight.dtype)
@@ -118,8 +122,8 @@ def _run_split(fn: Callable[[slice], T], n: int, min_rows: int = 256) -> list[T]
     threads = max(1, min(THREADS, n // min_rows))
     if threads == 1:
         return [fn(slice(0, n))]
-    if _POOL is None or _POOL._max_workers < threads:  # noqa: SLF001
+    if _POOL is None or _POOL._max_workers < threads:
         _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hypalign-hier")
     bounds = np.linspace(0, n, threads + 1).astype(int)
-    futures = [_POOL.submit(fn, slice(int(a), int(b))) for a, b in zip(bounds[:-1], bounds[1:])]
+    futures = [_POOL.submit(fn, slice(int(a), int(b))) for a, b in itertools.pairwise(bounds)]
     return [f.result() for f in futures]

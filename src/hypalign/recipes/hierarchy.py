@@ -92,7 +92,7 @@ def split_link_prediction(
     anc = h.ancestors()
     red = transitive_reduction(h, anc)
     rng = np.random.default_rng(seed)
-    n_test = int(round(fraction * len(red)))
+    n_test = round(fraction * len(red))
     test = red[np.sort(rng.choice(len(red), size=n_test, replace=False))] if n_test else red[:0]
     held: dict[int, set[int]] = {}
     for c, p in test.tolist():
@@ -201,7 +201,7 @@ def train_hierarchy(cfg: HierarchyConfig, train: TrainConfig, hierarchy: Hierarc
     train.threads = 1
     task = HierarchyTask(h, cfg, seed=train.seed)
     trainer = Trainer(task, train, extra_config={"recipe": "hierarchy", "hierarchy": asdict(cfg),
-                                                 "nodes": h.n_nodes, "closure_pairs": int(len(task.pairs))})
+                                                 "nodes": h.n_nodes, "closure_pairs": len(task.pairs)})
     result = trainer.fit()
     run_dir = Path(train.run_dir)
     save_embeddings(run_dir, task)

@@ -61,7 +61,7 @@ class LazyAdam(torch.optim.Optimizer):
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
 
     @torch.no_grad()
-    def step(self, closure: Any = None) -> None:  # noqa: D102
+    def step(self, closure: Any = None) -> None:
         for group in self.param_groups:
             lr, (b1, b2), eps = group["lr"], group["betas"], group["eps"]
             for p in group["params"]:
@@ -97,7 +97,7 @@ class RiemannianSGD(torch.optim.Optimizer):
         super().__init__(params, {"lr": lr, "manifold": "euclidean", "c": 1.0, "boundary_eps": boundary_eps})
 
     @torch.no_grad()
-    def step(self, closure: Any = None) -> None:  # noqa: D102
+    def step(self, closure: Any = None) -> None:
         for group in self.param_groups:
             lr, kind, c = group["lr"], group["manifold"], float(group["c"])
             for p in group["params"]:

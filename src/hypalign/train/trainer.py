@@ -6,7 +6,8 @@ seen), how to turn specifications into tensors (``iterate``), what the loss is (
 to evaluate (``evaluate``, through :mod:`hypalign.eval`). The :class:`Trainer` does the rest:
 
 * optimizer (AdamW with decay on matrices only, Adam, lazy Adam for embedding tables with sparse
-  gradients, SGD, or Riemannian SGD for manifold parameters) and the warmup + burn-in + cosine schedule of :mod:`hypalign.train.schedule`;
+  gradients, SGD, or Riemannian SGD for manifold parameters) and the warmup + burn-in + cosine
+  schedule of :mod:`hypalign.train.schedule`;
 * gradient accumulation, gradient clipping (global L2 norm), autocast (bf16 on CPU, fp16 with a
   gradient scaler or bf16 on CUDA), deterministic seeding;
 * a run directory ``runs/NAME/`` with ``config.json``, ``metrics.jsonl`` (one JSON object per
@@ -312,7 +313,8 @@ class Trainer:
                     raise InputError("--tensorboard needs the tensorboard package (pip install tensorboard)") from None
                 self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
 
-        last_save = [time.perf_counter()]
+        t_start = time.perf_counter()
+        last_save = [t_start]
 
         def checkpoint(tag: str, epoch_: int, micro_: int) -> None:
             if tag == "latest":
@@ -343,7 +345,8 @@ class Trainer:
             if not result:
                 return
             metrics = {k: float(v) for k, v in result.items()}
-            self._log({"step": step, "epoch": epoch_, **{f"eval/{k}": v for k, v in metrics.items()}})
+            self._log({"step": step, "epoch": epoch_, "elapsed_s": time.perf_counter() - t_start,
+                       **{f"eval/{k}": v for k, v in metrics.items()}})
             if cfg.best_metric and cfg.best_metric in metrics:
                 v = metrics[cfg.best_metric]
                 better = best_value is None or (v > best_value if cfg.best_mode == "max" else v < best_value)
@@ -354,7 +357,6 @@ class Trainer:
         progress = _Progress(total, enabled=cfg.progress and self.is_main)
         progress.start(step)
         timing = {"data": 0.0, "compute": 0.0, "other": 0.0, "items": 0.0, "steps": 0.0}
-        t_start = time.perf_counter()
         model.train()
         window_loss, window_n, window_items, window_t = 0.0, 0, 0, time.perf_counter()
         try:
@@ -421,7 +423,7 @@ class Trainer:
                         rate = window_items / max(now - window_t, 1e-9)
                         avg = window_loss / max(window_n, 1)
                         self._log({"step": step, "epoch": epoch, "loss": avg, "lr": scheduler.get_last_lr()[0],
-                                   "items_per_s": rate, **extra_logs})
+                                   "items_per_s": rate, "elapsed_s": now - t_start, **extra_logs})
                         progress.update(step, epoch, avg, rate)
                         timing["items"] += window_items
                         window_loss, window_n, window_items, window_t = 0.0, 0, 0, time.perf_counter()

@@ -76,8 +76,10 @@ def plot_disk(
     edges: np.ndarray | None = None,
     label_top: int = 20,
     title: str | None = None,
+    labels: np.ndarray | None = None,
 ) -> Path:
-    """Draw disk points (from :func:`to_disk`) to ``path`` (png/pdf/svg), written atomically."""
+    """Draw disk points (from :func:`to_disk`) to ``path`` (png/pdf/svg), written atomically;
+    ``labels`` colours points by class."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -96,7 +98,11 @@ def plot_disk(
 
         segs = np.stack([p[e[:, 0]], p[e[:, 1]]], axis=1)
         ax.add_collection(LineCollection(segs, colors="tab:blue", linewidths=0.2, alpha=0.25))
-    ax.scatter(p[:, 0], p[:, 1], s=3, c="0.3", alpha=0.7, linewidths=0)
+    if labels is not None:  # class-coloured points (metric-learning embeddings)
+        ax.scatter(p[:, 0], p[:, 1], s=5, c=np.unique(np.asarray(labels), return_inverse=True)[1], cmap="tab10",
+                   alpha=0.8, linewidths=0)
+    else:
+        ax.scatter(p[:, 0], p[:, 1], s=3, c="0.3", alpha=0.7, linewidths=0)
     if names is not None and label_top > 0:
         order = np.argsort(np.linalg.norm(p, axis=1))[:label_top]
         for i in order:

@@ -1,0 +1,134 @@
+"""``hypalign train hypvit`` and ``hypalign embed``: train Hyp-ViT, embed images with a trained run."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hypalign.cli._common import console, print_json, user_errors
+
+train_app = typer.Typer(help="Train a recipe on the shared trainer.", no_args_is_help=True)
+
+
+class FormatChoice(str, Enum):
+    digits = "digits"
+    folder = "folder"
+    cub = "cub"
+    cars = "cars"
+    sop = "sop"
+    inshop = "inshop"
+
+
+class HypGeometry(str, Enum):
+    poincare = "poincare"
+    sphere = "sphere"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+@train_app.command("hypvit")
+@user_errors
+def hypvit(
+    out: Annotated[Path, typer.Option("-o", "--out", help="Run directory (runs/NAME).")],
+    data: Annotated[str, typer.Option(help="'digits' (built in) or the dataset directory.")] = "digits",
+    dataset_format: Annotated[FormatChoice, typer.Option(help="Layout of --data.")] = FormatChoice.digits,
+    encoder: Annotated[str, typer.Option(help="'cnn' (small CNN from scratch) or a local Hugging Face "
+                                              "ViT/DeiT/DINO directory.")] = "cnn",
+    freeze: Annotated[int, typer.Option(help="Freeze patch embedding + this many first blocks (HF encoders).")] = 0,
+    geometry: Annotated[HypGeometry, typer.Option(help="poincare (Hyp-ViT) or sphere (baseline).")] = HypGeometry.poincare,
+    c: Annotated[float, typer.Option(help="Curvature magnitude (curvature -c).", min=1e-6)] = 0.1,
+    clip_r: Annotated[float, typer.Option(help="Feature clipping radius (0 = off).", min=0.0)] = 2.3,
+    tau: Annotated[float | None, typer.Option(help="Temperature (default 0.2 poincare, 0.1 sphere).")] = None,
+    emb: Annotated[int, typer.Option(help="Embedding dimension.", min=2)] = 128,
+    batch_size: Annotated[int, typer.Option(help="Images per step (classes x samples per class).", min=4)] = 80,
+    samples_per_class: Annotated[int, typer.Option("--m", help="Samples per class in a batch.", min=2)] = 16,
+    epochs: Annotated[int, typer.Option(help="Epochs.", min=1)] = 100,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate (paper: 3e-5 ViT-S, 1e-5 DINO).")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
+    warmup: Annotated[int, typer.Option(help="Warmup steps.", min=0)] = 0,
+    schedule: Annotated[str, typer.Option(help="constant (paper) or cosine.")] = "constant",
+    grad_clip: Annotated[float, typer.Option(help="Gradient norm clip (0 = off).", min=0.0)] = 3.0,
+    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.", min=1)] = 1,
+    precision: Annotated[Precision, typer.Option(help="fp32, bf16 (CPU or CUDA), fp16 (CUDA).")] = Precision.fp32,
+    image_size: Annotated[int, typer.Option(help="Crop size for image files.")] = 224,
+    resize: Annotated[int, typer.Option(help="Test-time resize before the centre crop.")] = 256,
+    workers: Annotated[int, typer.Option(help="DataLoader workers for image files.", min=0)] = 0,
+    eval_every: Annotated[int, typer.Option(help="Evaluate every N epochs (0 = at the end).", min=0)] = 10,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from latest/.")] = False,
+    tensorboard: Annotated[bool, typer.Option(help="Also write TensorBoard events.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final metrics as JSON.")] = False,
+) -> None:
+    """Hyp-ViT metric learning (pairwise cross-entropy in the Poincaré ball or on the sphere)."""
+    from hypalign.recipes.hypvit import HypViTConfig, train_hypvit
+    from hypalign.train import TrainConfig
+
+    hf = encoder != "cnn"
+    cfg = HypViTConfig(data=data, dataset_format=dataset_format.value, encoder="hf" if hf else "cnn",
+                       encoder_path=encoder if hf else None, freeze=freeze, emb_dim=emb, geometry=geometry.value, c=c,
+                       clip_r=clip_r or None, tau=tau, batch_size=batch_size, samples_per_class=samples_per_class,
+                       image_size=image_size, resize=resize, workers=workers)
+    tc = TrainConfig(run_dir=str(out), epochs=epochs, optimizer="adamw", lr=lr, weight_decay=weight_decay,
+                     warmup_steps=warmup, schedule=schedule, grad_clip=grad_clip or None, grad_accum=grad_accum,
+                     precision=precision.value, device=device, seed=seed, eval_every=eval_every, resume=resume,
+                     tensorboard=tensorboard, progress=progress, threads=threads, log_every=10)
+    result = train_hypvit(cfg, tc)
+    if as_json:
+        print_json(result)
+    else:
+        _table(result)
+
+
+def _table(result: dict) -> None:
+    from rich.table import Table
+
+    t = Table("metric", "value")
+    for k, v in result.items():
+        t.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    console.print(t)
+
+
+@user_errors
+def embed(
+    run: Annotated[Path, typer.Argument(help="A `hypalign train hypvit` run directory.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Embeddings file (.npy); names go to <out>.txt.")],
+    features: Annotated[bool, typer.Option(help="Dump encoder features (before the head) instead.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.", min=1)] = 64,
+) -> None:
+    """Embed images with a trained run (eval transform: resize + centre crop)."""
+    import numpy as np
+    import torch
+
+    from hypalign.data.images import ImageSplit, SplitDataset
+    from hypalign.errors import InputError
+    from hypalign.io import atomic_write_text, save_npy
+    from hypalign.recipes.hypvit import HypViTConfig, iter_images, load_run_model, transforms
+
+    model, cfg = load_run_model(run)
+    files = list(iter_images(images))
+    if not files:
+        raise InputError("no images found in the given paths")
+    h = HypViTConfig(**{k: v for k, v in cfg["hypvit"].items() if k != "ks"})
+    ds = SplitDataset(ImageSplit(np.zeros(len(files), dtype=np.int64), paths=files), transforms(h)[1], augment=False)
+    model.eval()
+    chunks = []
+    with torch.no_grad():
+        for s in range(0, len(ds), batch_size):
+            x = torch.stack([ds.load(i, 0) for i in range(s, min(len(ds), s + batch_size))])
+            chunks.append(model.features(x) if features else model(x))
+    emb = torch.cat(chunks).numpy().astype(np.float32)
+    save_npy(out, emb)
+    atomic_write_text(out.with_suffix(".txt"), "".join(f"{p}\n" for p in files))
+    console.print(f"wrote {out} ({emb.shape[0]} x {emb.shape[1]}, geometry {model.geometry_name}"
+                  f"{'' if features else f', c={model.c}'}) and {out.with_suffix('.txt')}")

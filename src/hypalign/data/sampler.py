@@ -1,0 +1,64 @@
+"""Class-balanced batches for metric learning: ``N`` distinct classes × ``m`` samples per batch.
+
+Each epoch the classes are permuted with a generator seeded by ``seed * 10000 + epoch`` (Hyp-ViT's
+``UniqueClassSempler``, spec §1.4), the permutation is split into ``world_size`` disjoint contiguous
+parts (rank ``r`` gets part ``r``: ranks never share a class), and each rank cuts its part into
+batches of ``classes_per_batch`` classes. For every class ``m`` of its items are drawn (without
+replacement when it has at least ``m``). Batches are returned as index tensors laid out class by
+class (``[c0 s0, c0 s1, ..., c1 s0, ...]``) so that ``z.view(N, m, D)`` groups samples by class.
+Incomplete batches are dropped (``drop_last``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from hypalign.errors import InputError
+
+
+class ClassBalancedBatchSampler:
+    """Deterministic per-epoch class-balanced batches (see module docstring)."""
+
+    def __init__(
+        self,
+        labels: np.ndarray,
+        classes_per_batch: int,
+        samples_per_class: int = 2,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        labels = np.asarray(labels)
+        self.classes, inverse = np.unique(labels, return_inverse=True)
+        self.by_class = [np.flatnonzero(inverse == k) for k in range(len(self.classes))]
+        self.n, self.m = int(classes_per_batch), int(samples_per_class)
+        self.seed, self.rank, self.world = int(seed), int(rank), int(world_size)
+        if self.m < 2:
+            raise InputError("samples per class must be >= 2 (the loss needs positive pairs)")
+        if self.n < 2:
+            raise InputError("classes per batch must be >= 2 (the loss needs negatives)")
+        per_rank = len(self.classes) // self.world
+        if per_rank < self.n:
+            raise InputError(
+                f"{len(self.classes)} classes over {self.world} process(es) give {per_rank} per process, "
+                f"fewer than the {self.n} classes a batch needs; lower the batch size or samples per class"
+            )
+
+    def __len__(self) -> int:
+        return (len(self.classes) // self.world) // self.n
+
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        g = torch.Generator().manual_seed(self.seed * 10000 + epoch)
+        perm = torch.randperm(len(self.classes), generator=g).numpy()
+        per_rank = len(perm) // self.world
+        mine = perm[self.rank * per_rank : (self.rank + 1) * per_rank]
+        rng = np.random.default_rng([self.seed, epoch, self.rank])
+        out = []
+        for b in range(len(mine) // self.n):
+            idx = []
+            for k in mine[b * self.n : (b + 1) * self.n]:
+                pool = self.by_class[k]
+                idx.append(rng.choice(pool, self.m, replace=len(pool) < self.m))
+            out.append(torch.from_numpy(np.concatenate(idx).astype(np.int64)))
+        return out

@@ -1,0 +1,208 @@
+"""Hyp-ViT metric learning recipe (Ermolov et al. 2022; spec §1) on the shared trainer.
+
+Configuration plus the recipe's own parts: class-balanced batches (:mod:`hypalign.data.sampler`),
+the pairwise cross-entropy (:mod:`hypalign.losses.pairwise`) over embeddings gathered from every
+process *with* their gradient, and Recall@K / MAP@R in the embedding's own geometry on the
+class-disjoint test split (:mod:`hypalign.eval.retrieval`). Defaults follow the paper (AdamW
+wd 0.01, constant lr, grad-clip 3, c = 0.1, clip_r = 2.3, τ = 0.2 hyperbolic / 0.1 spherical,
+emb 128, m = 2); the CPU default is the small CNN on scikit-learn's digits (0–4 train, 5–9 test).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hypalign.data.images import IMAGENET_MEAN, IMAGENET_STD, ImageSplit, ImageTransform, SplitDataset, load_dataset
+from hypalign.data.sampler import ClassBalancedBatchSampler
+from hypalign.errors import InputError
+from hypalign.eval.retrieval import retrieval_metrics
+from hypalign.losses.pairwise import pairwise_ce_loss
+from hypalign.models.hypvit import HypViT
+from hypalign.train import Task, TrainConfig, Trainer
+from hypalign.train import distributed as dist_utils
+
+RECALL_KS = {"digits": (1, 2, 4, 8), "folder": (1, 2, 4, 8), "cub": (1, 2, 4, 8, 16, 32), "cars": (1, 2, 4, 8, 16, 32),
+             "sop": (1, 10, 100, 1000), "inshop": (1, 10, 20, 30, 40, 50)}
+
+
+@dataclass
+class HypViTConfig:
+    data: str = "digits"  # 'digits' or a directory
+    dataset_format: str = "digits"  # digits | folder | cub | cars | sop | inshop
+    encoder: str = "cnn"  # cnn | hf
+    encoder_path: str | None = None  # local Hugging Face directory for encoder = hf
+    freeze: int = 0
+    emb_dim: int = 128
+    geometry: str = "poincare"  # poincare | sphere
+    c: float = 0.1
+    clip_r: float | None = 2.3
+    tau: float | None = None  # default: 0.2 poincare, 0.1 sphere
+    batch_size: int = 80
+    samples_per_class: int = 2
+    image_size: int = 224
+    resize: int = 256
+    workers: int = 0
+    eval_batch_size: int = 256
+    ks: tuple[int, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.tau is None:
+            self.tau = 0.2 if self.geometry == "poincare" else 0.1
+        if not self.ks:
+            self.ks = RECALL_KS.get(self.dataset_format, (1, 2, 4, 8))
+        if self.batch_size % self.samples_per_class:
+            raise InputError(f"batch size {self.batch_size} is not a multiple of samples per class "
+                             f"{self.samples_per_class}")
+
+
+def _seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([p & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
+
+
+class HypViTTask(Task):
+    def __init__(self, cfg: HypViTConfig, seed: int = 0, splits: dict[str, ImageSplit] | None = None) -> None:
+        self.cfg, self.seed = cfg, seed
+        self.splits = splits if splits is not None else load_dataset(cfg.dataset_format,
+                                                                     None if cfg.data == "digits" else cfg.data)
+        torch.manual_seed(seed)
+        self.model = HypViT(encoder=cfg.encoder, encoder_path=cfg.encoder_path, freeze=cfg.freeze, emb_dim=cfg.emb_dim,
+                            geometry=cfg.geometry, c=cfg.c, clip_r=cfg.clip_r)
+        world = dist_utils.world_size()
+        per_rank = cfg.batch_size // world
+        if cfg.batch_size % world or per_rank % cfg.samples_per_class:
+            raise InputError(f"batch size {cfg.batch_size} does not split into {world} processes × whole classes "
+                             f"of {cfg.samples_per_class} samples")
+        self.sampler = ClassBalancedBatchSampler(self.splits["train"].labels, per_rank // cfg.samples_per_class,
+                                                 cfg.samples_per_class, seed, dist_utils.rank(), world)
+        self.train_tf, self.test_tf = transforms(cfg)
+
+    # -- batches ---------------------------------------------------------------------------------
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        out = []
+        for b, idx in enumerate(self.sampler.batches(epoch)):
+            seeds = torch.tensor([_seed(self.seed, epoch, b, p, dist_utils.rank()) for p in range(len(idx))])
+            out.append(torch.stack([idx, seeds], dim=1))
+        return out
+
+    def iterate(self, specs: Sequence[torch.Tensor]) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        ds = SplitDataset(self.splits["train"], self.train_tf, augment=True)
+        if self.cfg.workers > 0 and ds.split.paths is not None:
+            loader = torch.utils.data.DataLoader(ds, batch_sampler=[[tuple(r) for r in s.tolist()] for s in specs],
+                                                 num_workers=self.cfg.workers, persistent_workers=False)
+            return iter(loader)
+        return (_collate([ds[(int(i), int(s))] for i, s in spec.tolist()]) for spec in specs)
+
+    def batch_items(self, batch: Any) -> int:
+        return int(batch[0].shape[0])
+
+    # -- loss ------------------------------------------------------------------------------------------
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x, y = batch
+        z = dist_utils.all_gather_with_grad(model(x))
+        labels = dist_utils.all_gather_no_grad(y)
+        m = self.cfg.samples_per_class
+        z = z.view(-1, m, z.shape[-1])
+        if not bool((labels.view(-1, m) == labels.view(-1, m)[:, :1]).all()):
+            raise RuntimeError("batch is not laid out class by class")  # a sampler bug, never user input
+        loss, stats = pairwise_ce_loss(z, unwrap_geometry(model), self.cfg.tau or 0.2)
+        return {"loss": loss, "acc": stats["acc"]}
+
+    # -- evaluation --------------------------------------------------------------------------------------
+    def embed_split(self, model: HypViT, split: ImageSplit, features: bool = False) -> torch.Tensor:
+        ds = SplitDataset(split, self.test_tf, augment=False)
+        out = []
+        bs = self.cfg.eval_batch_size
+        for s in range(0, len(ds), bs):
+            x = torch.stack([ds.load(i, 0) for i in range(s, min(len(ds), s + bs))])
+            out.append(model.features(x) if features else model(x))
+        return torch.cat(out).detach()
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        m: HypViT = model  # type: ignore[assignment]
+        metrics = ("recall", "map@r")
+        if "test" in self.splits:
+            x = self.embed_split(m, self.splits["test"])
+            res = retrieval_metrics(x, self.splits["test"].labels, m.geometry, ks=self.cfg.ks, metrics=metrics)
+        else:  # In-Shop: query vs gallery
+            q, g = self.embed_split(m, self.splits["query"]), self.embed_split(m, self.splits["gallery"])
+            res = retrieval_metrics(q, self.splits["query"].labels, m.geometry, gallery=g,
+                                    gallery_labels=self.splits["gallery"].labels, ks=self.cfg.ks, metrics=metrics)
+        return {k: float(v) for k, v in res.items() if k.startswith("recall@") or k == "map@r"}
+
+
+def transforms(cfg: HypViTConfig) -> tuple[ImageTransform, ImageTransform]:
+    """Train and test transforms; ViT models (not DINO/DeiT) use mean = std = 0.5 (spec §1.5)."""
+    name = str(cfg.encoder_path or "").lower()
+    vit = cfg.encoder == "hf" and "vit" in name and "dino" not in name and "deit" not in name
+    mean, std = ((0.5,) * 3, (0.5,) * 3) if vit else (IMAGENET_MEAN, IMAGENET_STD)
+    return (ImageTransform(cfg.image_size, cfg.resize, train=True, mean=mean, std=std),
+            ImageTransform(cfg.image_size, cfg.resize, train=False, mean=mean, std=std))
+
+
+def unwrap_geometry(model: nn.Module) -> Any:
+    return (model.module if hasattr(model, "module") else model).geometry
+
+
+def _collate(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items], dtype=torch.int64)
+
+
+def train_hypvit(cfg: HypViTConfig, train: TrainConfig, splits: dict[str, ImageSplit] | None = None) -> dict[str, Any]:
+    """Train, evaluate, save ``runs/NAME/model/`` (``save_pretrained``) and ``eval.json``."""
+    task = HypViTTask(cfg, seed=train.seed, splits=splits)
+    if train.best_metric is None:
+        train.best_metric, train.best_mode = "recall@1", "max"
+    trainer = Trainer(task, train, extra_config={"recipe": "hypvit", "hypvit": asdict(cfg)})
+    result = trainer.fit()
+    out: dict[str, Any] = {"epochs": result.epoch, "steps": result.step, "train_seconds": result.seconds,
+                           **result.metrics}
+    if trainer.is_main:
+        run = Path(train.run_dir)
+        task.model.save_pretrained(run / "model")
+        from hypalign.io import atomic_write_json
+
+        timing = result.timing
+        out["images_per_s"] = timing["items"] / max(timing["compute"] + timing["data"], 1e-9) if timing["items"] else 0.0
+        atomic_write_json(run / "eval.json", out)
+    return out
+
+
+def load_run_model(run: str | Path, which: str = "model") -> tuple[HypViT, dict[str, Any]]:
+    """The trained model of a run directory (``model/`` written at the end, or a checkpoint tag)."""
+    run = Path(run)
+    cfg_file = run / "config.json"
+    if not cfg_file.is_file():
+        raise InputError(f"{run}: no config.json (is this a `hypalign train hypvit` run directory?)")
+    cfg = json.loads(cfg_file.read_text())
+    if cfg.get("recipe") != "hypvit":
+        raise InputError(f"{run}: recipe {cfg.get('recipe')!r}, expected hypvit")
+    if which == "model" and (run / "model" / "model.safetensors").is_file():
+        return HypViT.from_pretrained(str(run / "model")), cfg
+    from hypalign.train.checkpoint import find_checkpoint, load_checkpoint
+
+    h = cfg["hypvit"]
+    model = HypViT(encoder=h["encoder"], encoder_path=h["encoder_path"], freeze=h["freeze"], emb_dim=h["emb_dim"],
+                   geometry=h["geometry"], c=h["c"], clip_r=h["clip_r"])
+    ck = find_checkpoint(run, "latest" if which == "model" else which)
+    if ck is None:
+        raise InputError(f"{run}: no trained model (neither model/ nor a {which} checkpoint)")
+    load_checkpoint(ck, model)
+    return model, cfg
+
+
+def iter_images(paths: Iterable[Path]) -> Iterator[Path]:
+    from hypalign.data.images import IMAGE_SUFFIXES
+
+    for p in paths:
+        if p.is_dir():
+            yield from sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            yield p
