@@ -12,10 +12,13 @@ from typer.core import TyperGroup
 from hypalign.cli._common import console, fail, print_json, user_errors
 from hypalign.cli.index import CurvatureOpt, GeometryOpt, curvature_for
 
+
 class _EvalGroup(TyperGroup):
     """``hypalign eval RUN`` is short for ``hypalign eval run RUN`` (a run directory, not a subcommand)."""
 
-    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             args = ["run", *args]
         return super().resolve_command(ctx, args)

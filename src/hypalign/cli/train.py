@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +13,7 @@ from hypalign.cli._common import console, print_json, user_errors
 train_app = typer.Typer(help="Train a recipe on the shared trainer.", no_args_is_help=True)
 
 
-class FormatChoice(str, Enum):
+class FormatChoice(StrEnum):
     digits = "digits"
     folder = "folder"
     cub = "cub"
@@ -22,12 +22,12 @@ class FormatChoice(str, Enum):
     inshop = "inshop"
 
 
-class HypGeometry(str, Enum):
+class HypGeometry(StrEnum):
     poincare = "poincare"
     sphere = "sphere"
 
 
-class Precision(str, Enum):
+class Precision(StrEnum):
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
@@ -42,7 +42,7 @@ def hypvit(
     encoder: Annotated[str, typer.Option(help="'cnn' (small CNN from scratch) or a local Hugging Face "
                                               "ViT/DeiT/DINO directory.")] = "cnn",
     freeze: Annotated[int, typer.Option(help="Freeze patch embedding + this many first blocks (HF encoders).")] = 0,
-    geometry: Annotated[HypGeometry, typer.Option(help="poincare (Hyp-ViT) or sphere (baseline).")] = HypGeometry.poincare,
+    geometry: Annotated[HypGeometry, typer.Option(help="poincare (Hyp-ViT) or sphere.")] = HypGeometry.poincare,
     c: Annotated[float, typer.Option(help="Curvature magnitude (curvature -c).", min=1e-6)] = 0.1,
     clip_r: Annotated[float, typer.Option(help="Feature clipping radius (0 = off).", min=0.0)] = 2.3,
     tau: Annotated[float | None, typer.Option(help="Temperature (default 0.2 poincare, 0.1 sphere).")] = None,

@@ -71,7 +71,7 @@ def load_folder(root: Path, train_fraction: float = 0.5) -> dict[str, ImageSplit
     classes = sorted(d.name for d in root.iterdir() if d.is_dir())
     if len(classes) < 4:
         raise InputError(f"{root}: found {len(classes)} class folders; class-disjoint splits need at least 4")
-    n_train = max(2, int(round(train_fraction * len(classes))))
+    n_train = max(2, round(train_fraction * len(classes)))
     out: dict[str, tuple[list[Path], list[int]]] = {"train": ([], []), "test": ([], [])}
     for k, cls in enumerate(classes):
         files = sorted(f for f in (root / cls).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
@@ -157,7 +157,8 @@ def load_inshop(root: Path) -> dict[str, ImageSplit]:
     out = {"train": ImageSplit(np.asarray([train_ids[i] for _, i in rows["train"]], dtype=np.int64),
                                paths=[p for p, _ in rows["train"]])}
     for s in ("query", "gallery"):
-        out[s] = ImageSplit(np.asarray([eval_ids[i] for _, i in rows[s]], dtype=np.int64), paths=[p for p, _ in rows[s]])
+        labels = np.asarray([eval_ids[i] for _, i in rows[s]], dtype=np.int64)
+        out[s] = ImageSplit(labels, paths=[p for p, _ in rows[s]])
     return out
 
 
@@ -192,7 +193,7 @@ def load_dataset(fmt: str, root: str | os.PathLike[str] | None = None) -> dict[s
 
 
 # ---- transforms ----------------------------------------------------------------------------------
-def _open(path: Path):  # noqa: ANN202 - PIL image
+def _open(path: Path):
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -211,14 +212,14 @@ def random_resized_crop_box(w: int, h: int, rng: np.random.Generator, scale: tup
     for _ in range(10):
         target = area * rng.uniform(*scale)
         ar = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
-        cw, ch = int(round(math.sqrt(target * ar))), int(round(math.sqrt(target / ar)))
+        cw, ch = round(math.sqrt(target * ar)), round(math.sqrt(target / ar))
         if 0 < cw <= w and 0 < ch <= h:
             return int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1)), cw, ch
     r = w / h
     if r < ratio[0]:
-        cw, ch = w, int(round(w / ratio[0]))
+        cw, ch = w, round(w / ratio[0])
     elif r > ratio[1]:
-        cw, ch = int(round(h * ratio[1])), h
+        cw, ch = round(h * ratio[1]), h
     else:
         cw, ch = w, h
     return (w - cw) // 2, (h - ch) // 2, cw, ch
@@ -236,13 +237,13 @@ class ImageTransform:
     scale: tuple[float, float] = (0.2, 1.0)
     flip: bool = True
 
-    def __call__(self, image, rng: np.random.Generator | None = None) -> torch.Tensor:  # noqa: ANN001
+    def __call__(self, image, rng: np.random.Generator | None = None) -> torch.Tensor:
         from PIL import Image
 
         if self.train:
             rng = rng or np.random.default_rng()
-            l, t, cw, ch = random_resized_crop_box(image.width, image.height, rng, self.scale)
-            image = image.resize((self.size, self.size), Image.BICUBIC, box=(l, t, l + cw, t + ch))
+            left, top, cw, ch = random_resized_crop_box(image.width, image.height, rng, self.scale)
+            image = image.resize((self.size, self.size), Image.BICUBIC, box=(left, top, left + cw, top + ch))
             if self.flip and rng.random() < 0.5:
                 image = image.transpose(Image.FLIP_LEFT_RIGHT)
         else:
@@ -250,8 +251,8 @@ class ImageTransform:
             s = self.resize / min(w, h)
             image = image.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)
             w, h = image.size
-            l, t = (w - self.size) // 2, (h - self.size) // 2
-            image = image.crop((l, t, l + self.size, t + self.size))
+            left, top = (w - self.size) // 2, (h - self.size) // 2
+            image = image.crop((left, top, left + self.size, top + self.size))
         x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
         return self.normalize(x)
 
@@ -264,8 +265,8 @@ class ImageTransform:
 def tensor_augment(x: torch.Tensor, rng: np.random.Generator, scale: tuple[float, float] = (0.6, 1.0)) -> torch.Tensor:
     """Random resized crop (bilinear) of an in-memory ``(3, H, W)`` image, same size out."""
     _, h, w = x.shape
-    l, t, cw, ch = random_resized_crop_box(w, h, rng, scale)
-    crop = x[:, t : t + ch, l : l + cw].unsqueeze(0)
+    left, top, cw, ch = random_resized_crop_box(w, h, rng, scale)
+    crop = x[:, top : top + ch, left : left + cw].unsqueeze(0)
     return torch.nn.functional.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)[0]
 
 

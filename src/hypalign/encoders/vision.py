@@ -13,9 +13,9 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 
@@ -24,7 +24,7 @@ class SmallCNN(nn.Module):
         super().__init__()
         chans = [in_channels, width, 2 * width, 4 * width, 8 * width]
         layers: list[nn.Module] = []
-        for a, b in zip(chans[:-1], chans[1:], strict=True):
+        for a, b in itertools.pairwise(chans):
             layers += [nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True),
                        nn.MaxPool2d(2, ceil_mode=True)]
         self.features = nn.Sequential(*layers)

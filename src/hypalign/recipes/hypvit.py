@@ -170,7 +170,8 @@ def train_hypvit(cfg: HypViTConfig, train: TrainConfig, splits: dict[str, ImageS
         from hypalign.io import atomic_write_json
 
         timing = result.timing
-        out["images_per_s"] = timing["items"] / max(timing["compute"] + timing["data"], 1e-9) if timing["items"] else 0.0
+        busy = max(timing["compute"] + timing["data"], 1e-9)
+        out["images_per_s"] = timing["items"] / busy if timing["items"] else 0.0
         atomic_write_json(run / "eval.json", out)
     return out
 
