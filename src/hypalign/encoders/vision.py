@@ -72,10 +72,19 @@ class HFVisionEncoder(nn.Module):
         if emb is not None:
             for p in emb.parameters():
                 p.requires_grad_(False)
-        layers = getattr(getattr(self.backbone, "encoder", None), "layer", [])
-        for block in list(layers)[:k]:
+        for block in self.blocks()[:k]:
             for p in block.parameters():
                 p.requires_grad_(False)
+
+    def blocks(self) -> list[nn.Module]:
+        """The transformer blocks in order (``layers`` in transformers 5, ``encoder.layer`` before)."""
+        for path in ("layers", "encoder.layer", "encoder.layers"):
+            obj: object = self.backbone
+            for part in path.split("."):
+                obj = getattr(obj, part, None)
+            if isinstance(obj, nn.ModuleList):
+                return list(obj)
+        return []
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.backbone(pixel_values=x)

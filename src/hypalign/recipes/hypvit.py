@@ -186,7 +186,12 @@ def load_run_model(run: str | Path, which: str = "model") -> tuple[HypViT, dict[
     if cfg.get("recipe") != "hypvit":
         raise InputError(f"{run}: recipe {cfg.get('recipe')!r}, expected hypvit")
     if which == "model" and (run / "model" / "model.safetensors").is_file():
-        return HypViT.from_pretrained(str(run / "model")), cfg
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()):  # huggingface_hub prints a line here; keep stdout clean
+            model = HypViT.from_pretrained(str(run / "model"))
+        return model, cfg
     from hypalign.train.checkpoint import find_checkpoint, load_checkpoint
 
     h = cfg["hypvit"]

@@ -8,6 +8,7 @@ DistributedDataParallel and lets only rank 0 write files and draw progress bars.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -41,15 +42,30 @@ def init_from_env(backend: str | None = None) -> bool:
 def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """Concatenate ``x`` from every rank (rank order) along dim 0, keeping the autograd graph.
 
-    Gradients flowing into another rank's slice are sent back to it (``torch.distributed.nn``'s
-    all_gather sums them), so a loss over the gathered batch, averaged by DDP, has exactly the
+    Gradients flowing into another rank's slice are sent back to it and summed, so a loss over the gathered batch, averaged by DDP, has exactly the
     gradient of the same loss computed on one process over the whole batch. Needs equal sizes.
     """
     if not is_distributed():
         return x
-    from torch.distributed.nn.functional import all_gather
+    return _AllGatherWithGrad.apply(x)
 
-    return torch.cat(all_gather(x), dim=0)
+
+class _AllGatherWithGrad(torch.autograd.Function):
+    """Forward: all_gather. Backward: sum every rank's gradient of the gathered tensor
+    (all_reduce) and keep this rank's slice."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        ctx.n, ctx.rank = x.shape[0], rank()
+        out = [torch.empty_like(x) for _ in range(world_size())]
+        dist.all_gather(out, x.contiguous())
+        return torch.cat(out, dim=0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n]
 
 
 def all_gather_no_grad(x: torch.Tensor) -> torch.Tensor:

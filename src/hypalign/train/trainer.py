@@ -316,11 +316,13 @@ class Trainer:
         t_start = time.perf_counter()
         last_save = [t_start]
 
-        def checkpoint(tag: str, epoch_: int, micro_: int) -> None:
+        def checkpoint(tag: str, epoch_: int, micro_: int, collective: bool = True) -> None:
+            # 'latest' is written by all ranks together (every rank's RNG state is gathered so that a
+            # resumed run continues each rank's stream); 'best' is written by rank 0 alone
             if tag == "latest":
                 last_save[0] = time.perf_counter()
             rngs = [_rng_state()]
-            if self.distributed:
+            if self.distributed and collective:
                 gathered: list[Any] = [None] * dist_utils.world_size()
                 torch.distributed.all_gather_object(gathered, rngs[0])
                 rngs = gathered
@@ -352,7 +354,7 @@ class Trainer:
                 better = best_value is None or (v > best_value if cfg.best_mode == "max" else v < best_value)
                 if better:
                     best_value = v
-                    checkpoint("best", epoch_, 0)
+                    checkpoint("best", epoch_, 0, collective=False)
 
         progress = _Progress(total, enabled=cfg.progress and self.is_main)
         progress.start(step)
