@@ -107,7 +107,7 @@ def test_cub_layout_and_errors(tmp_path: Path) -> None:
     (tmp_path / "image_class_labels.txt").write_text("1 1\n2 x\n")
     with pytest.raises(InputError, match=r"image_class_labels.txt: line 2: field 'class_id'"):
         load_dataset("cub", tmp_path)
-    with pytest.raises(MissingDataError, match="images.txt"):
+    with pytest.raises(MissingDataError, match=r"images\.txt"):
         load_dataset("cub", tmp_path / "nowhere")
 
 
@@ -135,7 +135,7 @@ def test_sop_layout(tmp_path: Path) -> None:
     assert s["train"].labels.tolist() == [0, 1] and s["test"].labels.tolist() == [11318]
     assert s["test"].paths[0] == tmp_path / "chair_final/c.JPG"
     (tmp_path / "Ebay_test.txt").write_text(header + "3 11319 chair_final/c.JPG\n")
-    with pytest.raises(InputError, match="Ebay_test.txt: line 2: expected 'image_id class_id super_class_id path'"):
+    with pytest.raises(InputError, match=r"Ebay_test\.txt: line 2: expected 'image_id class_id super_class_id path'"):
         load_dataset("sop", tmp_path)
 
 

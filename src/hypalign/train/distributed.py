@@ -42,8 +42,9 @@ def init_from_env(backend: str | None = None) -> bool:
 def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """Concatenate ``x`` from every rank (rank order) along dim 0, keeping the autograd graph.
 
-    Gradients flowing into another rank's slice are sent back to it and summed, so a loss over the gathered batch, averaged by DDP, has exactly the
-    gradient of the same loss computed on one process over the whole batch. Needs equal sizes.
+    Gradients flowing into another rank's slice are sent back to it and summed, so a loss over the
+    gathered batch, averaged by DDP, has exactly the gradient of the same loss computed on one
+    process over the whole batch. Needs equal sizes.
     """
     if not is_distributed():
         return x
