@@ -157,6 +157,7 @@ def _collate(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch
 
 def train_hypvit(cfg: HypViTConfig, train: TrainConfig, splits: dict[str, ImageSplit] | None = None) -> dict[str, Any]:
     """Train, evaluate, save ``runs/NAME/model/`` (``save_pretrained``) and ``eval.json``."""
+    dist_utils.init_from_env()  # under torchrun: join first, so the sampler knows its rank
     task = HypViTTask(cfg, seed=train.seed, splits=splits)
     if train.best_metric is None:
         train.best_metric, train.best_mode = "recall@1", "max"
