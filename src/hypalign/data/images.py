@@ -270,6 +270,21 @@ def tensor_augment(x: torch.Tensor, rng: np.random.Generator, scale: tuple[float
     return torch.nn.functional.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)[0]
 
 
+def batch_augment(x: torch.Tensor, seeds: list[int], scale: tuple[float, float] = (0.6, 1.0)) -> torch.Tensor:
+    """:func:`tensor_augment` for a whole in-memory batch ``(B, 3, H, W)`` in one ``grid_sample``: each
+    sample's crop box is drawn from its own seed, as the per-sample path does."""
+    b, _, h, w = x.shape
+    theta = torch.zeros(b, 2, 3, dtype=x.dtype)
+    for i, seed in enumerate(seeds):
+        left, top, cw, ch = random_resized_crop_box(w, h, np.random.default_rng(seed), scale)
+        # output pixel centres in [-1, 1] map to the crop box (align_corners=False convention)
+        theta[i, 0, 0], theta[i, 1, 1] = cw / w, ch / h
+        theta[i, 0, 2] = (2 * left + cw) / w - 1
+        theta[i, 1, 2] = (2 * top + ch) / h - 1
+    grid = torch.nn.functional.affine_grid(theta, [b, x.shape[1], h, w], align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 class SplitDataset(torch.utils.data.Dataset):
     """Items ``(index, seed)`` -> ``(image tensor, label)``; the seed drives that sample's augmentation."""
 
@@ -287,6 +302,17 @@ class SplitDataset(torch.utils.data.Dataset):
             return (x - 0.5) / 0.5
         assert self.split.paths is not None and self.transform is not None
         return self.transform(_open(self.split.paths[i]), rng)
+
+    def load_batch(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A whole batch from ``spec`` rows ``(index, seed)``; in-memory images are augmented in one call."""
+        idx = spec[:, 0]
+        labels = torch.from_numpy(self.split.labels[idx.numpy()])
+        if self.split.pixels is not None:
+            x = self.split.pixels[idx]
+            if self.augment:
+                x = batch_augment(x, spec[:, 1].tolist())
+            return (x - 0.5) / 0.5, labels
+        return torch.stack([self.load(int(i), int(sd)) for i, sd in spec.tolist()]), labels
 
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, int]:
         i, seed = item

@@ -6,7 +6,9 @@ parts (rank ``r`` gets part ``r``: ranks never share a class), and each rank cut
 batches of ``classes_per_batch`` classes. For every class ``m`` of its items are drawn (without
 replacement when it has at least ``m``). Batches are returned as index tensors laid out class by
 class (``[c0 s0, c0 s1, ..., c1 s0, ...]``) so that ``z.view(N, m, D)`` groups samples by class.
-Incomplete batches are dropped (``drop_last``).
+Incomplete batches are dropped (``drop_last``). ``passes > 1`` repeats this with fresh permutations
+within one epoch (for data sets with few classes, such as the digits default, where one
+permutation gives a single batch); ``passes = 1`` is Hyp-ViT's sampler.
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ class ClassBalancedBatchSampler:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        passes: int = 1,
     ) -> None:
         labels = np.asarray(labels)
         self.classes, inverse = np.unique(labels, return_inverse=True)
         self.by_class = [np.flatnonzero(inverse == k) for k in range(len(self.classes))]
         self.n, self.m = int(classes_per_batch), int(samples_per_class)
-        self.seed, self.rank, self.world = int(seed), int(rank), int(world_size)
+        self.seed, self.rank, self.world, self.passes = int(seed), int(rank), int(world_size), max(1, int(passes))
         if self.m < 2:
             raise InputError("samples per class must be >= 2 (the loss needs positive pairs)")
         if self.n < 2:
@@ -46,19 +49,20 @@ class ClassBalancedBatchSampler:
             )
 
     def __len__(self) -> int:
-        return (len(self.classes) // self.world) // self.n
+        return self.passes * ((len(self.classes) // self.world) // self.n)
 
     def batches(self, epoch: int) -> list[torch.Tensor]:
         g = torch.Generator().manual_seed(self.seed * 10000 + epoch)
-        perm = torch.randperm(len(self.classes), generator=g).numpy()
-        per_rank = len(perm) // self.world
-        mine = perm[self.rank * per_rank : (self.rank + 1) * per_rank]
         rng = np.random.default_rng([self.seed, epoch, self.rank])
         out = []
-        for b in range(len(mine) // self.n):
-            idx = []
-            for k in mine[b * self.n : (b + 1) * self.n]:
-                pool = self.by_class[k]
-                idx.append(rng.choice(pool, self.m, replace=len(pool) < self.m))
-            out.append(torch.from_numpy(np.concatenate(idx).astype(np.int64)))
+        for _ in range(self.passes):
+            perm = torch.randperm(len(self.classes), generator=g).numpy()
+            per_rank = len(perm) // self.world
+            mine = perm[self.rank * per_rank : (self.rank + 1) * per_rank]
+            for b in range(len(mine) // self.n):
+                idx = []
+                for k in mine[b * self.n : (b + 1) * self.n]:
+                    pool = self.by_class[k]
+                    idx.append(rng.choice(pool, self.m, replace=len(pool) < self.m))
+                out.append(torch.from_numpy(np.concatenate(idx).astype(np.int64)))
         return out

@@ -52,6 +52,7 @@ class HypViTConfig:
     workers: int = 0
     eval_batch_size: int = 256
     ks: tuple[int, ...] = field(default_factory=tuple)
+    passes: int | None = None  # class permutations per epoch; None: 1 (Hyp-ViT), digits: one pass over the images
 
     def __post_init__(self) -> None:
         if self.tau is None:
@@ -64,7 +65,12 @@ class HypViTConfig:
 
 
 def _seed(*parts: int) -> int:
-    return int(np.random.SeedSequence([p & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
+    """A 63-bit seed mixing ``parts`` (splitmix64 steps; cheap enough to call per sample)."""
+    h = 0x9E3779B97F4A7C15
+    for p in parts:
+        h = (h ^ (p & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        h ^= h >> 31
+    return h & 0x7FFFFFFFFFFFFFFF
 
 
 class HypViTTask(Task):
@@ -80,8 +86,11 @@ class HypViTTask(Task):
         if cfg.batch_size % world or per_rank % cfg.samples_per_class:
             raise InputError(f"batch size {cfg.batch_size} does not split into {world} processes × whole classes "
                              f"of {cfg.samples_per_class} samples")
+        passes = cfg.passes
+        if passes is None:
+            passes = max(1, len(self.splits["train"]) // cfg.batch_size) if cfg.dataset_format == "digits" else 1
         self.sampler = ClassBalancedBatchSampler(self.splits["train"].labels, per_rank // cfg.samples_per_class,
-                                                 cfg.samples_per_class, seed, dist_utils.rank(), world)
+                                                 cfg.samples_per_class, seed, dist_utils.rank(), world, passes)
         self.train_tf, self.test_tf = transforms(cfg)
 
     # -- batches ---------------------------------------------------------------------------------
@@ -98,7 +107,7 @@ class HypViTTask(Task):
             loader = torch.utils.data.DataLoader(ds, batch_sampler=[[tuple(r) for r in s.tolist()] for s in specs],
                                                  num_workers=self.cfg.workers, persistent_workers=False)
             return iter(loader)
-        return (_collate([ds[(int(i), int(s))] for i, s in spec.tolist()]) for spec in specs)
+        return (ds.load_batch(spec) for spec in specs)
 
     def batch_items(self, batch: Any) -> int:
         return int(batch[0].shape[0])
@@ -149,10 +158,6 @@ def transforms(cfg: HypViTConfig) -> tuple[ImageTransform, ImageTransform]:
 
 def unwrap_geometry(model: nn.Module) -> Any:
     return (model.module if hasattr(model, "module") else model).geometry
-
-
-def _collate(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items], dtype=torch.int64)
 
 
 def train_hypvit(cfg: HypViTConfig, train: TrainConfig, splits: dict[str, ImageSplit] | None = None) -> dict[str, Any]:

@@ -71,7 +71,8 @@ class TrainConfig:
     log_every: int = 10
     eval_every: int = 1  # epochs; 0 = only at the end
     save_every: int = 0  # optimizer steps between 'latest' checkpoints; 0 = end of each epoch only
-    save_interval_s: float = 0.0  # skip an epoch-end checkpoint if the last one is more recent than this
+    save_interval_s: float = 30.0  # skip an epoch-end checkpoint if the last one is more recent than this
+    prefetch: int = 2  # batches prepared ahead in a background thread (0 = inline)
     best_metric: str | None = None
     best_mode: str = "max"
     progress: bool = True
@@ -366,6 +367,8 @@ class Trainer:
                 specs = task.batches(epoch)
                 remaining = specs[micro_done:] if micro_done else specs
                 it: Iterator[Any] = iter(task.iterate(remaining))
+                if cfg.prefetch > 0:
+                    it = _prefetch(it, cfg.prefetch)
                 micro = micro_done
                 extra_logs: dict[str, float] = {}
                 while step < total:
@@ -448,6 +451,44 @@ class Trainer:
         return FitResult(step=step, epoch=epoch, metrics=metrics,
                          best={cfg.best_metric: best_value} if cfg.best_metric and best_value is not None else {},
                          seconds=seconds, timing=timing)
+
+
+def _prefetch(it: Iterator[Any], depth: int) -> Iterator[Any]:
+    """Yield ``it``'s items, produced ``depth`` ahead in a daemon thread (data preparation overlaps the
+    step; order and content unchanged). Errors in the producer are re-raised in the consumer."""
+    import queue
+    import threading
+
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in it:
+                while not stop.is_set():
+                    try:
+                        q.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(("error", exc))
+
+    thread = threading.Thread(target=produce, daemon=True, name="hypalign-prefetch")
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
 
 
 def _jsonable(obj: Any) -> Any:
