@@ -48,7 +48,9 @@ def hypvit(
     tau: Annotated[float | None, typer.Option(help="Temperature (default 0.2 poincare, 0.1 sphere).")] = None,
     emb: Annotated[int, typer.Option(help="Embedding dimension.", min=2)] = 128,
     batch_size: Annotated[int, typer.Option(help="Images per step (classes x samples per class).", min=4)] = 80,
-    samples_per_class: Annotated[int, typer.Option("--m", help="Samples per class in a batch.", min=2)] = 16,
+    samples_per_class: Annotated[
+        int | None, typer.Option("--m", help="Samples per class in a batch (default 16 for digits, else 2).", min=2)
+    ] = None,
     epochs: Annotated[int, typer.Option(help="Epochs.", min=1)] = 100,
     lr: Annotated[float, typer.Option(help="AdamW learning rate (paper: 3e-5 ViT-S, 1e-5 DINO).")] = 1e-3,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,

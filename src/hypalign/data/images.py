@@ -270,17 +270,37 @@ def tensor_augment(x: torch.Tensor, rng: np.random.Generator, scale: tuple[float
     return torch.nn.functional.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)[0]
 
 
-def batch_augment(x: torch.Tensor, seeds: list[int], scale: tuple[float, float] = (0.6, 1.0)) -> torch.Tensor:
-    """:func:`tensor_augment` for a whole in-memory batch ``(B, 3, H, W)`` in one ``grid_sample``: each
-    sample's crop box is drawn from its own seed, as the per-sample path does."""
+def random_resized_crop_boxes(
+    n: int, w: int, h: int, rng: np.random.Generator, scale: tuple[float, float] = (0.2, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> np.ndarray:
+    """``n`` boxes ``(left, top, width, height)`` drawn as :func:`random_resized_crop_box` does, vectorised
+    (10 tries per box, the first that fits; else the centred fallback)."""
+    area = w * h * rng.uniform(*scale, size=(n, 10))
+    ar = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1]), size=(n, 10)))
+    cw, ch = np.rint(np.sqrt(area * ar)).astype(int), np.rint(np.sqrt(area / ar)).astype(int)
+    ok = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
+    first = ok.argmax(1)
+    rows = np.arange(n)
+    cw, ch = np.where(ok.any(1), cw[rows, first], w), np.where(ok.any(1), ch[rows, first], h)
+    u = rng.random((n, 2))
+    left = np.floor(u[:, 0] * (w - cw + 1)).astype(int)
+    top = np.floor(u[:, 1] * (h - ch + 1)).astype(int)
+    left = np.where(ok.any(1), left, (w - cw) // 2)
+    top = np.where(ok.any(1), top, (h - ch) // 2)
+    return np.stack([left, top, cw, ch], axis=1)
+
+
+def batch_augment(x: torch.Tensor, seed: int, scale: tuple[float, float] = (0.6, 1.0)) -> torch.Tensor:
+    """Random resized crops of a whole in-memory batch ``(B, 3, H, W)`` in one ``grid_sample`` (boxes from
+    :func:`random_resized_crop_boxes` with a generator seeded by ``seed``)."""
     b, _, h, w = x.shape
+    box = torch.from_numpy(random_resized_crop_boxes(b, w, h, np.random.default_rng(seed), scale)).to(x.dtype)
     theta = torch.zeros(b, 2, 3, dtype=x.dtype)
-    for i, seed in enumerate(seeds):
-        left, top, cw, ch = random_resized_crop_box(w, h, np.random.default_rng(seed), scale)
-        # output pixel centres in [-1, 1] map to the crop box (align_corners=False convention)
-        theta[i, 0, 0], theta[i, 1, 1] = cw / w, ch / h
-        theta[i, 0, 2] = (2 * left + cw) / w - 1
-        theta[i, 1, 2] = (2 * top + ch) / h - 1
+    # output pixel centres in [-1, 1] map onto the crop box (align_corners=False convention)
+    theta[:, 0, 0], theta[:, 1, 1] = box[:, 2] / w, box[:, 3] / h
+    theta[:, 0, 2] = (2 * box[:, 0] + box[:, 2]) / w - 1
+    theta[:, 1, 2] = (2 * box[:, 1] + box[:, 3]) / h - 1
     grid = torch.nn.functional.affine_grid(theta, [b, x.shape[1], h, w], align_corners=False)
     return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
@@ -310,7 +330,7 @@ class SplitDataset(torch.utils.data.Dataset):
         if self.split.pixels is not None:
             x = self.split.pixels[idx]
             if self.augment:
-                x = batch_augment(x, spec[:, 1].tolist())
+                x = batch_augment(x, int(spec[0, 1]))
             return (x - 0.5) / 0.5, labels
         return torch.stack([self.load(int(i), int(sd)) for i, sd in spec.tolist()]), labels
 

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -46,7 +45,7 @@ class HypViTConfig:
     clip_r: float | None = 2.3
     tau: float | None = None  # default: 0.2 poincare, 0.1 sphere
     batch_size: int = 80
-    samples_per_class: int = 2
+    samples_per_class: int | None = None  # m; None: 2 (paper default; CUB/Cars use 9), 16 for digits (5 classes)
     image_size: int = 224
     resize: int = 256
     workers: int = 0
@@ -59,6 +58,8 @@ class HypViTConfig:
             self.tau = 0.2 if self.geometry == "poincare" else 0.1
         if not self.ks:
             self.ks = RECALL_KS.get(self.dataset_format, (1, 2, 4, 8))
+        if self.samples_per_class is None:
+            self.samples_per_class = 16 if self.dataset_format == "digits" else 2
         if self.batch_size % self.samples_per_class:
             raise InputError(f"batch size {self.batch_size} is not a multiple of samples per class "
                              f"{self.samples_per_class}")

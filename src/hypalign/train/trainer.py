@@ -314,7 +314,7 @@ class Trainer:
                     raise InputError("--tensorboard needs the tensorboard package (pip install tensorboard)") from None
                 self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
 
-        t_start = time.perf_counter()
+        t_start, cpu_start = time.perf_counter(), time.process_time()
         last_save = [t_start]
 
         def checkpoint(tag: str, epoch_: int, micro_: int, collective: bool = True) -> None:
@@ -428,7 +428,8 @@ class Trainer:
                         rate = window_items / max(now - window_t, 1e-9)
                         avg = window_loss / max(window_n, 1)
                         self._log({"step": step, "epoch": epoch, "loss": avg, "lr": scheduler.get_last_lr()[0],
-                                   "items_per_s": rate, "elapsed_s": now - t_start, **extra_logs})
+                                   "items_per_s": rate, "elapsed_s": now - t_start,
+                                   "cpu_s": time.process_time() - cpu_start, **extra_logs})
                         progress.update(step, epoch, avg, rate)
                         timing["items"] += window_items
                         window_loss, window_n, window_items, window_t = 0.0, 0, 0, time.perf_counter()
@@ -474,7 +475,7 @@ def _prefetch(it: Iterator[Any], depth: int) -> Iterator[Any]:
                 if stop.is_set():
                     return
             q.put(("end", None))
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+        except BaseException as exc:
             q.put(("error", exc))
 
     thread = threading.Thread(target=produce, daemon=True, name="hypalign-prefetch")
