@@ -194,3 +194,18 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "line 2" in r.output and "cycle" in r.output
     r = runner.invoke(app, ["hierarchy", "eval", str(tmp_path / "missing")])
     assert r.exit_code == 2 and "missing embeddings.npy" in r.output
+
+
+def test_non_finite_weights_surface_as_nan_loss_and_evaluation_error() -> None:
+    from hypalign.errors import InputError
+
+    w = torch.randn(10, 3) * 0.1
+    w[4] = float("nan")
+    u, v = torch.tensor([4, 1]), torch.tensor([[2, 3, 5], [4, 6, 7]])
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    for model in ("lorentz", "poincare", "euclidean"):
+        assert torch.isnan(hierarchy_nll_fused(w.clone().requires_grad_(True), u, v, mask, model))
+    anc = [np.array([0])] + [np.array([], dtype=np.int64)] * 9
+    with pytest.raises(InputError, match="contain NaN or inf"):
+        reconstruction(w, anc, get_geometry("lorentz"))
+

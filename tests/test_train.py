@@ -130,6 +130,17 @@ def test_nan_loss_is_a_clear_error(tmp_path: Path) -> None:
         Trainer(task, config(str(tmp_path / "r"))).fit()
 
 
+def test_parameters_turning_non_finite_stop_the_run(tmp_path: Path) -> None:
+    class Poisoned(ToyTask):
+        def after_step(self, model: nn.Module) -> None:
+            model.unused.data.fill_(float("nan"))  # a parameter the loss never sees
+
+    task = Poisoned()
+    task.model.register_parameter("unused", nn.Parameter(torch.zeros(1)))
+    with pytest.raises(FloatingPointError, match=r"parameters \['unused'\] became non-finite by step 4"):
+        Trainer(task, config(str(tmp_path / "r"))).fit()
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no checkpoint to resume from"):
         Trainer(ToyTask(), config(str(tmp_path / "none"), resume=True)).fit()

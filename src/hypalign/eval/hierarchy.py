@@ -24,6 +24,17 @@ from hypalign.eval.retrieval import relevant_ranks
 from hypalign.geometry import Manifold
 
 
+def _finite(embeddings: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """The embeddings as a tensor; non-finite values are an error (they would rank as ties, i.e. perfectly)."""
+    from hypalign.errors import InputError
+
+    x = embeddings if isinstance(embeddings, torch.Tensor) else torch.from_numpy(np.asarray(embeddings))
+    bad = ~torch.isfinite(x).all(dim=-1)
+    if bool(bad.any()):
+        raise InputError(f"{int(bad.sum())} of {len(x)} embeddings contain NaN or inf (first: row {int(bad.nonzero()[0])})")
+    return x
+
+
 def average_precision_from_ranks(ranks: np.ndarray) -> float:
     """AP of positives given their ranks among negatives (1-based), as defined in the module docstring."""
     r = np.sort(np.asarray(ranks, dtype=np.float64))
@@ -42,7 +53,7 @@ def reconstruction(
     ``nodes`` restricts the evaluation to a subset of source nodes (a sample, for big graphs);
     ranks are always among all nodes.
     """
-    x = embeddings if isinstance(embeddings, torch.Tensor) else torch.from_numpy(np.asarray(embeddings))
+    x = _finite(embeddings)
     sel = np.arange(len(ancestors)) if nodes is None else np.asarray(nodes, dtype=np.int64)
     sel = np.array([v for v in sel if len(ancestors[v])], dtype=np.int64)
     ranks = relevant_ranks(x[sel], x, [ancestors[v] for v in sel], geometry, exclude=sel, filtered=True)
@@ -69,7 +80,7 @@ def link_prediction(
     nodes closer to u than p}``. Returns ``mean_rank``, ``mrr``, ``hits@{hits_at}`` over edges and
     ``map`` (average precision of each child's held-out parents, averaged over children).
     """
-    x = embeddings if isinstance(embeddings, torch.Tensor) else torch.from_numpy(np.asarray(embeddings))
+    x = _finite(embeddings)
     test_edges = np.asarray(test_edges, dtype=np.int64).reshape(-1, 2)
     if len(test_edges) == 0:
         return {"mean_rank": float("nan"), "mrr": float("nan"), f"hits@{hits_at}": float("nan"), "map": float("nan"),

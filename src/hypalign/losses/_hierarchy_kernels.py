@@ -68,7 +68,9 @@ def hierarchy_nll_grad(emb, u, v, mask, kind, c, scale, gu, gv):  # pragma: no c
                 y0 = math.sqrt(1.0 / c + yy)
                 q = (xx - yy) / (x0 + y0)
                 am1 = c * 0.5 * (s - q * q)
-                am1s[k] = am1 if am1 > 0.0 else 0.0
+                if am1 < 0.0:  # rounding; a NaN stays NaN (non-finite weights must surface in the loss)
+                    am1 = 0.0
+                am1s[k] = am1
                 d[k] = math.acosh(1.0 + am1s[k]) / sc
             elif kind == 1:
                 alpha = max(1.0 - c * xx, 1e-15)
@@ -77,7 +79,7 @@ def hierarchy_nll_grad(emb, u, v, mask, kind, c, scale, gu, gv):  # pragma: no c
                 d[k] = math.acosh(1.0 + am1s[k]) / sc
             else:
                 d[k] = math.sqrt(s)
-            if d[k] < dmin:
+            if d[k] < dmin or d[k] != d[k]:  # NaN wins, so the loss is NaN
                 dmin = d[k]
         z = 0.0
         for k in range(K1):

@@ -137,6 +137,8 @@ def _lorentz_rsgd_step(xs: torch.Tensor, g: torch.Tensor, lr: float, c: float) -
     v = -lr * (h + c * inner_xh * x)
     vn_sq = (-v[..., :1] ** 2 + (v[..., 1:] ** 2).sum(-1, keepdim=True)).clamp_min(0)
     vn = torch.sqrt(vn_sq * c).clamp_min(1e-15)
-    vn_c = vn.clamp_max(50.0)  # cosh/sinh overflow guard; steps this long never happen with sane lr
+    # a geodesic step longer than 20 (in units of 1/sqrt(c)) would overflow float32 coordinates
+    # (cosh(20) ~ 2e8, squared 6e16): such steps are cut to that length along the same direction
+    vn_c = vn.clamp_max(20.0)
     new = torch.cosh(vn_c) * x + torch.sinh(vn_c) / vn * v
     return new[..., 1:]

@@ -424,6 +424,12 @@ class Trainer:
                     timing["compute"] += t2 - t1
                     timing["steps"] += 1
                     if step % cfg.log_every == 0 or step == total:
+                        bad = [n for n, p in unwrap(model).named_parameters() if not bool(torch.isfinite(p).all())]
+                        if bad:
+                            raise FloatingPointError(
+                                f"parameters {bad[:3]} became non-finite by step {step} (epoch {epoch}); lower the "
+                                "learning rate or enable --grad-clip"
+                            )
                         now = time.perf_counter()
                         rate = window_items / max(now - window_t, 1e-9)
                         avg = window_loss / max(window_n, 1)
