@@ -31,7 +31,8 @@ def _finite(embeddings: torch.Tensor | np.ndarray) -> torch.Tensor:
     x = embeddings if isinstance(embeddings, torch.Tensor) else torch.from_numpy(np.asarray(embeddings))
     bad = ~torch.isfinite(x).all(dim=-1)
     if bool(bad.any()):
-        raise InputError(f"{int(bad.sum())} of {len(x)} embeddings contain NaN or inf (first: row {int(bad.nonzero()[0])})")
+        first = int(bad.nonzero()[0])
+        raise InputError(f"{int(bad.sum())} of {len(x)} embeddings contain NaN or inf (first: row {first})")
     return x
 
 
