@@ -45,19 +45,26 @@ def pairwise_ce_loss(z: Tensor, geometry: Manifold, tau: float = 0.2) -> tuple[T
         z = z.float() if z.dtype in (torch.float16, torch.bfloat16) else z
         n, m, d = z.shape
         flat = z.reshape(n * m, d)
-        sim = _similarity(flat, flat, geometry) / tau  # (N m, N m), class-major
-        s4 = sim.view(n, m, n, m).permute(1, 3, 0, 2)  # [slot_i, slot_j, class_a, class_b]
-        eye = torch.eye(n, device=z.device, dtype=torch.bool)
-        idx = torch.arange(m, device=z.device)
-        same = s4[idx, idx].masked_fill(eye, float("-inf"))  # (m, N, N): logits00 per slot
-        lse = torch.logaddexp(torch.logsumexp(s4, dim=-1), torch.logsumexp(same, dim=-1).unsqueeze(1))  # (m,m,N)
-        pos = torch.diagonal(s4, dim1=-2, dim2=-1)  # (m, m, N)
-        per_pair = (lse - pos).mean(-1)  # CE averaged over anchors, for each (i, j)
-        off = ~torch.eye(m, device=z.device, dtype=torch.bool)
-        loss = per_pair[off].sum()
+        rows = torch.arange(n * m, device=z.device)
+        # (N m, N m) logits, rows/cols class-major (class, slot); self-pairs removed up front (subtracting
+        # them later would cancel catastrophically when the other terms are tiny)
+        sim = (_similarity(flat, flat, geometry) / tau).masked_fill(torch.eye(n * m, dtype=torch.bool,
+                                                                               device=z.device), float("-inf"))
+        # exp of row-shifted logits once; every softmax denominator below is a sum over a slice of it
+        shift = sim.max(dim=1, keepdim=True).values.detach()
+        e = torch.exp(sim - shift)  # (Nm, Nm), zero on the diagonal
+        slot_sums = e.view(n * m, n, m).sum(dim=1)  # (Nm, m): sum over classes b of e[(a,i), (b,j)]
+        anchor_slot = rows % m
+        same_slot = slot_sums[rows, anchor_slot]  # (Nm,): same-slot negatives (self already excluded)
+        log_den = torch.log(slot_sums + same_slot.unsqueeze(1))  # (Nm, m): softmax denominator per (anchor, j)
+        pos_logit = sim.view(n * m, n, m)[rows, rows // m] - shift  # log pos_e
+        off = anchor_slot.unsqueeze(1) != torch.arange(m, device=z.device).unsqueeze(0)  # j != i
+        # mean over anchors, summed over the ordered pairs j != i (j == i holds the masked self: -inf)
+        loss = torch.where(off, log_den - pos_logit, torch.zeros((), dtype=sim.dtype, device=z.device)).sum() / n
         with torch.no_grad():
-            hit = (s4.argmax(-1) == torch.arange(n, device=z.device)).float().mean(-1)
-            acc = hit[off].mean()
+            cross = e.view(n * m, n, m)  # nearest cross-slot item is the positive?
+            hit = (cross.argmax(dim=1) == (rows // m).unsqueeze(1)).float()
+            acc = (hit * off).sum() / off.sum()
         return loss, {"acc": acc}
 
 
