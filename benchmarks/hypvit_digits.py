@@ -125,7 +125,7 @@ def hooked_overhead(args: argparse.Namespace) -> tuple[float, dict[str, float]]:
         with tf.TemporaryDirectory() as d:
             epochs = max(1, args.overhead_steps // len(task.batches(0)))
             cfg = TrainConfig(run_dir=d, epochs=epochs, lr=1e-3, optimizer="adamw", schedule="constant",
-                              grad_clip=3.0, eval_every=0, progress=False, log_every=10, save_every=20,
+                              grad_clip=3.0, eval_every=0, progress=False, log_every=10, save_every=args.save_every,
                               save_interval_s=30, threads=args.threads, prefetch=args.prefetch)
             task.evaluate = lambda model: {}  # type: ignore[method-assign]
             res = Trainer(task, cfg).fit()
@@ -183,6 +183,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--prefetch", type=int, default=2, help="trainer prefetch depth (0 = inline)")
     ap.add_argument("--overhead-only", action="store_true")
+    ap.add_argument("--save-every", type=int, default=20, help="checkpoint every N steps in the overhead runs")
     ap.add_argument("--paired", action="store_true", help="also compare with a separate bare loop (noisy here)")
     args = ap.parse_args()
     overhead_report(args)

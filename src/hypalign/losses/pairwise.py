@@ -31,13 +31,15 @@ def _similarity(x: Tensor, y: Tensor, geometry: Manifold) -> Tensor:
     return -geometry.cdist(x, y)
 
 
-def pairwise_ce_loss(z: Tensor, geometry: Manifold, tau: float = 0.2) -> tuple[Tensor, dict[str, Tensor]]:
+def pairwise_ce_loss(
+    z: Tensor, geometry: Manifold, tau: float = 0.2, stats: bool = True
+) -> tuple[Tensor, dict[str, Tensor]]:
     """Hyp-ViT's loss for ``z`` of shape ``(N classes, m samples, D)``; returns ``(loss, stats)``.
 
     All ``m(m-1)`` slot pairs are evaluated at once from one ``(Nm, Nm)`` similarity matrix
     (equal to the per-pair loop of the reference code, which :func:`pairwise_ce_loss_reference`
-    spells out and a test compares). ``stats["acc"]``: fraction of anchors whose most similar
-    cross-slot item is their positive, averaged over pairs (the reference code's logged "acc").
+    spells out and a test compares). With ``stats``, ``stats["acc"]``: fraction of anchors whose most
+    similar cross-slot item is their positive, averaged over pairs (the reference code's logged "acc").
     """
     if z.ndim != 3 or z.shape[1] < 2 or z.shape[0] < 2:
         raise ValueError(f"expected embeddings shaped (classes >= 2, samples >= 2, dim), got {tuple(z.shape)}")
@@ -61,6 +63,8 @@ def pairwise_ce_loss(z: Tensor, geometry: Manifold, tau: float = 0.2) -> tuple[T
         off = anchor_slot.unsqueeze(1) != torch.arange(m, device=z.device).unsqueeze(0)  # j != i
         # mean over anchors, summed over the ordered pairs j != i (j == i holds the masked self: -inf)
         loss = torch.where(off, log_den - pos_logit, torch.zeros((), dtype=sim.dtype, device=z.device)).sum() / n
+        if not stats:
+            return loss, {}
         with torch.no_grad():
             cross = e.view(n * m, n, m)  # nearest cross-slot item is the positive?
             hit = (cross.argmax(dim=1) == (rows // m).unsqueeze(1)).float()
