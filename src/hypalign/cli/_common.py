@@ -44,3 +44,18 @@ def user_errors(func: F) -> F:
 
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, allow_nan=False) + "\n")
+
+
+def print_metrics(result: dict[str, Any], as_json: bool = False, title: str | None = None) -> None:
+    """A metric dict as one JSON line (``--json``) or a two-column rich table (floats to 4 places)."""
+    if as_json:
+        print_json(result)
+        return
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in result.items():
+        table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(table)

@@ -9,7 +9,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from hypalign.cli._common import console, fail, print_json, user_errors
+from hypalign.cli._common import console, fail, print_json, print_metrics, user_errors
 from hypalign.cli.index import CurvatureOpt, GeometryOpt, curvature_for
 
 
@@ -134,14 +134,4 @@ def run(
 
                 pts = to_disk(emb, model.geometry_name, model.c, method="tangent-pca")
                 plot_disk(pts, plot, labels=split.labels, title=f"{run_dir.name}: test classes ({model.geometry_name})")
-    if as_json:
-        print_json(result)
-        return
-    from rich.table import Table
-
-    table = Table(title=f"{run_dir} ({model.geometry_name}, {h.dataset_format} test classes)")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name, value in result.items():
-        table.add_row(name, f"{value:.4f}")
-    console.print(table)
+    print_metrics(result, as_json, title=f"{run_dir} ({model.geometry_name}, {h.dataset_format} test classes)")

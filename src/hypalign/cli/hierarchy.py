@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from hypalign.cli._common import console, print_json, user_errors
+from hypalign.cli._common import console, print_metrics, user_errors
 
 hierarchy_app = typer.Typer(
     help="Embed a hierarchy (WordNet, Gene Ontology, your edge list) and evaluate or draw it.", no_args_is_help=True
@@ -74,7 +74,7 @@ def embed(
                         threads=threads or os.cpu_count() or 1, best_metric=None, save_interval_s=30.0)
     console.print(f"[bold]hierarchy[/] {source} -> {model.value} dim {dim}, {epochs} epochs, run dir {out}")
     result = train_hierarchy(cfg, train)
-    _show(result, as_json)
+    print_metrics(result, as_json)
 
 
 @hierarchy_app.command("eval")
@@ -111,7 +111,7 @@ def evaluate(
     if hcfg.get("link_prediction", 0) > 0:
         _, test = split_link_prediction(h, hcfg["link_prediction"], cfg["train"]["seed"])
         out.update({f"lp_{k}": v for k, v in link_prediction(x, anc, test, geom).items()})
-    _show({k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in out.items()}, as_json)
+    print_metrics({k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in out.items()}, as_json)
 
 
 @hierarchy_app.command("plot")
@@ -156,14 +156,3 @@ def plot(
               title=f"{run.name}: {meta['geometry']} dim {meta['dim']} ({method.value})")
     console.print(f"wrote {out}")
 
-
-def _show(result: dict, as_json: bool) -> None:
-    if as_json:
-        print_json(result)
-        return
-    from rich.table import Table
-
-    t = Table("metric", "value")
-    for k, v in result.items():
-        t.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
-    console.print(t)

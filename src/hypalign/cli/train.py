@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from hypalign.cli._common import console, print_json, user_errors
+from hypalign.cli._common import console, print_metrics, user_errors
 
 train_app = typer.Typer(help="Train a recipe on the shared trainer.", no_args_is_help=True)
 
@@ -84,20 +84,7 @@ def hypvit(
                      warmup_steps=warmup, schedule=schedule, grad_clip=grad_clip or None, grad_accum=grad_accum,
                      precision=precision.value, device=device, seed=seed, eval_every=eval_every, resume=resume,
                      tensorboard=tensorboard, progress=progress, threads=threads, log_every=10)
-    result = train_hypvit(cfg, tc)
-    if as_json:
-        print_json(result)
-    else:
-        _table(result)
-
-
-def _table(result: dict) -> None:
-    from rich.table import Table
-
-    t = Table("metric", "value")
-    for k, v in result.items():
-        t.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
-    console.print(t)
+    print_metrics(train_hypvit(cfg, tc), as_json)
 
 
 @user_errors
