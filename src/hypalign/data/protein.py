@@ -1,0 +1,208 @@
+"""Proteins with GO annotations: Swiss-Prot from Debian's ``metastudent-data``, or a user's FASTA +
+annotation table, with annotations propagated to GO ancestors (is_a, part_of).
+
+* :func:`metastudent_proteins` reads ``<ONT>O/goasp.fasta`` (BLAST v4, :mod:`hypalign.data.blastdb`)
+  for sequences and ``goasp_annot.dat`` (``ACCESSION<TAB>GO:…<TAB>GO:…``; repeated terms are
+  repeated evidence) for annotations, and caches the tidy table as parquet
+  (``$HYPALIGN_CACHE_DIR`` or ``~/.cache/hypalign``) so later runs load in seconds.
+* :func:`read_fasta` / :func:`read_annotations`: the same for files a user brings (UniProt
+  downloads), with errors naming the record or line, or — ``skip_invalid=True`` — bad records
+  dropped and counted in one warning.
+* :func:`propagate_terms`: every term plus its ancestors within the ontology.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hypalign.errors import InputError
+
+ONTOLOGY_DIRS = {"BP": "BPO", "MF": "MFO", "CC": "CCO"}
+AMINO_ACIDS = set("ACDEFGHIKLMNPQRSTVWYBZXUOJ")  # the 20 + ambiguity codes (B, Z, X, J) + U, O
+
+
+@dataclass
+class ProteinTable:
+    """Parallel lists: ``accessions[i]``, ``sequences[i]``, ``terms[i]`` (sorted GO ids, as annotated)."""
+
+    accessions: list[str]
+    sequences: list[str]
+    terms: list[list[str]]
+
+    def __len__(self) -> int:
+        return len(self.accessions)
+
+    def subset(self, idx: Sequence[int] | np.ndarray) -> ProteinTable:
+        return ProteinTable([self.accessions[i] for i in idx], [self.sequences[i] for i in idx],
+                            [self.terms[i] for i in idx])
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HYPALIGN_CACHE_DIR", Path.home() / ".cache" / "hypalign"))
+
+
+def read_annotation_dat(path: Path) -> dict[str, list[str]]:
+    """``ACCESSION<TAB>GO:…<TAB>…`` lines -> accession -> sorted distinct terms."""
+    out: dict[str, list[str]] = {}
+    with open(path, encoding="ascii") as fh:
+        for lineno, line in enumerate(fh, 1):
+            tok = line.split()
+            if not tok:
+                continue
+            if len(tok) < 2 or not all(t.startswith("GO:") for t in tok[1:]):
+                raise InputError(f"{path}: line {lineno}: expected 'ACCESSION<TAB>GO:…<TAB>GO:…'")
+            out[tok[0]] = sorted(set(tok[1:]))
+    return out
+
+
+def metastudent_proteins(ontology: str, use_cache: bool = True) -> ProteinTable:
+    """Swiss-Prot proteins annotated in one ontology (``BP``, ``MF``, ``CC``), from metastudent-data."""
+    from hypalign.data.blastdb import open_blastdb
+    from hypalign.data.go import metastudent_dir
+
+    ont = ontology.upper()
+    if ont not in ONTOLOGY_DIRS:
+        raise InputError(f"unknown ontology {ontology!r}; expected BP, MF or CC")
+    cache = cache_dir() / "metastudent" / f"{ont}.parquet"
+    if use_cache and cache.is_file():
+        return _read_parquet(cache)
+    d = metastudent_dir() / ONTOLOGY_DIRS[ont]
+    db = open_blastdb(d / "goasp.fasta")
+    titles, seqs = db.titles(), db.sequences()
+    annot = read_annotation_dat(d / "goasp_annot.dat")
+    accs, terms = [], []
+    for i, t in enumerate(titles):
+        acc = t.split("|", 1)[0]
+        if acc not in annot:
+            raise InputError(f"{d / 'goasp.fasta'}: sequence {i} ({acc}) has no line in goasp_annot.dat")
+        accs.append(acc)
+        terms.append(annot[acc])
+    table = ProteinTable(accs, seqs, terms)
+    if use_cache:
+        _write_parquet(cache, table)
+    return table
+
+
+def _write_parquet(path: Path, table: ProteinTable) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hypalign.io import atomic_write
+
+    t = pa.table({"accession": table.accessions, "sequence": table.sequences, "go_terms": table.terms})
+    atomic_write(path, lambda p: pq.write_table(t, p))
+
+
+def _read_parquet(path: Path) -> ProteinTable:
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path)
+    return ProteinTable(t.column("accession").to_pylist(), t.column("sequence").to_pylist(),
+                        t.column("go_terms").to_pylist())
+
+
+def propagate_terms(terms: Iterable[str], ancestors: dict[str, set[str]]) -> list[str]:
+    """``terms`` plus all their ancestors (``ancestors[t]``; terms outside the map are kept alone)."""
+    out: set[str] = set()
+    for t in terms:
+        out.add(t)
+        out |= ancestors.get(t, set())
+    return sorted(out)
+
+
+def ancestor_map(ontology: str) -> dict[str, set[str]]:
+    """GO id -> its ancestors (is_a + part_of) within the ontology (``BP``, ``MF``, ``CC``)."""
+    from hypalign.data.hierarchy import go_hierarchy
+
+    h = go_hierarchy(ontology)
+    anc = h.ancestors()
+    return {h.names[i]: {h.names[j] for j in a.tolist()} for i, a in enumerate(anc)}
+
+
+def read_fasta(path: str | os.PathLike[str], skip_invalid: bool = False) -> tuple[list[str], list[str]]:
+    """``(ids, sequences)`` from a FASTA file; the id is the header's first word, or the accession of a
+    UniProt header (``sp|P12345|NAME_HUMAN …`` -> ``P12345``).
+
+    Malformed files, empty sequences and letters that are not amino acids are errors naming the
+    record (or, with ``skip_invalid``, dropped and counted in one warning).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such file")
+    ids: list[str] = []
+    seqs: list[str] = []
+    dropped: dict[str, int] = {}
+    cur_id: str | None = None
+    cur_line = 0
+    parts: list[str] = []
+
+    def flush() -> None:
+        if cur_id is None:
+            return
+        seq = "".join(parts).replace(" ", "").upper().rstrip("*")
+        problem = None
+        if not seq:
+            problem = "empty sequence"
+        else:
+            bad = sorted(set(seq) - AMINO_ACIDS)
+            if bad:
+                problem = f"letters that are not amino acids: {''.join(bad)!r}"
+        if problem:
+            if not skip_invalid:
+                raise InputError(f"{p}: record {cur_id!r} (line {cur_line}): {problem}")
+            dropped[problem.split(":")[0]] = dropped.get(problem.split(":")[0], 0) + 1
+            return
+        ids.append(cur_id)
+        seqs.append(seq)
+
+    with open(p, encoding="utf-8", errors="replace") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            line = raw.strip()
+            if not line:
+                continue
+            if line.startswith(">"):
+                flush()
+                head = line[1:].split()
+                if not head:
+                    raise InputError(f"{p}: line {lineno}: a '>' header without an id")
+                word = head[0]
+                bits = word.split("|")
+                cur_id = bits[1] if len(bits) >= 3 and bits[0] in ("sp", "tr") else word
+                cur_line, parts = lineno, []
+            else:
+                if cur_id is None:
+                    raise InputError(f"{p}: line {lineno}: sequence data before the first '>' header (not FASTA?)")
+                parts.append(line)
+    flush()
+    if dropped:
+        summary = ", ".join(f"{n} {k}" for k, n in dropped.items())
+        warnings.warn(f"{p}: skipped {sum(dropped.values())} records ({summary})", stacklevel=2)
+    if not ids:
+        raise InputError(f"{p}: no usable sequences")
+    return ids, seqs
+
+
+def read_annotations(path: str | os.PathLike[str]) -> dict[str, list[str]]:
+    """A user's annotation table: ``ID<TAB>GO:…[,; or TAB separated]`` per line (``#`` comments allowed)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such file")
+    out: dict[str, list[str]] = {}
+    with open(p, encoding="utf-8") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            tok = [t for t in line.replace(",", "\t").replace(";", "\t").split("\t") if t.strip()]
+            terms = [t.strip() for t in tok[1:]]
+            if len(tok) < 2 or not all(t.startswith("GO:") and len(t) == 10 for t in terms):
+                raise InputError(f"{p}: line {lineno}: expected 'ID<TAB>GO:0000001[,GO:…]', got {line[:80]!r}")
+            out.setdefault(tok[0].strip(), [])
+            out[tok[0].strip()] = sorted(set(out[tok[0].strip()]) | set(terms))
+    return out
