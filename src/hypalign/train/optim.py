@@ -47,6 +47,18 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return groups
 
 
+def _sparse_rows(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row indices and values of a sparse row gradient, each row once. Coalescing (a sort) is skipped
+    when the rows are already strictly increasing — the hierarchy kernel's gradients are, but
+    autograd drops their "coalesced" flag on the way to ``.grad``."""
+    if not g.is_coalesced():
+        rows = g._indices()[0]
+        if rows.numel() < 2 or bool((rows[1:] > rows[:-1]).all()):
+            return rows, g._values()
+        g = g.coalesce()
+    return g.indices()[0], g.values()
+
+
 class LazyAdam(torch.optim.Optimizer):
     """Adam for embedding tables with sparse (row) gradients: only the rows present in a step's
     gradient update their moments and values ("lazy" Adam, the semantics of ``torch.optim.SparseAdam``,
@@ -79,11 +91,11 @@ class LazyAdam(torch.optim.Optimizer):
                 if g.is_sparse:
                     from hypalign.losses._hierarchy_kernels import lazy_adam_rows
 
-                    g = g.coalesce()
                     if p.dtype != torch.float32 or p.device.type != "cpu":
                         raise ValueError("LazyAdam with sparse gradients needs float32 CPU parameters")
+                    rows, vals = _sparse_rows(g)
                     lazy_adam_rows(p.data.numpy(), st["exp_avg"].numpy(), st["exp_avg_sq"].numpy(),
-                                   g.indices()[0].numpy(), g.values().float().numpy(), lr, b1, b2, eps, c1, c2)
+                                   rows.numpy(), vals.float().contiguous().numpy(), lr, b1, b2, eps, c1, c2)
                 else:
                     st["exp_avg"].mul_(b1).add_(g, alpha=1 - b1)
                     st["exp_avg_sq"].mul_(b2).addcmul_(g, g, value=1 - b2)
@@ -104,10 +116,9 @@ class RiemannianSGD(torch.optim.Optimizer):
                 if p.grad is None:
                     continue
                 if p.grad.is_sparse:  # update only the rows the gradient touches
-                    sg = p.grad.coalesce()
-                    rows = sg.indices()[0]
+                    rows, vals = _sparse_rows(p.grad)
                     sub = p[rows].clone()
-                    _rsgd_dense(sub, sg.values(), lr, kind, c, group["boundary_eps"])
+                    _rsgd_dense(sub, vals, lr, kind, c, group["boundary_eps"])
                     p[rows] = sub
                 else:
                     _rsgd_dense(p, p.grad, lr, kind, c, group["boundary_eps"])
