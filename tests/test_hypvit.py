@@ -252,9 +252,11 @@ def test_cli_train_eval_embed_on_digits(tmp_path: Path) -> None:
     for f in ("config.json", "metrics.jsonl", "latest/model.safetensors", "best/model.safetensors",
               "model/config.json", "model/model.safetensors", "eval.json"):
         assert (run / f).exists(), f
-    r = runner.invoke(app, ["eval", str(run), "--json", "--features-out", str(tmp_path / "f.npy")])
+    r = runner.invoke(app, ["eval", str(run), "--json", "--features-out", str(tmp_path / "f.npy"),
+                            "--plot", str(tmp_path / "disk.png")])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["recall@1"] == pytest.approx(res["recall@1"])
+    assert (tmp_path / "disk.png").read_bytes()[:4] == b"\x89PNG"
     assert np.load(tmp_path / "f.npy").shape == (896, 256)  # digits 5-9, SmallCNN features
     imgs = tmp_path / "imgs"
     for i in range(3):

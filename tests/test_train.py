@@ -141,6 +141,18 @@ def test_parameters_turning_non_finite_stop_the_run(tmp_path: Path) -> None:
         Trainer(task, config(str(tmp_path / "r"))).fit()
 
 
+def test_tensorboard_events_or_a_clear_error(tmp_path: Path) -> None:
+    import importlib.util
+
+    cfg = config(str(tmp_path / "tb"), epochs=1, tensorboard=True)
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.raises(InputError, match="--tensorboard needs the tensorboard package"):
+            Trainer(ToyTask(), cfg).fit()
+    else:
+        Trainer(ToyTask(), cfg).fit()
+        assert list((tmp_path / "tb" / "tensorboard").glob("events.out.tfevents.*"))
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no checkpoint to resume from"):
         Trainer(ToyTask(), config(str(tmp_path / "none"), resume=True)).fit()
