@@ -37,7 +37,6 @@ def test_blastdb_errors_name_the_file(tmp_path: Path) -> None:
         write_blastdb(tmp_path / "bad", ["x"], ["MK1"])
 
 
-@pytest.mark.skipif(not (METASTUDENT / "MFO" / "goasp.fasta.pin").exists(), reason="metastudent-data not installed")
 def test_metastudent_blastdb_index_and_first_records() -> None:
     db = open_blastdb(METASTUDENT / "MFO" / "goasp.fasta")
     assert len(db) == 459503 and db.total_residues == 170481152 and db.max_length == 35213

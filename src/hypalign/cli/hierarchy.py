@@ -109,7 +109,7 @@ def evaluate(
     out = {"source": hcfg["source"], "model": meta["geometry"], "dim": meta["dim"], "nodes": h.n_nodes}
     out.update({k: v for k, v in reconstruction(x, anc, geom).items()})
     if hcfg.get("link_prediction", 0) > 0:
-        _, test = split_link_prediction(h, hcfg["link_prediction"], cfg["train"]["seed"])
+        _, test = split_link_prediction(h, hcfg["link_prediction"], cfg["train"]["seed"], anc)
         out.update({f"lp_{k}": v for k, v in link_prediction(x, anc, test, geom).items()})
     print_metrics({k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in out.items()}, as_json)
 

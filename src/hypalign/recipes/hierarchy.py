@@ -81,7 +81,7 @@ def transitive_reduction(h: Hierarchy, ancestors: list[np.ndarray] | None = None
 
 
 def split_link_prediction(
-    h: Hierarchy, fraction: float, seed: int = 0
+    h: Hierarchy, fraction: float, seed: int = 0, ancestors: list[np.ndarray] | None = None
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Hold out ``fraction`` of the transitive-reduction edges.
 
@@ -89,7 +89,7 @@ def split_link_prediction(
     other ancestors stay, so a held-out parent has to be inferred from the rest of the
     hierarchy) and the held-out ``(child, parent)`` pairs.
     """
-    anc = h.ancestors()
+    anc = ancestors if ancestors is not None else h.ancestors()
     red = transitive_reduction(h, anc)
     rng = np.random.default_rng(seed)
     n_test = round(fraction * len(red))
@@ -120,7 +120,9 @@ class HierarchyTask(Task):
         self.h, self.cfg, self.seed = hierarchy, cfg, seed
         self.all_ancestors = hierarchy.ancestors()
         if cfg.link_prediction > 0:
-            self.train_ancestors, self.test_edges = split_link_prediction(hierarchy, cfg.link_prediction, seed)
+            self.train_ancestors, self.test_edges = split_link_prediction(
+                hierarchy, cfg.link_prediction, seed, self.all_ancestors
+            )
         else:
             self.train_ancestors, self.test_edges = self.all_ancestors, np.zeros((0, 2), dtype=np.int64)
         self.indptr, self.indices = _csr(self.train_ancestors)
