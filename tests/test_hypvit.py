@@ -32,19 +32,38 @@ runner = CliRunner()
 # ---- loss ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("geometry", "tau"), [(PoincareBall(c=0.1), 0.2), (Sphere(), 0.1)])
 @pytest.mark.parametrize("m", [2, 3])
-def test_pairwise_loss_equals_the_reference_loop(geometry: object, tau: float, m: int) -> None:
+@pytest.mark.parametrize("fused", [True, False])
+def test_pairwise_loss_equals_the_reference_loop(geometry: object, tau: float, m: int, fused: bool) -> None:
     torch.manual_seed(0)
     u = torch.randn(6, m, 8, dtype=torch.float64)
     z = geometry.expmap0(geometry.feature_clip(u, 2.3)) if isinstance(geometry, PoincareBall) else \
         torch.nn.functional.normalize(u, dim=-1)
     a, b = z.clone().requires_grad_(True), z.clone().requires_grad_(True)
-    loss, stats = pairwise_ce_loss(a, geometry, tau)
+    loss, stats = pairwise_ce_loss(a, geometry, tau, fused=fused)
     ref = pairwise_ce_loss_reference(b, geometry, tau)
     loss.backward()
     ref.backward()
     assert loss.item() == pytest.approx(ref.item(), rel=1e-12)
     torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12)
     assert 0.0 <= float(stats["acc"]) <= 1.0
+
+
+@pytest.mark.parametrize("geometry", [PoincareBall(c=0.1), PoincareBall(c=1.0), Sphere()])
+def test_fused_pairwise_loss_gradient_passes_gradcheck(geometry: object) -> None:
+    torch.manual_seed(1)
+    z = geometry.expmap0(0.6 * torch.randn(3, 4, 5, dtype=torch.float64)).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: pairwise_ce_loss(t, geometry, 0.2, stats=False)[0], (z,))
+    assert type(pairwise_ce_loss(z, geometry, 0.2)[0].grad_fn).__name__ == "_FusedPairwiseCEBackward"
+
+
+def test_learnable_curvature_takes_the_autograd_path_and_gets_a_gradient() -> None:
+    geometry = PoincareBall(c=0.1, learnable=True).double()
+    z = geometry.expmap0(0.5 * torch.randn(3, 2, 4, dtype=torch.float64)).detach().requires_grad_(True)
+    loss, _ = pairwise_ce_loss(z, geometry, 0.2)
+    loss.backward()
+    assert type(loss.grad_fn).__name__ != "_FusedPairwiseCEBackward"
+    curvature = next(geometry.parameters())
+    assert curvature.grad is not None and float(curvature.grad.abs()) > 0
 
 
 def test_pairwise_loss_by_hand() -> None:

@@ -21,6 +21,7 @@ from hypalign.errors import InputError
 from hypalign.geometry import Lorentz
 from hypalign.train import LRSchedule, RiemannianSGD, Trainer, param_groups
 from hypalign.train.checkpoint import find_checkpoint
+from hypalign.train.optim import clip_grad_norm
 
 sys.path.insert(0, str(Path(__file__).parent))
 from toy_task import ToyTask, config
@@ -45,6 +46,41 @@ def test_param_groups_no_decay_on_biases_and_norms() -> None:
     assert groups[0]["weight_decay"] == 0.05 and groups[1]["weight_decay"] == 0.0
     assert decay == {id(model[0].weight), id(model[2].weight)}
     assert len(groups[1]["params"]) == 4  # two biases + LayerNorm weight and bias
+
+
+@pytest.mark.parametrize("scale", [1e-3, 10.0])
+def test_clip_grad_norm_agrees_with_torch(scale: float) -> None:
+    torch.manual_seed(0)
+    a, b = nn.Sequential(nn.Linear(5, 7), nn.Linear(7, 3)), nn.Sequential(nn.Linear(5, 7), nn.Linear(7, 3))
+    b.load_state_dict(a.state_dict())
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        pa.grad = torch.randn_like(pa) * scale
+        pb.grad = pa.grad.clone()
+    expected = float(torch.nn.utils.clip_grad_norm_(b.parameters(), 1.0))
+    assert clip_grad_norm(a.parameters(), 1.0) == pytest.approx(expected)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa.grad, pb.grad)
+    # sparse gradients (torch's function rejects them) count with their values; a NaN norm is reported, not applied
+    e = nn.Embedding(6, 3, sparse=True)
+    e(torch.tensor([1, 4])).sum().mul(100).backward()
+    assert clip_grad_norm(e.parameters(), 1.0) == pytest.approx(100 * math.sqrt(6))
+    assert float(e.weight.grad.to_dense().norm()) == pytest.approx(1.0, rel=1e-5)
+    a[0].weight.grad[0, 0] = float("nan")
+    assert math.isnan(clip_grad_norm(a.parameters(), 1.0))
+
+
+def test_non_finite_gradient_norm_stops_the_run(tmp_path: Path) -> None:
+    task = ToyTask()
+    task.model.register_parameter("unused", nn.Parameter(torch.zeros(1)))
+    orig = task.loss
+
+    def loss(model: nn.Module, batch: object) -> torch.Tensor:  # finite loss, infinite gradient on `unused`
+        model.unused.register_hook(lambda g: torch.full_like(g, float("inf")))  # type: ignore[union-attr]
+        return orig(model, batch) + 0.0 * model.unused.sum()  # type: ignore[operator]
+
+    task.loss = loss  # type: ignore[method-assign]
+    with pytest.raises(FloatingPointError, match=r"gradient norm is inf at step 0 \(epoch 0\)"):
+        Trainer(task, config(str(tmp_path / "r"), grad_clip=1.0)).fit()
 
 
 def test_rsgd_poincare_matches_geoopt() -> None:
