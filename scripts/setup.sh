@@ -7,7 +7,8 @@
 # * torch 2.13.0 is installed first, from the local CPU wheel (a looser pin would pull CUDA wheels);
 # * hypalign is installed in editable mode with the requested extras (skipped when nothing changed);
 # * --data installs Debian's data packages: wordnet-base (WordNet 3.0) and metastudent-data
-#   (Swiss-Prot + Gene Ontology, ~225 MB download).
+#   (Swiss-Prot + Gene Ontology, ~225 MB download), and the sequence tools the protein splits and
+#   baselines run: mmseqs2 and diamond-aligner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,7 +44,7 @@ apt_install() {
 }
 
 if [ "$want_data" = 1 ]; then
-  apt_install wordnet-base metastudent-data
+  apt_install wordnet-base metastudent-data mmseqs2 diamond-aligner
 fi
 
 # ---- Python environment -------------------------------------------------------------------------

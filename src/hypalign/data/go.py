@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from hypalign.errors import InputError, MissingDataError
 
 DEFAULT_METASTUDENT_DIR = Path("/usr/share/metastudent-data/dataset_201401")
@@ -51,3 +53,47 @@ def read_go_names(path: str | os.PathLike[str] | None = None) -> dict[str, str]:
     if not names:
         raise InputError(f"{p}: no GO terms found")
     return names
+
+
+class Ontology:
+    """One GO namespace as used for function prediction: term ids, names, ancestors, label matrices.
+
+    Built from :func:`hypalign.data.hierarchy.go_hierarchy` (is_a + part_of). Annotations are
+    *propagated* (true-path rule): a protein annotated with a term carries all of its ancestors.
+    The *most specific* terms of an annotation set are those with no descendant in the set.
+    """
+
+    def __init__(self, namespace: str, directory: str | os.PathLike[str] | None = None) -> None:
+        from hypalign.data.hierarchy import GO_ROOTS, go_hierarchy
+
+        self.namespace = namespace.upper()
+        h = go_hierarchy(self.namespace, directory)
+        self.terms: list[str] = list(h.names)
+        self.index: dict[str, int] = {t: i for i, t in enumerate(self.terms)}
+        self.names: list[str] = [h.labels.get(t, t) for t in self.terms]
+        self.ancestors: list[np.ndarray] = h.ancestors()
+        self.root: int = self.index[GO_ROOTS[self.namespace]]
+
+    def __len__(self) -> int:
+        return len(self.terms)
+
+    def propagate(self, terms: list[str] | tuple[str, ...]) -> np.ndarray:
+        """Sorted indices of ``terms`` (those in this namespace) and all their ancestors."""
+        idx = [self.index[t] for t in terms if t in self.index]
+        if not idx:
+            return np.zeros(0, dtype=np.int64)
+        return np.unique(np.concatenate([np.asarray(idx, dtype=np.int64), *(self.ancestors[i] for i in idx)]))
+
+    def most_specific(self, propagated: np.ndarray) -> np.ndarray:
+        """Members of a propagated set that are no other member's ancestor."""
+        covered: set[int] = set()
+        for i in propagated.tolist():
+            covered.update(self.ancestors[i].tolist())
+        return np.array([i for i in propagated.tolist() if i not in covered], dtype=np.int64)
+
+    def label_matrix(self, annotations: list[list[str]]) -> np.ndarray:
+        """Propagated ``(proteins x terms)`` 0/1 matrix (uint8)."""
+        y = np.zeros((len(annotations), len(self.terms)), dtype=np.uint8)
+        for r, terms in enumerate(annotations):
+            y[r, self.propagate(terms)] = 1
+        return y

@@ -68,11 +68,15 @@ def fmax(scores: np.ndarray, truth: np.ndarray, thresholds: np.ndarray | str | N
             raise ValueError("thresholds must be an array, None (CAFA 0.01..1.00) or 'all'")
         thresholds = np.unique(s)
     n_true = y.sum(1)
+    thr = np.asarray(thresholds, dtype=np.float64)
+    if len(thr) and np.all(np.diff(thr) > 0) and len(thr) <= 10_000:
+        n_pred_t, tp_t = _threshold_counts(s, y, thr)  # (proteins, thresholds), one pass over the matrix
+    else:
+        n_pred_t = np.stack([(s >= t).sum(1) for t in thr], 1) if len(thr) else np.zeros((len(s), 0))
+        tp_t = np.stack([((s >= t) & y).sum(1) for t in thr], 1) if len(thr) else np.zeros((len(s), 0))
     best = FmaxResult(0.0, float("nan"), 0.0, 0.0, 0.0)
-    for t in np.asarray(thresholds, dtype=np.float64):
-        pred = s >= t
-        n_pred = pred.sum(1)
-        tp = (pred & y).sum(1)
+    for k, t in enumerate(thr):
+        n_pred, tp = n_pred_t[:, k], tp_t[:, k]
         covered = n_pred > 0
         if not covered.any():
             continue
@@ -82,6 +86,21 @@ def fmax(scores: np.ndarray, truth: np.ndarray, thresholds: np.ndarray | str | N
         if f > best.fmax:
             best = FmaxResult(f, float(t), pr, rc, float(covered.mean()))
     return best
+
+
+def _threshold_counts(s: np.ndarray, y: np.ndarray, thr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per protein and increasing threshold ``t_k``: ``#(scores >= t_k)`` and ``#(true terms with score >= t_k)``.
+
+    Each score falls in bin ``b = #(t <= score) - 1`` (``score >= t_k`` exactly when ``b >= k``); per-protein
+    bin counts summed from the top give both tables without a pass per threshold."""
+    n, k = s.shape[0], len(thr)
+    bins = np.searchsorted(thr, s, side="right") - 1  # -1: below every threshold
+    keep = bins >= 0
+    rows = np.broadcast_to(np.arange(n)[:, None], s.shape)
+    flat = rows[keep] * k + bins[keep]
+    all_counts = np.bincount(flat, minlength=n * k).reshape(n, k)
+    tp_counts = np.bincount(flat, weights=y[keep].astype(np.float64), minlength=n * k).reshape(n, k)
+    return all_counts[:, ::-1].cumsum(1)[:, ::-1], tp_counts[:, ::-1].cumsum(1)[:, ::-1]
 
 
 def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -108,3 +127,53 @@ def aupr_macro(scores: np.ndarray, truth: np.ndarray) -> float:
     y = np.asarray(truth).astype(bool)
     vals = [average_precision(s[:, t], y[:, t]) for t in range(y.shape[1]) if y[:, t].any()]
     return float(np.mean(vals)) if vals else float("nan")
+
+
+def filtered_term_ranks(scores: np.ndarray, truth: np.ndarray, targets: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Rank of each target term of each protein among the protein's *false* terms (filtered setting).
+
+    ``rank = 1 + #(false terms scored higher) + #(false terms tied) / 2`` — the other true terms are
+    left out (so a protein's ancestors of its target do not push it down), and ties count half
+    (the mean of the optimistic and pessimistic rank; a constant score gives the middle rank, not 1).
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(truth).astype(bool)
+    out = []
+    for i, tgt in enumerate(targets):
+        tgt = np.asarray(tgt, dtype=np.int64)
+        if len(tgt) == 0:
+            out.append(np.zeros(0))
+            continue
+        neg = np.sort(s[i][~y[i]])
+        v = s[i, tgt]
+        higher = len(neg) - np.searchsorted(neg, v, side="right")
+        tied = np.searchsorted(neg, v, side="right") - np.searchsorted(neg, v, side="left")
+        out.append(1.0 + higher + tied / 2.0)
+    return out
+
+
+def go_prediction_metrics(
+    scores: np.ndarray, truth: np.ndarray, specific: Sequence[np.ndarray], ks: Sequence[int] = (1, 10),
+) -> dict[str, float]:
+    """Fmax (CAFA thresholds, protein-centric), AUPR (micro), and the retrieval view of the same scores:
+    MRR and hits@k over each protein's most specific true terms.
+
+    ``scores``/``truth``: ``(proteins x terms)``, both already propagated to ancestors; ``specific[i]``:
+    the most specific true terms of protein ``i``. MRR = mean over proteins of the mean over their
+    specific terms of ``1 / rank`` (:func:`filtered_term_ranks`); hits@k likewise with ``rank <= k``.
+    Proteins without a true term are left out (their number is reported as ``n_proteins``' complement).
+    """
+    y = np.asarray(truth).astype(bool)
+    has = y.any(1)
+    s = np.asarray(scores, dtype=np.float64)[has]
+    y = y[has]
+    spec = [specific[i] for i in np.flatnonzero(has)]
+    fm = fmax(s, y)
+    ranks = filtered_term_ranks(s, y, spec)
+    res = {"fmax": fm.fmax, "fmax_threshold": fm.threshold, "fmax_coverage": fm.coverage,
+           "aupr": aupr_micro(s, y),
+           "mrr": float(np.mean([np.mean(1.0 / r) for r in ranks if len(r)])),
+           "n_proteins": int(has.sum())}
+    for k in ks:
+        res[f"hits@{k}"] = float(np.mean([np.mean(r <= k) for r in ranks if len(r)]))
+    return res

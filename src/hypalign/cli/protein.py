@@ -1,0 +1,63 @@
+"""``hypalign protein split|baselines``: Swiss-Prot + GO splits and the function-prediction baselines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hypalign.cli._common import console, user_errors
+
+protein_app = typer.Typer(help="Protein function data: homology-aware splits and GO prediction baselines.",
+                          no_args_is_help=True)
+
+SPLIT_HELP = "small-random, small-hard, full-random, full-hard, or a directory with train.txt/valid.txt/test.txt."
+
+
+@protein_app.command("split")
+@user_errors
+def split(
+    name: Annotated[str, typer.Argument(help="small-random, small-hard, full-random or full-hard.")],
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="Write here (default: the cache, "
+                                                                   "where --split NAME finds it).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    threads: Annotated[int | None, typer.Option(help="Threads for mmseqs2/DIAMOND (default: all cores).")] = None,
+) -> None:
+    """Make a split of metastudent-data's Swiss-Prot and write it as files (hard splits need mmseqs2 and DIAMOND)."""
+    from hypalign.data.splits import make_split, split_dir
+
+    dest = out if out is not None else split_dir(name if seed == 0 else f"{name}-seed{seed}")
+    s = make_split(name, dest, seed=seed, threads=threads)
+    console.print(f"{name}: train {len(s.train)}, valid {len(s.valid)}, test {len(s.test)} -> {dest}")
+
+
+@protein_app.command("baselines")
+@user_errors
+def baselines(
+    split_: Annotated[str, typer.Option("--split", help=SPLIT_HELP)] = "small-hard",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    threads: Annotated[int | None, typer.Option(help="Threads for DIAMOND (default: all cores).")] = None,
+) -> None:
+    """Term frequency, DIAMOND transfer and DIAMOND blended with frequency on a split's test proteins."""
+    from hypalign.recipes.protclip import prepare_go_split, run_baselines
+
+    gsd = prepare_go_split(split_)
+    say = None if json_out else (lambda m: console.print(m, highlight=False))
+    res = run_baselines(gsd, "test", threads=threads, say=say)
+    if json_out:
+        typer.echo(json.dumps({"metrics": res["metrics"], "alpha": res["alpha"],
+                               "diamond_coverage": res["coverage"]}, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{split_}: GO prediction baselines on {len(gsd.rows['test'])} test proteins "
+                        f"(DIAMOND hit for {res['coverage']:.1%})")
+    table.add_column("method")
+    for k in ("Fmax", "AUPR", "MRR", "hits@10"):
+        table.add_column(f"{k} BP / MF / CC", justify="right")
+    for method, per in res["metrics"].items():
+        table.add_row(method, *(" / ".join(f"{per[o][k]:.3f}" for o in ("BP", "MF", "CC"))
+                                for k in ("fmax", "aupr", "mrr", "hits@10")))
+    console.print(table)

@@ -1,0 +1,72 @@
+"""GO function prediction baselines, scored like any model: ``(proteins x terms)`` score matrices.
+
+* **term frequency** (CAFA's "naive"): every protein gets ``score(t) = share of training proteins
+  annotated with t`` (annotations propagated), the same for all.
+* **DIAMOND transfer** (DeepGOPlus' "DiamondScore", Kulmanov & Hoehndorf 2020): with the hits ``h``
+  of a query against the training proteins (DIAMOND blastp), ``score(t) = sum_h bits_h [t in
+  terms(target_h)] / sum_h bits_h``; a query without hits scores 0 everywhere.
+* **blend** ``alpha * A + (1 - alpha) * B`` (DeepGOPlus combines DIAMOND with its CNN this way);
+  used for "DIAMOND blended with frequency" and "model + DIAMOND". Queries without a DIAMOND hit
+  get ``B`` alone. ``alpha`` is chosen on the validation split (:func:`choose_alpha`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from hypalign.data.seqtools import Hits
+
+ALPHAS = tuple(np.round(np.arange(0.0, 1.01, 0.1), 2))
+
+
+def term_frequency_scores(train_truth: Any, n_queries: int) -> np.ndarray:
+    """``(n_queries x terms)`` float32, every row the training annotation frequency of each term.
+    ``train_truth``: propagated ``(train proteins x terms)`` 0/1 matrix, dense or scipy sparse."""
+    freq = np.asarray(train_truth.sum(0), dtype=np.float64).ravel() / train_truth.shape[0]
+    return np.broadcast_to(freq.astype(np.float32), (n_queries, len(freq))).copy()
+
+
+def diamond_transfer_scores(hits: Hits, train_truth: Any, n_queries: int) -> np.ndarray:
+    """Bitscore-weighted vote of the hits' (propagated) annotations; 0 for queries without a hit.
+
+    One sparse product ``W @ Y``: ``W[q, r]`` = bitscore of the hit of query ``q`` on training protein
+    ``r`` over the sum of ``q``'s bitscores; ``Y`` dense or scipy sparse."""
+    import scipy.sparse as sp
+
+    if len(hits) == 0:
+        return np.zeros((n_queries, train_truth.shape[1]), dtype=np.float32)
+    w = sp.csr_matrix((hits.bitscore, (hits.query, hits.target)), shape=(n_queries, train_truth.shape[0]))
+    tot = np.asarray(w.sum(1)).ravel()
+    tot[tot == 0] = 1.0
+    out = (sp.diags(1.0 / tot) @ w) @ train_truth
+    return np.asarray(out.todense() if sp.issparse(out) else out, dtype=np.float32)
+
+
+def has_hit(hits: Hits, n_queries: int) -> np.ndarray:
+    m = np.zeros(n_queries, dtype=bool)
+    m[hits.query] = True
+    return m
+
+
+def blend(a: np.ndarray, b: np.ndarray, alpha: float, a_present: np.ndarray | None = None) -> np.ndarray:
+    """``alpha * a + (1 - alpha) * b``; rows where ``a_present`` is False take ``b`` alone."""
+    out = (alpha * a + (1.0 - alpha) * b).astype(np.float32)
+    if a_present is not None:
+        out[~a_present] = b[~a_present]
+    return out
+
+
+def choose_alpha(
+    metric: Callable[[np.ndarray], float], a: np.ndarray, b: np.ndarray, a_present: np.ndarray | None = None,
+    alphas: Sequence[float] = ALPHAS,
+) -> tuple[float, float]:
+    """The ``alpha`` maximising ``metric(blend(a, b, alpha))`` (on validation data) and that value."""
+    best = (float(alphas[0]), -np.inf)
+    for al in alphas:
+        v = metric(blend(a, b, float(al), a_present))
+        if v > best[1]:
+            best = (float(al), float(v))
+    return best

@@ -1,0 +1,214 @@
+"""GO function prediction: metrics (Fmax counts, filtered ranks), baselines (frequency, DIAMOND transfer,
+blend), splits (files, errors, the hard split's identity guarantee on made-up protein families)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hypalign.data.protein import GODataset, describe_protein, user_go_dataset
+from hypalign.data.seqtools import Hits, diamond_blastp, mmseqs_cluster
+from hypalign.data.splits import hard_split, random_split, read_split, write_split
+from hypalign.errors import InputError
+from hypalign.eval import baselines as bl
+from hypalign.eval.function import (
+    CAFA_THRESHOLDS,
+    _threshold_counts,
+    filtered_term_ranks,
+    fmax,
+    go_prediction_metrics,
+)
+
+AA = np.array(list("ACDEFGHIKLMNPQRSTVWY"))
+
+
+# ---- metrics ------------------------------------------------------------------------------------------
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 9), st.integers(0, 10_000))
+def test_threshold_counts_equal_one_pass_per_threshold(n: int, m: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    s = rng.choice(np.r_[CAFA_THRESHOLDS[::7], rng.random(5), 0.0], size=(n, m))  # exact threshold values too
+    y = rng.random((n, m)) < 0.4
+    n_pred, tp = _threshold_counts(s, y, CAFA_THRESHOLDS)
+    for k, t in enumerate(CAFA_THRESHOLDS):
+        np.testing.assert_array_equal(n_pred[:, k], (s >= t).sum(1))
+        np.testing.assert_array_equal(tp[:, k], ((s >= t) & y).sum(1))
+
+
+def test_fmax_by_hand() -> None:
+    # protein 0: true {0, 1}, protein 1: true {2}; at t = 0.5: p0 predicts {0} (P 1, R 1/2), p1 predicts {2, 1}
+    s = np.array([[0.9, 0.3, 0.0], [0.0, 0.6, 0.8]])
+    y = np.array([[1, 1, 0], [0, 0, 1]])
+    r = fmax(s, y, thresholds=np.array([0.5]))
+    assert r.precision == pytest.approx((1 + 0.5) / 2) and r.recall == pytest.approx((0.5 + 1) / 2)
+    assert r.fmax == pytest.approx(0.75) and r.coverage == 1.0
+
+
+def test_filtered_ranks_skip_other_true_terms_and_split_ties() -> None:
+    s = np.array([[0.9, 0.5, 0.5, 0.95, 0.1]])
+    y = np.array([[1, 0, 0, 1, 1]])
+    # term 4 (0.1): false terms above it: 0.5, 0.5 -> rank 3; the true 0.9 and 0.95 do not count
+    assert filtered_term_ranks(s, y, [np.array([4, 0])])[0].tolist() == [3.0, 1.0]
+    flat = np.zeros((1, 5))
+    assert filtered_term_ranks(flat, y, [np.array([4])])[0].tolist() == [2.0]  # 1 + 2 tied false terms / 2
+
+
+def test_go_prediction_metrics_perfect_and_constant() -> None:
+    y = np.array([[1, 1, 0, 0], [1, 0, 1, 0], [1, 0, 0, 1]], dtype=np.uint8)  # term 0 is the root
+    spec = [np.array([1]), np.array([2]), np.array([3])]
+    perfect = go_prediction_metrics(y.astype(float), y, spec)
+    assert perfect["fmax"] == pytest.approx(1.0) and perfect["mrr"] == 1.0 and perfect["hits@1"] == 1.0
+    assert perfect["aupr"] == pytest.approx(1.0)
+    const = go_prediction_metrics(np.full(y.shape, 0.5), y, spec)
+    assert const["mrr"] == pytest.approx(1 / 2.0)  # two false terms tied: rank 1 + 2/2
+
+
+# ---- baselines -----------------------------------------------------------------------------------------
+def test_frequency_and_diamond_transfer_by_hand() -> None:
+    ytr = np.array([[1, 1, 0], [1, 0, 1], [1, 0, 1], [1, 0, 0]], dtype=np.float32)
+    np.testing.assert_allclose(bl.term_frequency_scores(ytr, 2), [[1, 0.25, 0.5]] * 2)
+    hits = Hits(query=np.array([0, 0]), target=np.array([0, 1]), pident=np.array([50.0, 40.0]),
+                length=np.array([100, 100]), qlen=np.array([100, 100]), slen=np.array([100, 100]),
+                evalue=np.array([1e-9, 1e-5]), bitscore=np.array([30.0, 10.0]))
+    for y in (ytr, sp.csr_matrix(ytr)):
+        d = bl.diamond_transfer_scores(hits, y, 2)
+        np.testing.assert_allclose(d, [[1.0, 0.75, 0.25], [0, 0, 0]])  # query 1: no hit
+    present = bl.has_hit(hits, 2)
+    b = bl.blend(d, bl.term_frequency_scores(ytr, 2), 0.5, present)
+    np.testing.assert_allclose(b[1], [1, 0.25, 0.5])  # no hit: frequency alone
+    np.testing.assert_allclose(b[0], 0.5 * d[0] + 0.5 * np.array([1, 0.25, 0.5]))
+    alpha, _ = bl.choose_alpha(lambda s: -abs(float(s[0, 1]) - 0.5), d, bl.term_frequency_scores(ytr, 2), present)
+    assert alpha == pytest.approx(0.5)  # alpha * 0.75 + (1 - alpha) * 0.25 = 0.5
+
+
+# ---- sequence tools and splits on made-up protein families -----------------------------------------------
+def families(n_fam: int, size: int, length: int = 160, mutate: float = 0.1, seed: int = 0) -> tuple[list, list, list]:
+    """``n_fam`` unrelated random sequences, each with ``size`` copies mutated at ``mutate`` of the sites."""
+    rng = np.random.default_rng(seed)
+    ids, seqs, fam = [], [], []
+    for f in range(n_fam):
+        root = rng.choice(AA, length)
+        for k in range(size):
+            s = root.copy()
+            sites = rng.random(length) < mutate
+            s[sites] = rng.choice(AA, int(sites.sum()))
+            ids.append(f"F{f}_{k}")
+            seqs.append("".join(s))
+            fam.append(f)
+    return ids, seqs, fam
+
+
+def test_mmseqs_clusters_families_and_diamond_finds_only_relatives() -> None:
+    ids, seqs, fam = families(6, 4)
+    labels = mmseqs_cluster(ids, seqs, 0.3, 0.5, sensitivity=4.0, threads=2)
+    assert len(set(labels.tolist())) == 6
+    assert all(len({labels[i] for i in range(len(ids)) if fam[i] == f}) == 1 for f in range(6))
+    hits = diamond_blastp(ids[:4], seqs[:4], ids[4:], seqs[4:], threads=2)  # family 0 against families 1..5
+    assert len(hits) == 0
+    hits = diamond_blastp(ids[:1], seqs[:1], ids[1:], seqs[1:], threads=2)
+    assert sorted(hits.target.tolist()) == [0, 1, 2] and (hits.pident > 70).all()
+
+
+def test_hard_split_keeps_families_together_and_held_out_below_30_percent() -> None:
+    ids, seqs, fam = families(40, 5, seed=1)
+    parts, info = hard_split(ids, seqs, {"train": 120, "valid": 20, "test": 20}, seed=3, threads=2)
+    assert {k: len(v) for k, v in parts.items()} == {"train": 120, "valid": 20, "test": 20}
+    where = {a: k for k, v in parts.items() for a in v}
+    fam_of = dict(zip(ids, fam, strict=True))
+    for f in range(40):
+        assert len({where[a] for a in ids if fam_of[a] == f and a in where}) <= 1
+    pos = {a: i for i, a in enumerate(ids)}
+    held = parts["test"] + parts["valid"]
+    hits = diamond_blastp(held, [seqs[pos[a]] for a in held], parts["train"],
+                          [seqs[pos[a]] for a in parts["train"]], threads=2)
+    assert not ((hits.pident >= 30) & (hits.shorter_coverage >= 0.5)).any()
+    assert info["clusters"] == 40 and "mmseqs" in info["tools"]
+    again, _ = hard_split(ids, seqs, {"train": 120, "valid": 20, "test": 20}, seed=3, threads=2)
+    assert again == parts  # deterministic
+
+
+def test_random_split_is_seeded_and_disjoint() -> None:
+    accs = [f"P{i}" for i in range(30_000)]
+    a, b = random_split(accs, "small", 0), random_split(accs, "small", 0)
+    assert a == b and random_split(accs, "small", 1) != a
+    assert {k: len(v) for k, v in a.items()} == {"train": 20_000, "valid": 2_000, "test": 2_000}
+    assert len(set(a["train"]) | set(a["valid"]) | set(a["test"])) == 24_000
+
+
+def test_split_files_round_trip_and_errors(tmp_path: Path) -> None:
+    d = tmp_path / "s"
+    write_split(d, {"train": ["A", "B"], "valid": ["C"], "test": ["D"]}, {"name": "mine"})
+    s = read_split(d)
+    assert (s.train, s.valid, s.test) == (["A", "B"], ["C"], ["D"]) and s.info == {"name": "mine"}
+    (d / "test.txt").write_text("D\nA\n")
+    with pytest.raises(InputError, match=r"test.txt: line 2: A is already listed in train.txt line 1"):
+        read_split(d)
+    (d / "test.txt").unlink()
+    with pytest.raises(InputError, match=r"test\.txt is missing"):
+        read_split(d)
+    data = GODataset(["A", "B"], ["MK", "ML"], {"BP": [[], []], "MF": [[], []], "CC": [[], []]})
+    with pytest.raises(InputError, match=r"train.txt: line 2: accession 'Z' is not in the data set"):
+        data.indices(["A", "Z"], source="train.txt")
+
+
+def test_describe_protein_and_user_dataset(tmp_path: Path) -> None:
+    names = {"GO:0005524": "ATP binding", "GO:0006412": "translation", "GO:0005737": "cytoplasm"}
+    text = describe_protein({"MF": ["GO:0005524"], "BP": ["GO:0006412"], "CC": ["GO:0005737"]}, names)
+    assert text == "FUNCTION: ATP binding; PROCESS: translation; LOCATION: cytoplasm"
+    assert describe_protein({"MF": [], "BP": ["GO:0006412"]}, names) == "PROCESS: translation"
+    fa = tmp_path / "p.fasta"
+    fa.write_text(">sp|P1|X_HUMAN\nMKV\n>P2\nMLA\n")
+    ann = tmp_path / "a.tsv"
+    ann.write_text("P1\tGO:0005524,GO:0006412,GO:9999999\n")
+    with pytest.warns(UserWarning, match="1 GO ids are not in the GO graph"):
+        data = user_go_dataset(fa, ann)
+    assert data.accessions == ["P1", "P2"]
+    assert data.terms["MF"] == [["GO:0005524"], []] and data.terms["BP"] == [["GO:0006412"], []]
+
+
+@pytest.mark.slow
+def test_small_hard_split_on_swissprot_has_no_close_homolog_in_train() -> None:
+    """The real small-hard split (made on first use, ~3 min): sizes, recorded criteria, and DIAMOND
+    finds no held-out protein >= 30 % identical over >= 50 % of the shorter sequence to a training one."""
+    from hypalign.data.protein import metastudent_go_dataset
+    from hypalign.data.splits import load_split
+
+    s = load_split("small-hard")
+    assert (len(s.train), len(s.valid), len(s.test)) == (20_000, 2_000, 2_000)
+    assert s.info is not None and "min-seq-id 0.3" in s.info["criteria"]
+    data = metastudent_go_dataset()
+    seq = dict(zip(data.accessions, data.sequences, strict=True))
+    hits = diamond_blastp(s.test, [seq[a] for a in s.test], s.train, [seq[a] for a in s.train])
+    assert not ((hits.pident >= 30) & (hits.shorter_coverage >= 0.5)).any()
+    assert 0 < len(set(hits.query.tolist())) < len(s.test)  # weaker hits remain for some: the baseline's case
+
+
+def test_cli_baselines_on_a_split_directory_of_swissprot_accessions(tmp_path: Path) -> None:
+    """`--split DIR` end to end on real proteins: 300 train / 40 valid / 40 test from metastudent-data."""
+    from typer.testing import CliRunner
+
+    from hypalign.cli.main import app
+    from hypalign.data.protein import metastudent_go_dataset
+
+    accs = metastudent_go_dataset().accessions
+    rng = np.random.default_rng(0)
+    pick = [accs[i] for i in rng.choice(len(accs), 380, replace=False)]
+    write_split(tmp_path / "s", {"train": pick[:300], "valid": pick[300:340], "test": pick[340:]}, {})
+    runner = CliRunner()
+    res = runner.invoke(app, ["protein", "baselines", "--split", str(tmp_path / "s"), "--json", "--threads", "2"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert set(out["metrics"]) == {"frequency", "diamond", "diamond+frequency"}
+    for per in out["metrics"].values():
+        for ont in ("BP", "MF", "CC"):
+            m = per[ont]
+            assert 0.0 <= m["fmax"] <= 1.0 and 0.0 < m["mrr"] <= 1.0 and m["n_proteins"] <= 40
+    assert 0.0 <= out["diamond_coverage"] <= 1.0
+    bad = runner.invoke(app, ["protein", "baselines", "--split", str(tmp_path / "nope")])
+    assert bad.exit_code == 2 and "neither a built-in split" in bad.output
