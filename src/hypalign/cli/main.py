@@ -9,7 +9,7 @@ from hypalign.cli.delta import delta
 from hypalign.cli.evaluate import eval_app
 from hypalign.cli.hierarchy import hierarchy_app
 from hypalign.cli.index import index_app
-from hypalign.cli.protein import protein_app
+from hypalign.cli.protein import predict, protein_app
 from hypalign.cli.quickstart import quickstart
 from hypalign.cli.train import embed, train_app
 
@@ -28,6 +28,7 @@ app.add_typer(hierarchy_app, name="hierarchy")
 app.add_typer(train_app, name="train")
 app.add_typer(protein_app, name="protein")
 app.command()(embed)
+app.command()(predict)
 
 
 def _version(value: bool) -> None:

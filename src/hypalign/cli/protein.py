@@ -61,3 +61,48 @@ def baselines(
         table.add_row(method, *(" / ".join(f"{per[o][k]:.3f}" for o in ("BP", "MF", "CC"))
                                 for k in ("fmax", "aupr", "mrr", "hits@10")))
     console.print(table)
+
+
+@user_errors
+def predict(
+    run: Annotated[Path, typer.Argument(help="A `hypalign train protclip` run directory.")],
+    fasta: Annotated[Path, typer.Option(help="Protein sequences (FASTA; UniProt headers give the accession).")],
+    top: Annotated[int, typer.Option(help="GO terms per protein and ontology.", min=1)] = 20,
+    ontology: Annotated[list[str] | None, typer.Option(help="BP, MF, CC (repeatable; default all three).")] = None,
+    skip_invalid: Annotated[bool, typer.Option(help="Skip malformed records, empty sequences and non-amino-acid "
+                                                    "letters (counted in a warning) instead of failing.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per protein (JSON lines).")] = False,
+) -> None:
+    """Rank GO terms for each protein of a FASTA file with a trained ProtCLIP run."""
+    import time
+    import warnings
+
+    from hypalign.cli._common import err_console
+    from hypalign.data.protein import ONTOLOGIES, read_fasta
+    from hypalign.errors import InputError
+    from hypalign.recipes.protclip import load_protclip_run, predict_go
+
+    onts = tuple(o.upper() for o in (ontology or ONTOLOGIES))
+    bad = [o for o in onts if o not in ONTOLOGIES]
+    if bad:
+        raise InputError(f"--ontology {bad[0]!r}: expected BP, MF or CC")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ids, seqs = read_fasta(fasta, skip_invalid=skip_invalid)
+    for w in caught:
+        err_console.print(f"warning: {w.message}", highlight=False)
+    model, cfg = load_protclip_run(run)
+    t = time.perf_counter()
+    preds = predict_go(model, cfg, seqs, top=top, ontologies=onts)
+    dt = time.perf_counter() - t
+    if json_out:
+        for pid, row in zip(ids, preds, strict=True):
+            typer.echo(json.dumps({"id": pid, **{o: [{"term": t_, "name": n, "score": round(s, 5)}
+                                                     for t_, n, s in terms] for o, terms in row.items()}}))
+    else:
+        for pid, row in zip(ids, preds, strict=True):
+            console.print(f"[bold]{pid}[/]")
+            for o, terms in row.items():
+                console.print(f"  {o}: " + "; ".join(f"{t_} {n} ({s:.3f})" for t_, n, s in terms), highlight=False)
+    err_console.print(f"{len(ids)} proteins in {dt:.1f} s ({len(ids) / max(dt, 1e-9):.0f} proteins/s)",
+                      highlight=False)

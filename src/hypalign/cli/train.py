@@ -121,3 +121,65 @@ def embed(
     atomic_write_text(out.with_suffix(".txt"), "".join(f"{p}\n" for p in files))
     console.print(f"wrote {out} ({emb.shape[0]} x {emb.shape[1]}, geometry {model.geometry_name}"
                   f"{'' if features else f', c={model.c}'}) and {out.with_suffix('.txt')}")
+
+
+class ProtGeometry(StrEnum):
+    lorentz = "lorentz"
+    poincare = "poincare"
+    sphere = "sphere"
+
+
+@train_app.command("protclip")
+@user_errors
+def protclip(
+    out: Annotated[Path, typer.Option("-o", "--out", help="Run directory (runs/NAME).")],
+    split: Annotated[str, typer.Option(help="small-hard, small-random, full-random, full-hard, or a directory "
+                                            "with train.txt/valid.txt/test.txt.")] = "small-hard",
+    encoder: Annotated[str, typer.Option(help="'cnn' (dilated residue CNN from scratch) or a local ESM-2 "
+                                              "directory.")] = "cnn",
+    geometry: Annotated[ProtGeometry, typer.Option(help="lorentz (MERU-style, with entailment), poincare, or "
+                                                        "sphere (CLIP baseline).")] = ProtGeometry.lorentz,
+    c: Annotated[float, typer.Option(help="Curvature magnitude (curvature -c).", min=1e-6)] = 1.0,
+    emb: Annotated[int, typer.Option(help="Embedding dimension.", min=2)] = 128,
+    text_encoder: Annotated[str | None, typer.Option(help="Local sentence-encoder directory (default: the "
+                                                          "shipped MiniLM); kept frozen.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Proteins per step.", min=2)] = 64,
+    max_len: Annotated[int, typer.Option(help="Training crop in tokens (random offset).", min=16)] = 256,
+    negative_terms: Annotated[int, typer.Option(help="Random GO terms per batch besides the batch's own.")] = 512,
+    description: Annotated[str, typer.Option(help="Protein text features: 'terms' (mean of its GO term names' "
+                                                  "features) or 'text' (encode the FUNCTION/PROCESS/LOCATION "
+                                                  "description; slow once, then cached).")] = "terms",
+    w_gc: Annotated[float, typer.Option(help="Weight of the global protein-text contrastive loss.")] = 1.0,
+    w_term: Annotated[float, typer.Option(help="Weight of the GO term matching loss.")] = 1.0,
+    w_entail: Annotated[float, typer.Option(help="Weight of the entailment-cone loss (lorentz).")] = 0.2,
+    epochs: Annotated[int, typer.Option(help="Epochs over the training proteins.", min=1)] = 3,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
+    warmup: Annotated[int, typer.Option(help="Warmup steps.", min=0)] = 50,
+    grad_clip: Annotated[float, typer.Option(help="Gradient norm clip (0 = off).", min=0.0)] = 1.0,
+    eval_every: Annotated[int, typer.Option(help="Evaluate on valid every N epochs (0 = at the end).", min=0)] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from latest/.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final metrics as JSON.")] = False,
+) -> None:
+    """ProtCLIP-style protein ↔ GO-text alignment on Swiss-Prot (metastudent-data), evaluated by Fmax and MRR."""
+    from hypalign.cli._common import err_console
+    from hypalign.recipes.protclip import ProtCLIPConfig, train_protclip
+    from hypalign.train import TrainConfig
+
+    esm = encoder != "cnn"
+    cfg = ProtCLIPConfig(split=split, encoder="esm" if esm else "cnn", encoder_path=encoder if esm else None,
+                         emb_dim=emb, geometry=geometry.value, c=c, text_path=text_encoder, batch_size=batch_size,
+                         max_len=max_len, negative_terms=negative_terms, description=description, w_gc=w_gc,
+                         w_term=w_term, w_entail=w_entail)
+    tc = TrainConfig(run_dir=str(out), epochs=epochs, optimizer="adamw", lr=lr, weight_decay=weight_decay,
+                     warmup_steps=warmup, schedule="cosine", grad_clip=grad_clip or None, device=device, seed=seed,
+                     eval_every=eval_every, resume=resume, progress=progress, threads=threads, log_every=10)
+    res = train_protclip(cfg, tc, say=lambda m: err_console.print(f"[hypalign] {m}", highlight=False))
+    flat = {"epochs": res["epochs"], "steps": res["steps"], "train_seconds": res["train_seconds"]}
+    for part in ("valid", "test"):
+        flat.update({f"{part}/{k}": v for k, v in res.get(part, {}).items()})
+    print_metrics(flat, as_json)

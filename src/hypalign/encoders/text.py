@@ -90,3 +90,36 @@ class SentenceEncoder:
                 if on_batch is not None:
                     on_batch(len(idx))
         return out
+
+
+def encode_cached(texts: Sequence[str], path: str | os.PathLike[str] | None = None, max_length: int = 256,
+                  batch_size: int = 64, say: Callable[[str], None] | None = None) -> np.ndarray:
+    """:meth:`SentenceEncoder.encode` with an on-disk cache keyed by the model directory and the texts.
+
+    Frozen text towers (ProtCLIP keeps its text encoder fixed) need each text embedded once; the
+    array is stored as ``.npy`` under ``$HYPALIGN_CACHE_DIR/text/`` (written atomically)."""
+    import hashlib
+
+    from hypalign.data.protein import cache_dir
+    from hypalign.io import atomic_write
+
+    model_dir = Path(path) if path is not None else minilm_path()
+    h = hashlib.sha256(f"{model_dir.resolve()}|{max_length}".encode())
+    for t in texts:
+        h.update(t.encode("utf-8", "replace"))
+        h.update(b"\0")
+    f = cache_dir() / "text" / f"{h.hexdigest()[:24]}.npy"
+    if f.is_file():
+        arr = np.load(f)
+        if arr.shape[0] == len(texts):
+            return arr
+    if say is not None:
+        say(f"embedding {len(texts)} texts with {model_dir.name} (cached for later runs)")
+    arr = SentenceEncoder(model_dir, max_length=max_length).encode(list(texts), batch_size=batch_size)
+
+    def write(p: Path) -> None:
+        with open(p, "wb") as fh:  # a handle: np.save would append ".npy" to the temporary name
+            np.save(fh, arr)
+
+    atomic_write(f, write)
+    return arr

@@ -15,12 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
 from hypalign.data.go import Ontology
 from hypalign.data.protein import ONTOLOGIES, GODataset, metastudent_go_dataset
 from hypalign.data.splits import PARTS, Split, load_split
 from hypalign.eval import baselines as bl
 from hypalign.eval.function import fmax, go_prediction_metrics
+from hypalign.train import Task, TrainConfig, Trainer
+from hypalign.train import distributed as dist_utils
 
 
 @dataclass
@@ -72,7 +76,7 @@ def prepare_go_split(split: str | Split, data: GODataset | None = None, seed: in
 
 
 def evaluate_scores(gsd: GOSplitData, ontology: str, part: str, scores: np.ndarray,
-                    fmax_only: bool = False) -> dict[str, float]:
+                    fmax_only: bool = False, fast: bool = False) -> dict[str, float]:
     """GO metrics of a ``(proteins of part x terms of ontology)`` score matrix (propagated by the caller).
 
     As in CAFA, the ontology's root term is left out (every protein has it; predicting it is free),
@@ -87,7 +91,7 @@ def evaluate_scores(gsd: GOSplitData, ontology: str, part: str, scores: np.ndarr
         return {"fmax": fmax(scores[:, keep], y[:, keep]).fmax}
     remap = np.cumsum(keep) - 1
     spec = [remap[t[t != root]] for t in gsd.specific[ontology][part]]
-    return go_prediction_metrics(scores[:, keep], y[:, keep], spec)
+    return go_prediction_metrics(scores[:, keep], y[:, keep], spec, aupr=not fast)
 
 
 def diamond_hits(gsd: GOSplitData, part: str, threads: int | None = None) -> bl.Hits:
@@ -103,7 +107,8 @@ def run_baselines(gsd: GOSplitData, part: str = "test", threads: int | None = No
     """Term frequency, DIAMOND transfer, DIAMOND blended with frequency (alpha chosen by Fmax on valid).
 
     Returns ``{"metrics": {method: {ontology: metrics}}, "alpha": {ontology: alpha}, "coverage":
-    share of ``part`` proteins with any DIAMOND hit, "scores": {method: {ontology: matrix}}, ...}``.
+    share of ``part`` proteins with any DIAMOND hit, "scores": {method: {ontology: matrix}}, "scores_valid":
+    the frequency and DIAMOND matrices of the validation proteins, "present": {part: has a DIAMOND hit}}``.
     """
     log = say if callable(say) else (lambda msg: None)
     t = time.perf_counter()
@@ -112,6 +117,7 @@ def run_baselines(gsd: GOSplitData, part: str = "test", threads: int | None = No
     present = {p: bl.has_hit(hits[p], len(gsd.rows[p])) for p in hits}
     metrics: dict[str, dict[str, dict[str, float]]] = {"frequency": {}, "diamond": {}, "diamond+frequency": {}}
     scores: dict[str, dict[str, np.ndarray]] = {k: {} for k in metrics}
+    scores_valid: dict[str, dict[str, np.ndarray]] = {"frequency": {}, "diamond": {}}
     alpha: dict[str, float] = {}
     for o in gsd.ontologies:
         y = gsd.truth[o]["train"]
@@ -122,6 +128,7 @@ def run_baselines(gsd: GOSplitData, part: str = "test", threads: int | None = No
             return evaluate_scores(gsd, o, "valid", s, fmax_only=True)["fmax"]
 
         alpha[o], _ = bl.choose_alpha(fmax_valid, dia["valid"], freq["valid"], present["valid"])
+        scores_valid["frequency"][o], scores_valid["diamond"][o] = freq["valid"], dia["valid"]
         blended = bl.blend(dia[part], freq[part], alpha[o], present[part])
         for name, s in (("frequency", freq[part]), ("diamond", dia[part]), ("diamond+frequency", blended)):
             metrics[name][o] = evaluate_scores(gsd, o, part, s)
@@ -129,4 +136,280 @@ def run_baselines(gsd: GOSplitData, part: str = "test", threads: int | None = No
         log(f"{o}: " + ", ".join(f"{k} Fmax {metrics[k][o]['fmax']:.3f} MRR {metrics[k][o]['mrr']:.3f}"
                                  for k in metrics) + f" (alpha {alpha[o]})")
     return {"metrics": metrics, "alpha": alpha, "coverage": float(present[part].mean()), "scores": scores,
-            "hits": hits, "present": present}
+            "scores_valid": scores_valid, "hits": hits, "present": present}
+
+
+# ---- the model: task for the shared trainer ------------------------------------------------------------
+@dataclass
+class ProtCLIPConfig:
+    """Recipe settings (saved in the run's ``config.json``). Loss weights: ``L = w_gc L_GC + w_term L_term +
+    w_entail L_entail`` (see :class:`ProtCLIPTask`)."""
+
+    split: str = "small-hard"
+    encoder: str = "cnn"  # cnn | esm
+    encoder_path: str | None = None
+    cnn_dim: int = 128
+    cnn_layers: int = 6
+    hidden: int = 512
+    emb_dim: int = 128
+    geometry: str = "lorentz"  # lorentz | poincare | sphere
+    c: float = 1.0
+    text_path: str | None = None  # frozen sentence encoder (default: the shipped MiniLM)
+    batch_size: int = 64
+    max_len: int = 256  # training crop (random offset), tokens incl. <cls>/<eos>
+    eval_max_len: int = 1024
+    negative_terms: int = 512  # random GO terms per batch besides the batch's own
+    description: str = "terms"  # terms: mean of the annotated terms' name features; text: encode the description
+    w_gc: float = 1.0
+    w_term: float = 1.0
+    w_entail: float = 0.2
+
+
+class ProtCLIPTask(Task):
+    """Protein ↔ text alignment plus GO term matching, on the shared trainer.
+
+    Per batch of training proteins:
+
+    * ``L_GC``: :func:`~hypalign.losses.contrastive.clip_loss` between proteins and their descriptions
+      (:func:`~hypalign.data.protein.describe_protein`, embedded by the frozen text encoder);
+    * ``L_term``: :func:`~hypalign.losses.contrastive.term_matching_loss` against the propagated
+      annotations over the batch's GO terms plus ``negative_terms`` random ones (all three ontologies;
+      term embeddings come from the text tower applied to the term names);
+    * ``L_entail`` (Lorentz): MERU's cone loss — one most specific true term per protein, and its
+      description, each entail the protein.
+    """
+
+    def __init__(self, cfg: ProtCLIPConfig, seed: int = 0, gsd: GOSplitData | None = None,
+                 say: Any = None) -> None:
+        import scipy.sparse as sp
+
+        from hypalign.data.go import read_go_names
+        from hypalign.data.protein import describe_protein
+        from hypalign.encoders.text import encode_cached
+        from hypalign.models.protclip import ProtCLIP
+
+        self.cfg, self.seed = cfg, seed
+        self.gsd = gsd if gsd is not None else prepare_go_split(cfg.split)
+        onts = list(self.gsd.ontologies)
+        self.offset = dict(zip(onts, np.cumsum([0] + [len(self.gsd.ontologies[o]) for o in onts[:-1]]).tolist(),
+                               strict=True))
+        self.term_names = [n for o in onts for n in self.gsd.ontologies[o].names]
+        self.train_truth = sp.hstack([self.gsd.truth[o]["train"] for o in onts]).tocsr()
+        d = self.gsd.data
+        rows = self.gsd.rows["train"]
+        self.term_features = torch.from_numpy(encode_cached(self.term_names, cfg.text_path, say=say))
+        if cfg.description == "text":  # the sentence encoder reads "FUNCTION: …; PROCESS: …; LOCATION: …"
+            names = read_go_names()
+            texts = [describe_protein({o: d.terms[o][i] for o in onts}, names) for i in rows.tolist()]
+            self.desc_features = torch.from_numpy(encode_cached(texts, cfg.text_path, max_length=128, say=say))
+        elif cfg.description == "terms":  # the same text pooled per term: mean of its terms' name features
+            cols = [[self.offset[o] + self.gsd.ontologies[o].index[t] for o in onts for t in d.terms[o][i]
+                     if t in self.gsd.ontologies[o].index] for i in rows.tolist()]
+            indptr = np.cumsum([0] + [len(c) for c in cols])
+            a = sp.csr_matrix((np.ones(indptr[-1], np.float32), np.concatenate(cols).astype(np.int64), indptr),
+                              shape=(len(cols), len(self.term_names)))
+            mean = (sp.diags(1.0 / np.maximum(indptr[1:] - indptr[:-1], 1)) @ a) @ self.term_features.numpy()
+            self.desc_features = nn.functional.normalize(torch.from_numpy(np.asarray(mean, np.float32)), dim=-1)
+        else:
+            raise ValueError(f"description {cfg.description!r}: expected terms or text")
+        # most specific true terms of each training protein, global term ids
+        self.specific: list[np.ndarray] = []
+        for r in range(len(rows)):
+            parts = []
+            for o in onts:
+                y = self.gsd.truth[o]["train"]
+                prop = y.indices[y.indptr[r] : y.indptr[r + 1]]
+                parts.append(self.gsd.ontologies[o].most_specific(np.sort(prop)) + self.offset[o])
+            self.specific.append(np.concatenate(parts))
+        self.model = ProtCLIP(encoder=cfg.encoder, encoder_path=cfg.encoder_path, cnn_dim=cfg.cnn_dim,
+                              cnn_layers=cfg.cnn_layers, text_dim=self.term_features.shape[1], hidden=cfg.hidden,
+                              emb_dim=cfg.emb_dim, geometry=cfg.geometry, c=cfg.c, n_terms=len(self.term_names))
+        freq = np.asarray(self.train_truth.mean(0)).ravel().clip(1e-4, 1 - 1e-4)
+        with torch.no_grad():  # the per-term bias starts at the prior: the logit of the training frequency
+            self.model.term_bias.copy_(torch.from_numpy(np.log(freq / (1 - freq))).float())
+
+    # -- data --------------------------------------------------------------------------------------------
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        """Row indices of each batch (+ a salt for its random crops and negatives): a seeded permutation
+        per epoch; under DDP each global batch of ``batch_size x world`` is dealt to the ranks."""
+        n = len(self.gsd.rows["train"])
+        order = np.random.default_rng([self.seed, epoch]).permutation(n)
+        bs, world, rank = self.cfg.batch_size, dist_utils.world_size(), dist_utils.rank()
+        step = bs * world
+        return [torch.from_numpy(np.r_[order[s + rank * bs : s + (rank + 1) * bs], epoch * 1_000_003 + s + rank])
+                for s in range(0, n - step + 1, step)]
+
+    def make_batch(self, spec: torch.Tensor) -> dict[str, torch.Tensor]:
+        rows, salt = spec[:-1].numpy(), int(spec[-1])
+        rng = np.random.default_rng([self.seed, salt])
+        seqs = [self.gsd.data.sequences[i] for i in self.gsd.rows["train"][rows].tolist()]
+        from hypalign.encoders.protein import tokenize
+
+        ids, mask = tokenize(seqs, self.cfg.max_len, crop="random", rng=rng)
+        y = self.train_truth[rows]
+        pos = np.unique(y.indices)
+        neg = rng.integers(0, y.shape[1], self.cfg.negative_terms)
+        cand = np.unique(np.r_[pos, neg])
+        labels = torch.from_numpy(np.asarray(y[:, cand].todense(), dtype=np.float32))
+        ent = np.array([rng.choice(self.specific[r]) if len(self.specific[r]) else -1 for r in rows.tolist()])
+        ent_pos = np.searchsorted(cand, ent.clip(min=0))
+        return {"ids": ids, "mask": mask, "desc": self.desc_features[rows], "cand": torch.from_numpy(cand),
+                "labels": labels, "ent_rows": torch.from_numpy(np.flatnonzero(ent >= 0)),
+                "ent_cols": torch.from_numpy(ent_pos[ent >= 0])}
+
+    def iterate(self, specs: Any) -> Any:
+        return (self.make_batch(s) for s in specs)
+
+    # -- loss --------------------------------------------------------------------------------------------
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        from hypalign.geometry import Lorentz
+        from hypalign.losses.contrastive import clip_loss, entailment_loss
+
+        m = model.module if hasattr(model, "module") else model
+        p = m.encode_protein(batch["ids"], batch["mask"])
+        d = m.encode_text(batch["desc"])
+        terms = m.encode_text(self.term_features[batch["cand"]])
+        l_gc = clip_loss(p, d, m.geometry, m.logit_scale)
+        logits = m.term_logits(p, terms, batch["cand"])
+        l_term = nn.functional.binary_cross_entropy_with_logits(logits, batch["labels"])
+        out = {"gc": l_gc.detach(), "term": l_term.detach()}
+        loss = self.cfg.w_gc * l_gc + self.cfg.w_term * l_term
+        if isinstance(m.geometry, Lorentz) and self.cfg.w_entail > 0:
+            r, cidx = batch["ent_rows"], batch["ent_cols"]
+            l_ent = 0.5 * (entailment_loss(terms[cidx], p[r], m.geometry) + entailment_loss(d, p, m.geometry))
+            loss = loss + self.cfg.w_entail * l_ent
+            out["entail"] = l_ent.detach()
+        out["loss"] = loss
+        return out
+
+    def batch_items(self, batch: Any) -> int:
+        return int(batch["ids"].shape[0])
+
+    # -- evaluation ----------------------------------------------------------------------------------------
+    def evaluate(self, model: nn.Module, part: str = "valid", full: bool = False) -> dict[str, float]:
+        """Fmax and MRR per ontology on ``part`` (``full``: every metric of :func:`evaluate_scores`)."""
+        m = model.module if hasattr(model, "module") else model
+        scores = predict_scores(m, self.gsd.sequences(part), self.gsd.ontologies, self.term_features, self.offset,
+                                self.cfg.eval_max_len)
+        out: dict[str, float] = {}
+        for o, s in scores.items():
+            res = evaluate_scores(self.gsd, o, part, s) if full else evaluate_scores(self.gsd, o, part, s, fast=True)
+            out.update({f"{o}/{k}": v for k, v in res.items() if k != "n_proteins"})
+        out["fmax"] = float(np.mean([out[f"{o}/fmax"] for o in scores]))
+        out["mrr"] = float(np.mean([out[f"{o}/mrr"] for o in scores]))
+        return out
+
+
+@torch.no_grad()
+def embed_proteins(model: Any, seqs: list[str], max_len: int = 1024, batch_size: int = 64) -> torch.Tensor:
+    """Protein embeddings on the model's manifold, batches sorted by length (less padding)."""
+    from hypalign.encoders.protein import tokenize
+
+    was = model.training
+    model.eval()
+    order = np.argsort([len(s) for s in seqs], kind="stable")
+    parts, where = [], []
+    for s in range(0, len(seqs), batch_size):
+        idx = order[s : s + batch_size]
+        ids, mask = tokenize([seqs[i] for i in idx], max_len)
+        parts.append(model.encode_protein(ids, mask))
+        where.append(idx)
+    model.train(was)
+    if not parts:
+        raise ValueError("no sequences to embed")
+    out = torch.empty((len(seqs), parts[0].shape[1]), dtype=parts[0].dtype)
+    out[torch.from_numpy(np.concatenate(where))] = torch.cat(parts)
+    return out
+
+
+@torch.no_grad()
+def predict_scores(model: Any, seqs: list[str], ontologies: dict[str, Ontology], term_features: torch.Tensor,
+                   offset: dict[str, int], max_len: int = 1024) -> dict[str, np.ndarray]:
+    """``{ontology: (proteins x terms)}`` GO scores ``sigmoid(term logits)``, propagated to ancestors (max)."""
+    from hypalign.eval.function import propagate
+
+    p = embed_proteins(model, seqs, max_len)
+    out = {}
+    for o, ont in ontologies.items():
+        idx = torch.arange(offset[o], offset[o] + len(ont))
+        t = model.encode_text(term_features[idx])
+        s = torch.sigmoid(model.term_logits(p, t, idx)).numpy()
+        out[o] = propagate(s, ont.ancestors)
+    return out
+
+
+def train_protclip(cfg: ProtCLIPConfig, train: TrainConfig, gsd: GOSplitData | None = None,
+                   say: Any = None, keep_task: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train; save ``runs/NAME/model/`` (``save_pretrained``) and ``eval.json`` (valid and test, every
+    metric). ``keep_task``: a dict that receives the task (``"task"``) for further scoring."""
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from hypalign.io import atomic_write_json
+
+    dist_utils.init_from_env()
+    task = ProtCLIPTask(cfg, seed=train.seed, gsd=gsd, say=say)
+    if keep_task is not None:
+        keep_task["task"] = task
+    if train.best_metric is None:
+        train.best_metric, train.best_mode = "fmax", "max"
+    trainer = Trainer(task, train, extra_config={"recipe": "protclip", "protclip": asdict(cfg)})
+    result = trainer.fit()
+    out: dict[str, Any] = {"epochs": result.epoch, "steps": result.step, "train_seconds": result.seconds}
+    if trainer.is_main:
+        run = Path(train.run_dir)
+        task.model.save_pretrained(run / "model")
+        for part in ("valid", "test"):
+            out[part] = task.evaluate(task.model, part, full=True)
+        atomic_write_json(run / "eval.json", out)
+    return out
+
+
+# ---- prediction with a trained run -----------------------------------------------------------------------
+def load_protclip_run(run: str | Any) -> tuple[Any, dict[str, Any]]:
+    """The trained model of a ``hypalign train protclip`` run directory and its config."""
+    import contextlib
+    import io
+    import json
+    from pathlib import Path
+
+    from hypalign.errors import InputError
+    from hypalign.models.protclip import ProtCLIP
+
+    run = Path(run)
+    cfg_file = run / "config.json"
+    if not cfg_file.is_file():
+        raise InputError(f"{run}: no config.json (is this a `hypalign train protclip` run directory?)")
+    cfg = json.loads(cfg_file.read_text())
+    if cfg.get("recipe") != "protclip":
+        raise InputError(f"{run}: recipe {cfg.get('recipe')!r}, expected protclip")
+    if not (run / "model" / "model.safetensors").is_file():
+        raise InputError(f"{run}: no model/ (the run has not finished; resume it with --resume)")
+    with contextlib.redirect_stdout(io.StringIO()):  # huggingface_hub prints a line; keep stdout clean
+        model = ProtCLIP.from_pretrained(str(run / "model"))
+    return model.eval(), cfg
+
+
+def predict_go(model: Any, cfg: dict[str, Any], seqs: list[str], top: int = 20,
+               ontologies: tuple[str, ...] = ONTOLOGIES) -> list[dict[str, list[tuple[str, str, float]]]]:
+    """Per protein and ontology, the ``top`` GO terms ``(id, name, score)`` by propagated score."""
+    from hypalign.encoders.text import encode_cached
+    from hypalign.errors import InputError
+
+    onts = {o: Ontology(o) for o in ONTOLOGIES}
+    names = [n for o in ONTOLOGIES for n in onts[o].names]
+    if len(names) != model.term_bias.shape[0]:
+        raise InputError(f"the model scores {model.term_bias.shape[0]} GO terms but this GO graph has {len(names)}; "
+                         "it was trained on another metastudent-data version")
+    feats = torch.from_numpy(encode_cached(names, cfg["protclip"].get("text_path")))
+    offset = dict(zip(ONTOLOGIES, np.cumsum([0] + [len(onts[o]) for o in ONTOLOGIES[:-1]]).tolist(), strict=True))
+    scores = predict_scores(model, seqs, {o: onts[o] for o in ontologies}, feats, offset,
+                            cfg["protclip"].get("eval_max_len", 1024))
+    out: list[dict[str, list[tuple[str, str, float]]]] = []
+    for i in range(len(seqs)):
+        row = {}
+        for o, s in scores.items():
+            best = np.argsort(-s[i], kind="stable")[:top]
+            row[o] = [(onts[o].terms[j], onts[o].names[j], float(s[i, j])) for j in best.tolist()]
+        out.append(row)
+    return out

@@ -1,0 +1,150 @@
+"""Protein sequence encoders: a dilated residue CNN trained from scratch (the CPU default) and ESM-2
+through ``transformers`` from a local directory.
+
+Both return a pooled ``(batch, dim)`` feature from a masked mean over residues (ProtCLIP's code
+averages over padding too — spec §3.5 quirk 3 — which makes a protein's feature depend on the
+batch it is in; here padding, ``<cls>`` and ``<eos>`` are excluded).
+
+Tokens follow ESM-2's alphabet (``<cls>=0, <pad>=1, <eos>=2, <unk>=3``, the residues ``L A G V S E R
+T I D P K Q N F Y M H W C X B U Z O``, ``.``, ``-``, ``<null_1>``, ``<mask>=32``), so the CNN and ESM
+read the same ids and an MLM head predicts the same 33 classes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from hypalign.errors import InputError
+
+ESM_TOKENS = ["<cls>", "<pad>", "<eos>", "<unk>", "L", "A", "G", "V", "S", "E", "R", "T", "I", "D", "P", "K", "Q",
+              "N", "F", "Y", "M", "H", "W", "C", "X", "B", "U", "Z", "O", ".", "-", "<null_1>", "<mask>"]
+CLS, PAD, EOS, UNK, MASK = 0, 1, 2, 3, 32
+RESIDUE_IDS = range(4, 29)
+_LUT = np.full(256, UNK, dtype=np.int64)
+for _i, _t in enumerate(ESM_TOKENS):
+    if len(_t) == 1:
+        _LUT[ord(_t)] = _i
+        _LUT[ord(_t.lower())] = _i
+
+
+def tokenize(seqs: Sequence[str], max_len: int, crop: str = "start", rng: np.random.Generator | None = None,
+             ) -> tuple[Tensor, Tensor]:
+    """``(ids, mask)``: ``<cls> residues <eos>`` padded with ``<pad>`` to the longest (at most ``max_len``
+    tokens). Longer sequences are cropped to ``max_len - 2`` residues: from the start, or at a random
+    offset (``crop="random"``, training augmentation; needs ``rng``)."""
+    if max_len < 3:
+        raise ValueError("max_len must leave room for <cls>, one residue and <eos>")
+    keep = max_len - 2
+    crops = []
+    for s in seqs:
+        if len(s) > keep:
+            off = int(rng.integers(0, len(s) - keep + 1)) if crop == "random" and rng is not None else 0
+            s = s[off : off + keep]
+        crops.append(s)
+    width = max(len(s) for s in crops) + 2 if crops else 2
+    ids = np.full((len(crops), width), PAD, dtype=np.int64)
+    for r, s in enumerate(crops):
+        ids[r, 0] = CLS
+        ids[r, 1 : 1 + len(s)] = _LUT[np.frombuffer(s.encode("ascii", "replace"), dtype=np.uint8)]
+        ids[r, 1 + len(s)] = EOS
+    t = torch.from_numpy(ids)
+    return t, t != PAD
+
+
+def residue_mask(ids: Tensor) -> Tensor:
+    """True at residue positions (not ``<cls>``, ``<eos>``, ``<pad>``)."""
+    return (ids != PAD) & (ids != CLS) & (ids != EOS)
+
+
+def masked_mean(hidden: Tensor, mask: Tensor) -> Tensor:
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+class _DilatedBlock(nn.Module):
+    def __init__(self, dim: int, dilation: int, kernel: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.conv = nn.Conv1d(dim, dim, kernel, padding=dilation * (kernel - 1) // 2, dilation=dilation)
+        self.act = nn.GELU()
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # x: (B, L, D)
+        h = self.norm(x) * mask.unsqueeze(-1)
+        h = self.conv(h.transpose(1, 2)).transpose(1, 2)
+        return x + self.drop(self.act(h))
+
+
+class ResidueCNN(nn.Module):
+    """Dilated residual 1-d CNN over residue embeddings (ByteNet-style; CARP, Yang et al. 2022, uses the
+    same block for protein language modelling): ``embed -> [LayerNorm, dilated conv, GELU, +x] x n ->
+    LayerNorm``; dilations cycle ``1, 2, 4, 8`` so 8 blocks of kernel 5 see ~120 residues around each.
+
+    ``forward(ids, mask)`` returns the pooled feature ``(B, 2 dim)``: masked mean and max over residues
+    (max pooling picks up short motifs, as in DeepGO's CNN); ``residues(ids, mask)`` the per-residue
+    states ``(B, L, dim)`` (for MLM and segment objectives). Defaults are sized for CPU training: 128
+    channels, 6 blocks (dilations 1, 2, 4, 8, 1, 2; ~73 residues of context), ~0.5 M parameters."""
+
+    def __init__(self, dim: int = 128, layers: int = 6, kernel: int = 5, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.width = dim
+        self.dim = 2 * dim
+        self.embed = nn.Embedding(len(ESM_TOKENS), dim, padding_idx=PAD)
+        self.blocks = nn.ModuleList(_DilatedBlock(dim, 2 ** (i % 4), kernel, dropout) for i in range(layers))
+        self.norm = nn.LayerNorm(dim)
+
+    def residues(self, ids: Tensor, mask: Tensor) -> Tensor:
+        x = self.embed(ids)
+        for b in self.blocks:
+            x = b(x, mask)
+        return self.norm(x)
+
+    def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
+        h = self.residues(ids, mask)
+        rm = residue_mask(ids)
+        mx = h.masked_fill(~rm.unsqueeze(-1), float("-inf")).amax(1)
+        return torch.cat([masked_mean(h, rm), torch.where(torch.isfinite(mx), mx, 0.0)], dim=-1)
+
+
+class ESMEncoder(nn.Module):
+    """ESM-2 (any size) from a local Hugging Face directory (``EsmModel``; nothing downloaded).
+
+    ``freeze_layers=k`` freezes the embeddings and the first ``k`` transformer layers."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, freeze_layers: int = 0,
+                 config: dict | None = None) -> None:
+        super().__init__()
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers import EsmConfig, EsmModel
+
+        if config is not None:  # architecture only; weights come from a saved model (from_pretrained)
+            self.model = EsmModel(EsmConfig(**config), add_pooling_layer=False)
+        else:
+            if path is None:
+                raise InputError("ESMEncoder needs a local ESM-2 directory")
+            p = Path(path)
+            if not (p / "config.json").is_file():
+                raise InputError(f"{p}: not a Hugging Face model directory (no config.json)")
+            self.model = EsmModel.from_pretrained(str(p), local_files_only=True, add_pooling_layer=False)
+        if self.model.config.vocab_size != len(ESM_TOKENS):  # the tokenizer here writes ESM-2 ids
+            vs = self.model.config.vocab_size
+            raise InputError(f"ESM model: vocab_size {vs}, expected ESM-2's {len(ESM_TOKENS)}")
+        self.dim = int(self.model.config.hidden_size)
+        if freeze_layers:
+            for prm in self.model.embeddings.parameters():
+                prm.requires_grad_(False)
+            for layer in self.model.encoder.layer[:freeze_layers]:
+                for prm in layer.parameters():
+                    prm.requires_grad_(False)
+
+    def residues(self, ids: Tensor, mask: Tensor) -> Tensor:
+        return self.model(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+
+    def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
+        return masked_mean(self.residues(ids, mask), residue_mask(ids))

@@ -1,0 +1,92 @@
+"""ProtCLIP-style protein ↔ function-text model in one space (sphere, Lorentz or Poincaré).
+
+Towers (spec §3.3; MERU §3 for the hyperbolic lift):
+
+* protein: :class:`~hypalign.encoders.protein.ResidueCNN` (CPU default) or ESM-2 from a local
+  directory → ``Linear–ReLU–Linear`` projection;
+* text: *frozen* sentence-encoder features (MiniLM by default; ProtCLIP freezes PubMedBERT) →
+  ``Linear–ReLU–Linear`` projection; GO term names and protein descriptions share this tower.
+
+The projected vector ``u`` is scaled by a learnable ``exp(alpha)`` (MERU's ``visual_alpha`` /
+``textual_alpha``, initialised to ``1/sqrt(emb_dim)``) and lifted with ``expmap0`` (Lorentz,
+Poincaré; curvature ``-c``) or L2-normalised (sphere, the CLIP baseline).
+
+Scores for GO prediction: ``sigmoid(exp(term_scale) * sim(protein, term) + term_bias[t])`` with
+``sim = -d`` (hyperbolic) or cosine, and a per-term bias initialised by the recipe at the logit of
+the term's training frequency (the prior every GO predictor has in its output layer).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin
+from torch import Tensor, nn
+
+from hypalign.encoders.protein import ESMEncoder, ResidueCNN
+from hypalign.geometry import Lorentz, Manifold, PoincareBall, Sphere
+from hypalign.losses.contrastive import term_matching_logits
+
+
+def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, d_out))
+
+
+class ProtCLIP(nn.Module, PyTorchModelHubMixin):
+    """Protein and text towers into one geometry; ``n_terms`` per-term biases for GO scoring."""
+
+    def __init__(self, encoder: str = "cnn", encoder_path: str | None = None, cnn_dim: int = 128,
+                 cnn_layers: int = 6, text_dim: int = 384, hidden: int = 512, emb_dim: int = 128,
+                 geometry: str = "lorentz", c: float = 1.0, n_terms: int = 0,
+                 encoder_config: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        if encoder == "cnn":
+            self.protein_encoder: nn.Module = ResidueCNN(cnn_dim, cnn_layers)
+        elif encoder == "esm":
+            if encoder_config is not None:  # rebuilt by from_pretrained: the weights follow
+                self.protein_encoder = ESMEncoder(config=encoder_config)
+            else:
+                if encoder_path is None:
+                    raise ValueError("encoder='esm' needs encoder_path (a local ESM-2 directory)")
+                self.protein_encoder = ESMEncoder(encoder_path)
+                encoder_config = self.protein_encoder.model.config.to_dict()
+                if isinstance(getattr(self, "_hub_mixin_config", None), dict):  # saved: no original dir needed
+                    self._hub_mixin_config.update(encoder_config=encoder_config, encoder_path=None)
+        else:
+            raise ValueError(f"unknown protein encoder {encoder!r}; expected cnn or esm")
+        self.hparams = {"encoder": encoder, "encoder_path": encoder_path, "cnn_dim": cnn_dim, "cnn_layers": cnn_layers,
+                        "text_dim": text_dim, "hidden": hidden, "emb_dim": emb_dim, "geometry": geometry, "c": c,
+                        "n_terms": n_terms, "encoder_config": encoder_config}
+        self.protein_proj = _mlp(int(self.protein_encoder.dim), hidden, emb_dim)
+        self.text_proj = _mlp(text_dim, hidden, emb_dim)
+        if geometry == "lorentz":
+            self.geometry: Manifold = Lorentz(c)
+        elif geometry == "poincare":
+            self.geometry = PoincareBall(c)
+        elif geometry == "sphere":
+            self.geometry = Sphere()
+        else:
+            raise ValueError(f"unknown geometry {geometry!r}; expected lorentz, poincare or sphere")
+        self.protein_alpha = nn.Parameter(torch.tensor(-0.5 * math.log(emb_dim)))
+        self.text_alpha = nn.Parameter(torch.tensor(-0.5 * math.log(emb_dim)))
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.term_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+        self.term_bias = nn.Parameter(torch.zeros(n_terms))
+
+    def _lift(self, u: Tensor, alpha: Tensor) -> Tensor:
+        u = u.float() * alpha.exp()
+        if isinstance(self.geometry, Sphere):
+            return nn.functional.normalize(u, dim=-1)
+        return self.geometry.expmap0(u)
+
+    def encode_protein(self, ids: Tensor, mask: Tensor) -> Tensor:
+        return self._lift(self.protein_proj(self.protein_encoder(ids, mask)), self.protein_alpha)
+
+    def encode_text(self, features: Tensor) -> Tensor:
+        return self._lift(self.text_proj(features), self.text_alpha)
+
+    def term_logits(self, proteins: Tensor, terms: Tensor, term_index: Tensor) -> Tensor:
+        """``(proteins, terms)`` GO logits for term embeddings ``terms`` whose bias rows are ``term_index``."""
+        return term_matching_logits(proteins, terms, self.geometry, self.term_scale, self.term_bias[term_index])

@@ -1,0 +1,187 @@
+"""ProtCLIP parts: tokenizer (ESM-2 ids), encoders (padding invariance, tiny random ESM), objectives
+(InfoNCE, entailment cones, term matching) and the model's save/load round trip."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hypalign.encoders.protein import ESM_TOKENS, MASK, ESMEncoder, ResidueCNN, tokenize
+from hypalign.geometry import Lorentz, Sphere
+from hypalign.losses.contrastive import clip_loss, entailment_loss, term_matching_loss
+from hypalign.models.protclip import ProtCLIP
+
+
+def esm_dir(tmp: Path) -> Path:
+    from transformers import EsmConfig, EsmModel
+
+    cfg = EsmConfig(vocab_size=33, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                    max_position_embeddings=128, pad_token_id=1, mask_token_id=MASK, position_embedding_type="rotary",
+                    token_dropout=False)
+    torch.manual_seed(0)
+    EsmModel(cfg, add_pooling_layer=False).save_pretrained(tmp / "esm")
+    (tmp / "esm" / "vocab.txt").write_text("\n".join(ESM_TOKENS))
+    return tmp / "esm"
+
+
+def test_tokenize_matches_the_esm_tokenizer_and_crops(tmp_path: Path) -> None:
+    from transformers import EsmTokenizer
+
+    (tmp_path / "vocab.txt").write_text("\n".join(ESM_TOKENS))
+    tok = EsmTokenizer(str(tmp_path / "vocab.txt"))
+    seqs = ["MKTAYIAKQR", "ACDEFGHIKLMNPQRSTVWYXBUZO"]
+    ids, mask = tokenize(seqs, 64)
+    for r, s in enumerate(seqs):
+        ref = tok(s)["input_ids"]
+        assert ids[r, : len(ref)].tolist() == ref and int(mask[r].sum()) == len(ref)
+    long = "".join(np.random.default_rng(0).choice(list("ACDEFGHIKLMNPQRSTVWY"), 100))
+    ids, _ = tokenize([long], 12, crop="random", rng=np.random.default_rng(1))
+    assert ids.shape == (1, 12) and ids[0, 0] == 0 and ids[0, -1] == 2
+    inner = "".join(ESM_TOKENS[i] for i in ids[0, 1:-1].tolist())
+    assert inner in long and ids[0, 1:-1].tolist() != tokenize([long], 12)[0][0, 1:-1].tolist()
+
+
+def test_residue_cnn_feature_does_not_depend_on_batch_padding() -> None:
+    torch.manual_seed(0)
+    cnn = ResidueCNN(dim=16, layers=4).eval()
+    alone = cnn(*tokenize(["MKTAYIAKQRQISFVK"], 64))
+    padded = cnn(*tokenize(["MKTAYIAKQRQISFVK", "M" * 50], 64))[0]
+    torch.testing.assert_close(alone[0], padded, rtol=1e-5, atol=1e-6)
+    assert alone.shape == (1, 32)  # mean and max pooling
+
+
+def test_tiny_random_esm_and_model_round_trip(tmp_path: Path) -> None:
+    path = esm_dir(tmp_path)
+    enc = ESMEncoder(path, freeze_layers=1)
+    assert enc.dim == 32 and not any(p.requires_grad for p in enc.model.encoder.layer[0].parameters())
+    model = ProtCLIP(encoder="esm", encoder_path=str(path), text_dim=8, hidden=16, emb_dim=4, n_terms=3).eval()
+    ids, mask = tokenize(["MKTAYIAKQR", "MKV"], 32)
+    before = model.encode_protein(ids, mask)
+    model.save_pretrained(tmp_path / "saved")
+    shutil.rmtree(path)  # the saved model carries the architecture; the original directory is not needed
+    loaded = ProtCLIP.from_pretrained(str(tmp_path / "saved")).eval()
+    torch.testing.assert_close(loaded.encode_protein(ids, mask), before)
+    assert Lorentz(1.0).contains(before).all()
+
+
+def test_clip_loss_by_hand_on_the_sphere_and_with_distances_on_lorentz() -> None:
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    b = torch.tensor([[1.0, 0.0], [math.sqrt(0.5), math.sqrt(0.5)]])
+    scale = torch.tensor(0.0)  # exp(0) = 1
+    logits = a @ b.T
+    ce_rows = -torch.log_softmax(logits, 1).diagonal().mean()
+    ce_cols = -torch.log_softmax(logits.T, 1).diagonal().mean()
+    assert float(clip_loss(a, b, Sphere(), scale)) == pytest.approx(float(0.5 * (ce_rows + ce_cols)))
+    g = Lorentz(1.0)
+    x, y = g.expmap0(torch.randn(5, 3)), g.expmap0(torch.randn(5, 3))
+    d = torch.stack([g.dist(x[i], y) for i in range(5)])  # (5, 5) paired rows
+    ref = 0.5 * (torch.nn.functional.cross_entropy(-2.0 * d, torch.arange(5))
+                 + torch.nn.functional.cross_entropy(-2.0 * d.T, torch.arange(5)))
+    assert float(clip_loss(x, y, g, torch.tensor(math.log(2.0)))) == pytest.approx(float(ref), rel=1e-5)
+    assert float(clip_loss(x, y, g, torch.tensor(10.0))) == float(clip_loss(x, y, g, torch.tensor(math.log(100.0))))
+
+
+def test_entailment_loss_zero_inside_the_cone_positive_outside() -> None:
+    g = Lorentz(1.0)
+    general = g.expmap0(torch.tensor([[1.0, 0.0]]))
+    inside = g.expmap0(torch.tensor([[2.5, 0.05]]))  # further out, almost the same direction
+    outside = g.expmap0(torch.tensor([[0.0, 2.5]]))  # orthogonal direction
+    assert float(entailment_loss(general, inside, g)) == 0.0
+    assert float(entailment_loss(general, outside, g)) > 0.5
+    with pytest.raises(ValueError, match="Lorentz"):
+        entailment_loss(general, inside, Sphere())  # type: ignore[arg-type]
+
+
+def test_term_matching_loss_is_bce_of_scaled_similarity_plus_bias() -> None:
+    p = torch.nn.functional.normalize(torch.randn(3, 4), dim=-1)
+    t = torch.nn.functional.normalize(torch.randn(5, 4), dim=-1)
+    y = (torch.rand(3, 5) > 0.5).float()
+    bias = torch.randn(5)
+    logit = 10.0 * (p @ t.T) + bias
+    ref = -(y * torch.log(torch.sigmoid(logit)) + (1 - y) * torch.log(1 - torch.sigmoid(logit))).mean()
+    assert float(term_matching_loss(p, t, y, Sphere(), torch.tensor(math.log(10.0)), bias)) == pytest.approx(
+        float(ref), rel=1e-5)
+
+
+def tiny_char_bert(path: Path) -> Path:
+    """A randomly initialised 1-layer BERT whose WordPiece vocabulary spells every word letter by letter."""
+    import string
+
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    chars = list(string.ascii_lowercase + string.digits + "-,;:()'/")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{c}" for c in chars)]
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(path / "vocab.txt")).save_pretrained(path)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=512)).save_pretrained(path)
+    return path
+
+
+def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Made-up proteins with real GO terms, a tiny text encoder and a tiny CNN: a few steps of training, the
+    run directory, evaluation on valid/test, and `hypalign predict` on a FASTA (plus its record-named error)."""
+    import json as js
+
+    from typer.testing import CliRunner
+
+    from hypalign.cli.main import app
+    from hypalign.data.protein import GODataset
+    from hypalign.data.splits import Split
+    from hypalign.recipes.protclip import ProtCLIPConfig, prepare_go_split, train_protclip
+    from hypalign.train import TrainConfig
+
+    monkeypatch.setenv("HYPALIGN_CACHE_DIR", str(tmp_path / "cache"))
+    text = tiny_char_bert(tmp_path / "bert")
+    rng = np.random.default_rng(0)
+    kinase = "MKKLLVAGGAGFIGSHLVDRLLEEG"  # two made-up "families" with different functions
+    transporter = "MSTWQRPLLAAIVLLGFSSWHPQY"
+    accs, seqs, terms = [], [], {"BP": [], "MF": [], "CC": []}
+    for i in range(48):
+        fam = i % 2
+        core = kinase if fam == 0 else transporter
+        seqs.append("".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), 10)) + core * 2)
+        accs.append(f"P{i:05d}")
+        terms["MF"].append(["GO:0016301"] if fam == 0 else ["GO:0005215"])  # kinase activity / transporter activity
+        terms["BP"].append(["GO:0016310"] if fam == 0 else ["GO:0006810"])  # phosphorylation / transport
+        terms["CC"].append(["GO:0005737"] if fam == 0 else ["GO:0016020"])  # cytoplasm / membrane
+    data = GODataset(accs, seqs, terms)
+    split = Split(accs[:32], accs[32:40], accs[40:])
+    gsd = prepare_go_split(split, data=data)
+    cfg = ProtCLIPConfig(cnn_dim=16, cnn_layers=2, hidden=32, emb_dim=8, text_path=str(text), batch_size=8,
+                         max_len=64, negative_terms=32)
+    tc = TrainConfig(run_dir=str(tmp_path / "run"), epochs=2, lr=3e-3, progress=False, log_every=2, threads=1,
+                     eval_every=1)
+    out = train_protclip(cfg, tc, gsd=gsd)
+    assert out["steps"] == 8 and set(out) >= {"valid", "test"}
+    for part in ("valid", "test"):
+        for o in ("BP", "MF", "CC"):
+            assert 0.0 <= out[part][f"{o}/fmax"] <= 1.0 and 0.0 < out[part][f"{o}/mrr"] <= 1.0
+    lines = [js.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any("eval/fmax" in x for x in lines) and all(np.isfinite(x.get("loss", 0.0)) for x in lines)
+    assert {"gc", "term", "entail"} <= set(lines[0])
+
+    # predict needs the GO graph's full term list, which the made-up split's training used as well
+    fasta = tmp_path / "q.fasta"
+    fasta.write_text(f">sp|Q1|K_HUMAN kinase-like\n{seqs[0]}\n>Q2\n{seqs[1]}\n")
+    runner = CliRunner()
+    res = runner.invoke(app, ["predict", str(tmp_path / "run"), "--fasta", str(fasta), "--top", "3", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = [js.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
+    assert [r["id"] for r in rows] == ["Q1", "Q2"]
+    for r in rows:
+        for o in ("BP", "MF", "CC"):
+            assert len(r[o]) == 3 and all(0.0 <= t["score"] <= 1.0 and t["term"].startswith("GO:") for t in r[o])
+            assert r[o][0]["score"] >= r[o][-1]["score"]
+    # ancestors score at least as high as their descendants (scores propagated): the root is first
+    assert rows[0]["MF"][0]["term"] == "GO:0003674"
+    fasta.write_text(">Q3\nMK1V\n")
+    bad = runner.invoke(app, ["predict", str(tmp_path / "run"), "--fasta", str(fasta)])
+    assert bad.exit_code == 2 and "record 'Q3'" in bad.output and "not amino acids" in bad.output
