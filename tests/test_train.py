@@ -224,3 +224,14 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path: Path) -> 
     assert steps == list(range(4, 65, 4))  # the resumed log has each step once
     ref_lines = (ref / "metrics.jsonl").read_text().splitlines()
     np.testing.assert_array_equal(steps, [json.loads(x)["step"] for x in ref_lines if '"loss"' in x])
+
+
+def test_read_run_config_names_what_the_directory_is(tmp_path: Path) -> None:
+    from hypalign.train.checkpoint import read_run_config
+
+    with pytest.raises(InputError, match=r"no config.json \(is this a `hypalign train protclip` run directory\?\)"):
+        read_run_config(tmp_path, "protclip")
+    (tmp_path / "config.json").write_text(json.dumps({"recipe": "hypvit"}))
+    with pytest.raises(InputError, match="recipe 'hypvit', expected protclip"):
+        read_run_config(tmp_path, "protclip")
+    assert read_run_config(tmp_path, "hypvit") == {"recipe": "hypvit"}

@@ -10,7 +10,6 @@ emb 128, m = 2); the CPU default is the small CNN on scikit-learn's digits (0–
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -186,13 +185,10 @@ def train_hypvit(cfg: HypViTConfig, train: TrainConfig, splits: dict[str, ImageS
 
 def load_run_model(run: str | Path, which: str = "model") -> tuple[HypViT, dict[str, Any]]:
     """The trained model of a run directory (``model/`` written at the end, or a checkpoint tag)."""
+    from hypalign.train.checkpoint import read_run_config
+
     run = Path(run)
-    cfg_file = run / "config.json"
-    if not cfg_file.is_file():
-        raise InputError(f"{run}: no config.json (is this a `hypalign train hypvit` run directory?)")
-    cfg = json.loads(cfg_file.read_text())
-    if cfg.get("recipe") != "hypvit":
-        raise InputError(f"{run}: recipe {cfg.get('recipe')!r}, expected hypvit")
+    cfg = read_run_config(run, "hypvit")
     if which == "model" and (run / "model" / "model.safetensors").is_file():
         import contextlib
         import io

@@ -370,19 +370,14 @@ def load_protclip_run(run: str | Any) -> tuple[Any, dict[str, Any]]:
     """The trained model of a ``hypalign train protclip`` run directory and its config."""
     import contextlib
     import io
-    import json
     from pathlib import Path
 
     from hypalign.errors import InputError
     from hypalign.models.protclip import ProtCLIP
+    from hypalign.train.checkpoint import read_run_config
 
     run = Path(run)
-    cfg_file = run / "config.json"
-    if not cfg_file.is_file():
-        raise InputError(f"{run}: no config.json (is this a `hypalign train protclip` run directory?)")
-    cfg = json.loads(cfg_file.read_text())
-    if cfg.get("recipe") != "protclip":
-        raise InputError(f"{run}: recipe {cfg.get('recipe')!r}, expected protclip")
+    cfg = read_run_config(run, "protclip")
     if not (run / "model" / "model.safetensors").is_file():
         raise InputError(f"{run}: no model/ (the run has not finished; resume it with --resume)")
     with contextlib.redirect_stdout(io.StringIO()):  # huggingface_hub prints a line; keep stdout clean
