@@ -185,3 +185,23 @@ def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pyt
     fasta.write_text(">Q3\nMK1V\n")
     bad = runner.invoke(app, ["predict", str(tmp_path / "run"), "--fasta", str(fasta)])
     assert bad.exit_code == 2 and "record 'Q3'" in bad.output and "not amino acids" in bad.output
+
+
+@pytest.mark.slow
+def test_protclip_on_swissprot_small_random_two_steps_then_eval_run(tmp_path: Path) -> None:
+    """Real data path: small-random split, shipped MiniLM term features, 2 training steps, then
+    `hypalign eval RUN` recomputes the test metrics from the saved model (several minutes on a fresh cache)."""
+    from typer.testing import CliRunner
+
+    from hypalign.cli.main import app
+
+    run = tmp_path / "run"
+    res = CliRunner().invoke(app, ["train", "protclip", "--split", "small-random", "-o", str(run), "--max-steps", "2",
+                                   "--no-progress", "--json", "--eval-every", "0", "--batch-size", "4"])
+    assert res.exit_code == 0, res.output
+    ev = CliRunner().invoke(app, ["eval", str(run), "--json"])
+    assert ev.exit_code == 0, ev.output
+    import json as js
+
+    metrics = js.loads(ev.stdout.strip().splitlines()[-1])
+    assert 0.0 < metrics["MF/fmax"] <= 1.0 and 0.0 < metrics["CC/mrr"] <= 1.0

@@ -87,7 +87,7 @@ def retrieval(
 @eval_app.command("run")
 @user_errors
 def run(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory (hypvit or hierarchy recipe).")],
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (hypvit, hierarchy or protclip recipe).")],
     which: Annotated[str, typer.Option(help="model (final), latest or best.")] = "model",
     features_out: Annotated[Path | None, typer.Option(help="Also write the test split's encoder features (.npy) "
                                                            "for `hypalign delta`.")] = None,
@@ -95,7 +95,8 @@ def run(
     plot: Annotated[Path | None, typer.Option(help="Draw the test embeddings in the Poincaré disk (.png).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
 ) -> None:
-    """Evaluate a trained run: Recall@K and MAP@R on the held-out classes (hypvit), reconstruction (hierarchy)."""
+    """Evaluate a trained run: Recall@K and MAP@R on the held-out classes (hypvit), reconstruction (hierarchy),
+    GO Fmax/AUPR/MRR on the split's test proteins (protclip)."""
     import json
 
     from hypalign.errors import InputError
@@ -108,6 +109,11 @@ def run(
         from hypalign.cli.hierarchy import evaluate as hierarchy_eval
 
         return hierarchy_eval(run_dir, as_json=as_json)
+    if recipe == "protclip":
+        from hypalign.recipes.protclip import evaluate_run
+
+        result = evaluate_run(run_dir)
+        return print_metrics(result, as_json, title=f"{run_dir} (GO prediction on the split's test proteins)")
     if recipe != "hypvit":
         raise InputError(f"{run_dir}: recipe {recipe!r} has no evaluation here")
     import numpy as np

@@ -153,6 +153,8 @@ def protclip(
     w_term: Annotated[float, typer.Option(help="Weight of the GO term matching loss.")] = 1.0,
     w_entail: Annotated[float, typer.Option(help="Weight of the entailment-cone loss (lorentz).")] = 0.2,
     epochs: Annotated[int, typer.Option(help="Epochs over the training proteins.", min=1)] = 3,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps (the schedule follows).",
+                                                  min=1)] = None,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
     warmup: Annotated[int, typer.Option(help="Warmup steps.", min=0)] = 50,
@@ -175,9 +177,10 @@ def protclip(
                          emb_dim=emb, geometry=geometry.value, c=c, text_path=text_encoder, batch_size=batch_size,
                          max_len=max_len, negative_terms=negative_terms, description=description, w_gc=w_gc,
                          w_term=w_term, w_entail=w_entail)
-    tc = TrainConfig(run_dir=str(out), epochs=epochs, optimizer="adamw", lr=lr, weight_decay=weight_decay,
-                     warmup_steps=warmup, schedule="cosine", grad_clip=grad_clip or None, device=device, seed=seed,
-                     eval_every=eval_every, resume=resume, progress=progress, threads=threads, log_every=10)
+    tc = TrainConfig(run_dir=str(out), epochs=epochs, max_steps=max_steps, optimizer="adamw", lr=lr,
+                     weight_decay=weight_decay, warmup_steps=warmup, schedule="cosine", grad_clip=grad_clip or None,
+                     device=device, seed=seed, eval_every=eval_every, resume=resume, progress=progress,
+                     threads=threads, log_every=10)
     res = train_protclip(cfg, tc, say=lambda m: err_console.print(f"[hypalign] {m}", highlight=False))
     flat = {"epochs": res["epochs"], "steps": res["steps"], "train_seconds": res["train_seconds"]}
     for part in ("valid", "test"):

@@ -64,14 +64,11 @@ class Ontology:
     """
 
     def __init__(self, namespace: str, directory: str | os.PathLike[str] | None = None) -> None:
-        from hypalign.data.hierarchy import GO_ROOTS, go_hierarchy
+        from hypalign.data.hierarchy import GO_ROOTS
 
         self.namespace = namespace.upper()
-        h = go_hierarchy(self.namespace, directory)
-        self.terms: list[str] = list(h.names)
+        self.terms, self.names, self.ancestors = _load_ontology(self.namespace, directory)
         self.index: dict[str, int] = {t: i for i, t in enumerate(self.terms)}
-        self.names: list[str] = [h.labels.get(t, t) for t in self.terms]
-        self.ancestors: list[np.ndarray] = h.ancestors()
         self.root: int = self.index[GO_ROOTS[self.namespace]]
 
     def __len__(self) -> int:
@@ -97,3 +94,35 @@ class Ontology:
         for r, terms in enumerate(annotations):
             y[r, self.propagate(terms)] = 1
         return y
+
+
+def _load_ontology(namespace: str, directory: str | os.PathLike[str] | None) -> tuple[list[str], list[str],
+                                                                                   list[np.ndarray]]:
+    """Terms, names and ancestor lists of a namespace, cached as ``.npz`` next to the other caches (keyed by
+    the GO files' size and time stamp): building the ancestors takes ~4 s per namespace, reading ~0.1 s."""
+    from hypalign.data.hierarchy import go_hierarchy
+    from hypalign.data.protein import cache_dir
+    from hypalign.io import atomic_write
+
+    d = Path(directory or metastudent_dir())
+    stamp = "-".join(f"{(d / f).stat().st_size}_{int((d / f).stat().st_mtime)}" for f in ("goGraph.txt",
+                                                                                          "nameMapping.txt"))
+    cache = cache_dir() / "go" / f"{namespace}-{stamp}.npz"
+    if cache.is_file():
+        z = np.load(cache, allow_pickle=False)
+        indptr, flat = z["indptr"], z["ancestors"]
+        anc = [flat[indptr[i] : indptr[i + 1]] for i in range(len(indptr) - 1)]
+        return z["terms"].tolist(), z["names"].tolist(), anc
+    h = go_hierarchy(namespace, directory)
+    terms = list(h.names)
+    names = [h.labels.get(t, t) for t in terms]
+    anc = h.ancestors()
+    indptr = np.cumsum([0] + [len(a) for a in anc])
+
+    def write(p: Path) -> None:
+        with open(p, "wb") as fh:
+            np.savez(fh, terms=np.array(terms), names=np.array(names), indptr=indptr,
+                     ancestors=np.concatenate(anc) if anc else np.zeros(0, np.int64))
+
+    atomic_write(cache, write)
+    return terms, names, anc

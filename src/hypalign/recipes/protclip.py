@@ -404,7 +404,27 @@ def predict_go(model: Any, cfg: dict[str, Any], seqs: list[str], top: int = 20,
     for i in range(len(seqs)):
         row = {}
         for o, s in scores.items():
-            best = np.argsort(-s[i], kind="stable")[:top]
+            k = min(top, s.shape[1])
+            part = np.argpartition(-s[i], k - 1)[:k]
+            best = part[np.argsort(-s[i, part], kind="stable")]
             row[o] = [(onts[o].terms[j], onts[o].names[j], float(s[i, j])) for j in best.tolist()]
         out.append(row)
+    return out
+
+
+def evaluate_run(run: Any, part: str = "test") -> dict[str, float]:
+    """Every GO metric of a trained run on its own split's ``part`` (the split is re-read from its files)."""
+    model, cfg = load_protclip_run(run)
+    pc = ProtCLIPConfig(**cfg["protclip"])
+    gsd = prepare_go_split(pc.split, seed=0)
+    onts = list(gsd.ontologies)
+    names = [n for o in onts for n in gsd.ontologies[o].names]
+    from hypalign.encoders.text import encode_cached
+
+    feats = torch.from_numpy(encode_cached(names, pc.text_path))
+    offset = dict(zip(onts, np.cumsum([0] + [len(gsd.ontologies[o]) for o in onts[:-1]]).tolist(), strict=True))
+    scores = predict_scores(model, gsd.sequences(part), gsd.ontologies, feats, offset, pc.eval_max_len)
+    out: dict[str, float] = {}
+    for o, s in scores.items():
+        out.update({f"{o}/{k}": v for k, v in evaluate_scores(gsd, o, part, s).items()})
     return out
