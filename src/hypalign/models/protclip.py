@@ -56,9 +56,6 @@ class ProtCLIP(nn.Module, PyTorchModelHubMixin):
                     self._hub_mixin_config.update(encoder_config=encoder_config, encoder_path=None)
         else:
             raise ValueError(f"unknown protein encoder {encoder!r}; expected cnn or esm")
-        self.hparams = {"encoder": encoder, "encoder_path": encoder_path, "cnn_dim": cnn_dim, "cnn_layers": cnn_layers,
-                        "text_dim": text_dim, "hidden": hidden, "emb_dim": emb_dim, "geometry": geometry, "c": c,
-                        "n_terms": n_terms, "encoder_config": encoder_config}
         self.protein_proj = _mlp(int(self.protein_encoder.dim), hidden, emb_dim)
         self.text_proj = _mlp(text_dim, hidden, emb_dim)
         if geometry == "lorentz":

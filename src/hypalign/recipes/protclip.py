@@ -139,6 +139,18 @@ def run_baselines(gsd: GOSplitData, part: str = "test", threads: int | None = No
             "scores_valid": scores_valid, "hits": hits, "present": present}
 
 
+def term_table(ontologies: dict[str, Ontology], text_path: str | None = None,
+               say: Any = None) -> tuple[list[str], dict[str, int], torch.Tensor]:
+    """The model's GO term axis: names of every term of the ontologies one after another, each ontology's
+    offset on that axis, and the frozen text features of the names (:func:`encode_cached`)."""
+    from hypalign.encoders.text import encode_cached
+
+    onts = list(ontologies)
+    names = [n for o in onts for n in ontologies[o].names]
+    offset = dict(zip(onts, np.cumsum([0] + [len(ontologies[o]) for o in onts[:-1]]).tolist(), strict=True))
+    return names, offset, torch.from_numpy(encode_cached(names, text_path, say=say))
+
+
 # ---- the model: task for the shared trainer ------------------------------------------------------------
 @dataclass
 class ProtCLIPConfig:
@@ -191,13 +203,10 @@ class ProtCLIPTask(Task):
         self.cfg, self.seed = cfg, seed
         self.gsd = gsd if gsd is not None else prepare_go_split(cfg.split)
         onts = list(self.gsd.ontologies)
-        self.offset = dict(zip(onts, np.cumsum([0] + [len(self.gsd.ontologies[o]) for o in onts[:-1]]).tolist(),
-                               strict=True))
-        self.term_names = [n for o in onts for n in self.gsd.ontologies[o].names]
+        self.term_names, self.offset, self.term_features = term_table(self.gsd.ontologies, cfg.text_path, say)
         self.train_truth = sp.hstack([self.gsd.truth[o]["train"] for o in onts]).tocsr()
         d = self.gsd.data
         rows = self.gsd.rows["train"]
-        self.term_features = torch.from_numpy(encode_cached(self.term_names, cfg.text_path, say=say))
         if cfg.description == "text":  # the sentence encoder reads "FUNCTION: …; PROCESS: …; LOCATION: …"
             names = read_go_names()
             texts = [describe_protein({o: d.terms[o][i] for o in onts}, names) for i in rows.tolist()]
@@ -388,16 +397,13 @@ def load_protclip_run(run: str | Any) -> tuple[Any, dict[str, Any]]:
 def predict_go(model: Any, cfg: dict[str, Any], seqs: list[str], top: int = 20,
                ontologies: tuple[str, ...] = ONTOLOGIES) -> list[dict[str, list[tuple[str, str, float]]]]:
     """Per protein and ontology, the ``top`` GO terms ``(id, name, score)`` by propagated score."""
-    from hypalign.encoders.text import encode_cached
     from hypalign.errors import InputError
 
     onts = {o: Ontology(o) for o in ONTOLOGIES}
-    names = [n for o in ONTOLOGIES for n in onts[o].names]
-    if len(names) != model.term_bias.shape[0]:
-        raise InputError(f"the model scores {model.term_bias.shape[0]} GO terms but this GO graph has {len(names)}; "
-                         "it was trained on another metastudent-data version")
-    feats = torch.from_numpy(encode_cached(names, cfg["protclip"].get("text_path")))
-    offset = dict(zip(ONTOLOGIES, np.cumsum([0] + [len(onts[o]) for o in ONTOLOGIES[:-1]]).tolist(), strict=True))
+    if sum(len(x) for x in onts.values()) != model.term_bias.shape[0]:
+        raise InputError(f"the model scores {model.term_bias.shape[0]} GO terms but this GO graph has "
+                         f"{sum(len(x) for x in onts.values())}; it was trained on another metastudent-data version")
+    _, offset, feats = term_table(onts, cfg["protclip"].get("text_path"))
     scores = predict_scores(model, seqs, {o: onts[o] for o in ontologies}, feats, offset,
                             cfg["protclip"].get("eval_max_len", 1024))
     out: list[dict[str, list[tuple[str, str, float]]]] = []
@@ -417,12 +423,7 @@ def evaluate_run(run: Any, part: str = "test") -> dict[str, float]:
     model, cfg = load_protclip_run(run)
     pc = ProtCLIPConfig(**cfg["protclip"])
     gsd = prepare_go_split(pc.split, seed=0)
-    onts = list(gsd.ontologies)
-    names = [n for o in onts for n in gsd.ontologies[o].names]
-    from hypalign.encoders.text import encode_cached
-
-    feats = torch.from_numpy(encode_cached(names, pc.text_path))
-    offset = dict(zip(onts, np.cumsum([0] + [len(gsd.ontologies[o]) for o in onts[:-1]]).tolist(), strict=True))
+    _, offset, feats = term_table(gsd.ontologies, pc.text_path)
     scores = predict_scores(model, gsd.sequences(part), gsd.ontologies, feats, offset, pc.eval_max_len)
     out: dict[str, float] = {}
     for o, s in scores.items():
