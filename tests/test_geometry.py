@@ -292,7 +292,8 @@ def test_float32_values_and_gradients_finite_at_extremes(c: float) -> None:
             assert torch.isfinite(g).all(), geo
     lor = Lorentz(c)
     x = lor.expmap0(u)
-    for out in (lor.half_aperture(x), lor.oxy_angle(x[:32], x[32:]), lor.oxy_angle(x, x)):
+    for out in (lor.half_aperture(x), lor.oxy_angle(x[:32], x[32:]), lor.oxy_angle(x, x),
+                lor.oxy_angle_matrix(x[:32], x[32:])):
         assert torch.isfinite(out).all()
         (g,) = torch.autograd.grad(out.sum(), u, retain_graph=True)
         assert torch.isfinite(g).all()
@@ -429,3 +430,13 @@ def test_cdist_gradients_match_paired_dist(geo) -> None:
         # the two formulas agree on the sphere only: compare the tangent (Riemannian) components
         g1, g2 = (g - (g * x0).sum(-1, keepdim=True) * x0 for g in (g1, g2))
     assert torch.allclose(g1, g2, rtol=1e-6, atol=1e-8)
+
+
+def test_oxy_angle_matrix_is_oxy_angle_of_every_pair() -> None:
+    lor = Lorentz(0.7)
+    gen = torch.Generator().manual_seed(3)
+    x = lor.expmap0(torch.randn(7, 5, generator=gen, dtype=torch.float64))
+    y = lor.expmap0(2 * torch.randn(9, 5, generator=gen, dtype=torch.float64))
+    m = lor.oxy_angle_matrix(x, y)
+    assert m.shape == (7, 9)
+    torch.testing.assert_close(m, lor.oxy_angle(x[:, None, :], y[None, :, :]), rtol=1e-10, atol=1e-10)

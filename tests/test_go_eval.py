@@ -87,6 +87,22 @@ def test_frequency_and_diamond_transfer_by_hand() -> None:
     assert alpha == pytest.approx(0.5)  # alpha * 0.75 + (1 - alpha) * 0.25 = 0.5
 
 
+def test_embedding_transfer_weights_by_softmax_of_distance() -> None:
+    ytr = np.array([[1, 1, 0], [1, 0, 1], [0, 0, 1]], dtype=np.float32)
+    dist = np.array([[0.1, 0.3, 0.9], [0.2, 0.2, np.inf]])
+    index = np.array([[0, 1, 2], [2, 1, -1]])  # query 1 has two neighbours (padding -1)
+    tau = 0.2
+    w0 = np.exp(-dist[0] / tau) / np.exp(-dist[0] / tau).sum()
+    for y in (ytr, sp.csr_matrix(ytr)):
+        s = bl.embedding_transfer_scores(dist, index, y, tau)
+        np.testing.assert_allclose(s[0], w0 @ ytr, rtol=1e-6)
+        np.testing.assert_allclose(s[1], [0.5, 0, 1.0], rtol=1e-6)
+    # a tiny temperature is the nearest neighbour's labels, without overflow or NaN
+    np.testing.assert_allclose(bl.embedding_transfer_scores(dist * 1e3, index, ytr, 1e-3)[0], ytr[0])
+    with pytest.raises(ValueError, match="tau"):
+        bl.embedding_transfer_scores(dist, index, ytr, 0.0)
+
+
 # ---- sequence tools and splits on made-up protein families -----------------------------------------------
 def families(n_fam: int, size: int, length: int = 160, mutate: float = 0.1, seed: int = 0) -> tuple[list, list, list]:
     """``n_fam`` unrelated random sequences, each with ``size`` copies mutated at ``mutate`` of the sites."""

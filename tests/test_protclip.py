@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from hypalign.encoders.protein import ESM_TOKENS, MASK, ESMEncoder, ResidueCNN, tokenize
+from hypalign.errors import InputError
 from hypalign.geometry import Lorentz, Sphere
 from hypalign.losses.contrastive import clip_loss, entailment_loss, term_matching_loss
 from hypalign.models.protclip import ProtCLIP
@@ -108,6 +109,58 @@ def test_term_matching_loss_is_bce_of_scaled_similarity_plus_bias() -> None:
         float(ref), rel=1e-5)
 
 
+def test_entailment_term_logits_are_the_cone_margin_in_both_hyperbolic_models() -> None:
+    from hypalign.geometry import PoincareBall
+    from hypalign.geometry.convert import lorentz_to_poincare
+    from hypalign.losses.contrastive import cone_margin, term_matching_logits
+
+    lor = Lorentz(0.5)
+    gen = torch.Generator().manual_seed(0)
+    terms = lor.expmap0(0.5 * torch.randn(5, 4, generator=gen, dtype=torch.float64))
+    prots = lor.expmap0(2.0 * torch.randn(3, 4, generator=gen, dtype=torch.float64))
+    margin = lor.half_aperture(terms)[None, :] - lor.oxy_angle(terms[None, :, :], prots[:, None, :])
+    bias = torch.randn(5, dtype=torch.float64)
+    logits = term_matching_logits(prots, terms, lor, torch.tensor(math.log(7.0)), bias, score="entailment")
+    torch.testing.assert_close(logits.double(), 7.0 * margin + bias, rtol=1e-5, atol=1e-5)
+    # the same points in the Poincaré ball: the same cones
+    ball = PoincareBall(0.5)
+    m_ball = cone_margin(lorentz_to_poincare(terms, 0.5), lorentz_to_poincare(prots, 0.5), ball)
+    torch.testing.assert_close(m_ball.double(), margin, rtol=1e-4, atol=1e-4)
+    # bounded whatever the norms: a protein far out shifts no logit towards -inf
+    far = lor.expmap0(torch.tensor([[30.0, 0.0, 0.0, 0.0]], dtype=torch.float64))
+    assert bool((cone_margin(terms, far, lor) >= -math.pi - 1e-6).all())
+    with pytest.raises(ValueError, match="hyperbolic"):
+        cone_margin(terms.float(), prots.float(), Sphere())
+    with pytest.raises(ValueError, match="term score"):
+        term_matching_logits(prots, terms, lor, torch.tensor(0.0), bias, score="cosine")
+
+
+def test_transfer_reference_votes_of_nearest_training_proteins_and_round_trip(tmp_path: Path) -> None:
+    import scipy.sparse as sp
+
+    from hypalign.recipes.protclip import TransferReference
+
+    lor = Lorentz(1.0)
+    centres = torch.tensor([[3.0, 0.0], [-3.0, 0.0]])
+    train = lor.expmap0(torch.cat([centres[0] + 0.1 * torch.randn(4, 2), centres[1] + 0.1 * torch.randn(4, 2)]))
+    y = sp.csr_matrix(np.array([[1, 1, 0]] * 4 + [[1, 0, 1]] * 4, dtype=np.float32))
+    ref = TransferReference(train, {"MF": y}, k=3, tau={"MF": 0.05}, alpha={"MF": 0.25})
+    queries = lor.expmap0(centres)
+    tr = ref.transfer(queries, lor, ("MF",))["MF"]
+    np.testing.assert_allclose(tr, [[1, 1, 0], [1, 0, 1]], atol=1e-6)  # each query among its own cluster
+    term = {"MF": np.full((2, 3), 0.4, dtype=np.float32)}
+    np.testing.assert_allclose(ref.combine(term, {"MF": tr})["MF"][0], 0.25 * tr[0] + 0.75 * 0.4, rtol=1e-6)
+    ref.save(tmp_path)
+    back = TransferReference.load(tmp_path)
+    assert back is not None and back.k == 3 and back.tau == ref.tau and back.alpha == ref.alpha
+    torch.testing.assert_close(back.embeddings, train)
+    assert (back.labels["MF"] != y).nnz == 0
+    assert TransferReference.load(tmp_path / "none") is None
+    (tmp_path / "transfer.safetensors").write_bytes(b"junk")
+    with pytest.raises(InputError, match="transfer"):
+        TransferReference.load(tmp_path)
+
+
 def tiny_char_bert(path: Path) -> Path:
     """A randomly initialised 1-layer BERT whose WordPiece vocabulary spells every word letter by letter."""
     import string
@@ -167,6 +220,9 @@ def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pyt
     lines = [js.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert any("eval/fmax" in x for x in lines) and all(np.isfinite(x.get("loss", 0.0)) for x in lines)
     assert {"gc", "term", "entail"} <= set(lines[0])
+    # the nearest-neighbour reference is saved with the model; eval.json keeps the term scores alone as well
+    assert (tmp_path / "run" / "model" / "transfer.safetensors").is_file()
+    assert set(out["transfer"]["alpha"]) == {"BP", "MF", "CC"} and "BP/fmax" in out["term_only"]["test"]
 
     # predict needs the GO graph's full term list, which the made-up split's training used as well
     fasta = tmp_path / "q.fasta"

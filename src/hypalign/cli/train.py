@@ -140,6 +140,9 @@ def protclip(
     geometry: Annotated[ProtGeometry, typer.Option(help="lorentz (MERU-style, with entailment), poincare, or "
                                                         "sphere (CLIP baseline).")] = ProtGeometry.lorentz,
     c: Annotated[float, typer.Option(help="Curvature magnitude (curvature -c).", min=1e-6)] = 1.0,
+    term_score: Annotated[str, typer.Option(help="GO term scoring: auto (entailment-cone margin in hyperbolic "
+                                                 "space, cosine on the sphere), similarity (-distance / cosine) "
+                                                 "or entailment.")] = "auto",
     emb: Annotated[int, typer.Option(help="Embedding dimension.", min=2)] = 128,
     text_encoder: Annotated[str | None, typer.Option(help="Local sentence-encoder directory (default: the "
                                                           "shipped MiniLM); kept frozen.")] = None,
@@ -152,6 +155,9 @@ def protclip(
     w_gc: Annotated[float, typer.Option(help="Weight of the global protein-text contrastive loss.")] = 1.0,
     w_term: Annotated[float, typer.Option(help="Weight of the GO term matching loss.")] = 1.0,
     w_entail: Annotated[float, typer.Option(help="Weight of the entailment-cone loss (lorentz).")] = 0.2,
+    transfer_k: Annotated[int, typer.Option(help="Nearest training proteins (in the model's space) whose GO "
+                                                 "terms are blended into predictions; 0 = term scores only.",
+                                            min=0)] = 50,
     epochs: Annotated[int, typer.Option(help="Epochs over the training proteins.", min=1)] = 3,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps (the schedule follows).",
                                                   min=1)] = None,
@@ -174,9 +180,10 @@ def protclip(
 
     esm = encoder != "cnn"
     cfg = ProtCLIPConfig(split=split, encoder="esm" if esm else "cnn", encoder_path=encoder if esm else None,
-                         emb_dim=emb, geometry=geometry.value, c=c, text_path=text_encoder, batch_size=batch_size,
-                         max_len=max_len, negative_terms=negative_terms, description=description, w_gc=w_gc,
-                         w_term=w_term, w_entail=w_entail)
+                         emb_dim=emb, geometry=geometry.value, c=c, term_score=term_score, text_path=text_encoder,
+                         batch_size=batch_size, max_len=max_len, negative_terms=negative_terms,
+                         description=description, w_gc=w_gc, w_term=w_term, w_entail=w_entail,
+                         transfer_k=transfer_k)
     tc = TrainConfig(run_dir=str(out), epochs=epochs, max_steps=max_steps, optimizer="adamw", lr=lr,
                      weight_decay=weight_decay, warmup_steps=warmup, schedule="cosine", grad_clip=grad_clip or None,
                      device=device, seed=seed, eval_every=eval_every, resume=resume, progress=progress,

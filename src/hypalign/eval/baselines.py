@@ -34,15 +34,37 @@ def diamond_transfer_scores(hits: Hits, train_truth: Any, n_queries: int) -> np.
 
     One sparse product ``W @ Y``: ``W[q, r]`` = bitscore of the hit of query ``q`` on training protein
     ``r`` over the sum of ``q``'s bitscores; ``Y`` dense or scipy sparse."""
+    return neighbour_transfer_scores(hits.query, hits.target, hits.bitscore, train_truth, n_queries)
+
+
+def neighbour_transfer_scores(query: np.ndarray, target: np.ndarray, weight: np.ndarray, train_truth: Any,
+                              n_queries: int) -> np.ndarray:
+    """``score(q, t) = sum_n w_qn [t in terms(n)] / sum_n w_qn`` over the neighbours ``n`` of each query:
+    one sparse product ``W @ Y`` (``W`` from the ``(query, target, weight)`` triples, rows normalised;
+    ``Y`` the propagated ``(train proteins x terms)`` matrix, dense or scipy sparse). Queries without a
+    neighbour score 0. DIAMOND transfer weighs by bitscore; :func:`embedding_transfer_scores` by distance."""
     import scipy.sparse as sp
 
-    if len(hits) == 0:
+    if len(query) == 0:
         return np.zeros((n_queries, train_truth.shape[1]), dtype=np.float32)
-    w = sp.csr_matrix((hits.bitscore, (hits.query, hits.target)), shape=(n_queries, train_truth.shape[0]))
+    w = sp.csr_matrix((np.asarray(weight, np.float64), (query, target)), shape=(n_queries, train_truth.shape[0]))
     tot = np.asarray(w.sum(1)).ravel()
     tot[tot == 0] = 1.0
     out = (sp.diags(1.0 / tot) @ w) @ train_truth
     return np.asarray(out.todense() if sp.issparse(out) else out, dtype=np.float32)
+
+
+def embedding_transfer_scores(dist: np.ndarray, index: np.ndarray, train_truth: Any, tau: float) -> np.ndarray:
+    """Nearest-neighbour transfer in an embedding space: the ``k`` nearest training proteins of each query
+    (``dist``, ``index``: ``(queries, k)`` from :func:`hypalign.search.knn`, nearest first) vote with weights
+    ``softmax(-d / tau)`` over the ``k`` (``tau``: a temperature in the geometry's distance units)."""
+    dist, index = np.asarray(dist, np.float64), np.asarray(index)
+    if tau <= 0:
+        raise ValueError(f"tau must be > 0, got {tau}")
+    ok = index >= 0
+    w = np.where(ok, np.exp(-(dist - dist[:, :1]) / tau), 0.0)  # shifted by the nearest: no underflow
+    q = np.broadcast_to(np.arange(len(index))[:, None], index.shape)
+    return neighbour_transfer_scores(q[ok], index[ok], w[ok], train_truth, len(index))
 
 
 def has_hit(hits: Hits, n_queries: int) -> np.ndarray:

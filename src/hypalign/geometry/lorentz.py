@@ -16,7 +16,8 @@ Exponential and logarithmic maps at the origin ``O = (1/sqrt(c), 0)``:
 ``expmap0(v) = sinh(sqrt(c)||v||) v / (sqrt(c)||v||)`` (so ``d(O, expmap0(v)) = ||v||``) and
 ``logmap0(x) = asinh(sqrt(c)||x||) x / (sqrt(c)||x||)``.
 
-Entailment cones (Ganea et al. 2018; MERU §3.2): :func:`half_aperture` and :func:`oxy_angle`.
+Entailment cones (Ganea et al. 2018; MERU §3.2): :func:`half_aperture` and :func:`oxy_angle`
+(all pairs: :func:`oxy_angle_matrix`).
 """
 
 from __future__ import annotations
@@ -95,6 +96,17 @@ def oxy_angle(x: Tensor, y: Tensor, c: Tensor | float, eps: float = 1e-7) -> Ten
     return torch.acos((num / (den + 1e-8)).clamp(-1 + eps, 1 - eps))
 
 
+def oxy_angle_matrix(x: Tensor, y: Tensor, c: Tensor | float, eps: float = 1e-7) -> Tensor:
+    """:func:`oxy_angle` for every pair: ``(len(x), len(y))`` exterior angles at the rows of ``x`` (the
+    general points, e.g. GO terms) towards the rows of ``y``; one matrix product, no ``(N, M, D)`` tensor."""
+    x, y = as_float(x), as_float(y)
+    xt, yt = time_component(x, c), time_component(y, c)
+    c_xy = c * (x @ y.T - xt[:, None] * yt[None, :])
+    num = yt[None, :] + xt[:, None] * c_xy
+    den = x.norm(dim=-1)[:, None] * torch.sqrt((c_xy * c_xy - 1).clamp_min(1e-8))
+    return torch.acos((num / (den + 1e-8)).clamp(-1 + eps, 1 - eps))
+
+
 def centroid(x: Tensor, c: Tensor | float, weights: Tensor | None = None, dim: int = 0) -> Tensor:
     """Lorentz centroid (Law et al. 2019): the weighted sum of full points rescaled onto the hyperboloid,
     ``mu = S / (sqrt(c) sqrt(|<S, S>_L|))`` with ``S = sum_i w_i (x_t, x)_i``. Returns space components."""
@@ -141,6 +153,9 @@ class Lorentz(CurvedManifold):
 
     def oxy_angle(self, x: Tensor, y: Tensor) -> Tensor:
         return oxy_angle(x, y, self._c(as_float(x)))
+
+    def oxy_angle_matrix(self, x: Tensor, y: Tensor) -> Tensor:
+        return oxy_angle_matrix(x, y, self._c(as_float(x)))
 
     def contains(self, x: Tensor, atol: float = 1e-5) -> Tensor:
         return torch.isfinite(x).all(-1)

@@ -12,9 +12,10 @@ cone loss, and a multi-label term-matching loss for GO prediction.
 * :func:`entailment_loss` (MERU eq. 9, Lorentz model): ``max(0, oxy_angle(g, s) - aperture(g))``
   pushes the specific point ``s`` (an image, a protein) into the entailment cone of the general
   point ``g`` (a caption, a GO term); mean over pairs.
-* :func:`term_matching_loss`: binary cross-entropy of ``sigmoid(t * sim(p, term) + bias)`` against
+* :func:`term_matching_loss`: binary cross-entropy of ``sigmoid(t * score(p, term) + bias)`` against
   the protein's (propagated) annotations over a set of candidate terms — the GO-prediction view
-  of the same space; its logits are the calibrated scores used for Fmax.
+  of the same space; its logits are the calibrated scores used for Fmax. ``score`` is the
+  similarity, or in hyperbolic space the entailment-cone margin (:func:`cone_margin`).
 """
 
 from __future__ import annotations
@@ -65,13 +66,44 @@ def entailment_loss(general: Tensor, specific: Tensor, geometry: Lorentz, min_ra
     return torch.relu(angle - aperture).mean()
 
 
-def term_matching_logits(p: Tensor, terms: Tensor, geometry: Manifold, logit_scale: Tensor, bias: Tensor) -> Tensor:
-    """``(proteins, terms)`` logits ``exp(logit_scale) * sim(p, term) + bias`` (``bias``: per term or scalar)."""
-    return logit_scale.clamp(max=MAX_LOGIT_SCALE).exp() * similarity(p.float(), terms.float(), geometry) + bias
+#: How a protein is scored against a term: ``similarity`` (cosine / ``-d``) or ``entailment`` (cone margin).
+TERM_SCORES = ("similarity", "entailment")
+
+
+def cone_margin(general: Tensor, specific: Tensor, geometry: Manifold, min_radius: float = 0.1) -> Tensor:
+    """``(specific, general)`` entailment margins ``half_aperture(g) - oxy_angle(g, s)`` (MERU eqs. 7-8):
+    positive inside the cone of ``g``, bounded in ``[-pi, pi/2]`` whatever the norms. Lorentz model;
+    Poincaré points are mapped there first (the isometry fixes the origin, so cones are the same)."""
+    from hypalign.geometry import PoincareBall
+    from hypalign.geometry.convert import poincare_to_lorentz
+
+    if isinstance(geometry, PoincareBall):
+        c = float(geometry.c)
+        general, specific, geometry = poincare_to_lorentz(general, c), poincare_to_lorentz(specific, c), Lorentz(c)
+    if not isinstance(geometry, Lorentz):
+        raise ValueError("entailment scores need a hyperbolic geometry (lorentz or poincare)")
+    g, s = general.float(), specific.float()
+    return (geometry.half_aperture(g, min_radius)[:, None] - geometry.oxy_angle_matrix(g, s)).T
+
+
+def term_matching_logits(p: Tensor, terms: Tensor, geometry: Manifold, logit_scale: Tensor, bias: Tensor,
+                         score: str = "similarity") -> Tensor:
+    """``(proteins, terms)`` logits ``exp(logit_scale) * score(p, term) + bias`` (``bias``: per term or scalar).
+
+    ``score="similarity"``: cosine on the sphere, ``-d`` on a hyperbolic manifold. ``score="entailment"``:
+    :func:`cone_margin` — the term entails the protein (MERU's cones). The distance shifts every term's
+    logit of a protein far from the origin by about ``-||p||``, which a per-term bias cannot undo and
+    which breaks a threshold shared by all proteins (Fmax); the cone margin is an angle, bounded."""
+    scale = logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
+    if score == "entailment":
+        return scale * cone_margin(terms, p, geometry) + bias
+    if score != "similarity":
+        raise ValueError(f"term score {score!r}: expected one of {TERM_SCORES}")
+    return scale * similarity(p.float(), terms.float(), geometry) + bias
 
 
 def term_matching_loss(p: Tensor, terms: Tensor, labels: Tensor, geometry: Manifold, logit_scale: Tensor,
-                       bias: Tensor) -> Tensor:
+                       bias: Tensor, score: str = "similarity") -> Tensor:
     """Mean binary cross-entropy of :func:`term_matching_logits` against 0/1 ``labels``."""
-    logits = term_matching_logits(p, terms, geometry, logit_scale, bias)
+    logits = term_matching_logits(p, terms, geometry, logit_scale, bias, score)
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))

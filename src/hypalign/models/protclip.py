@@ -11,9 +11,11 @@ The projected vector ``u`` is scaled by a learnable ``exp(alpha)`` (MERU's ``vis
 ``textual_alpha``, initialised to ``1/sqrt(emb_dim)``) and lifted with ``expmap0`` (Lorentz,
 Poincaré; curvature ``-c``) or L2-normalised (sphere, the CLIP baseline).
 
-Scores for GO prediction: ``sigmoid(exp(term_scale) * sim(protein, term) + term_bias[t])`` with
-``sim = -d`` (hyperbolic) or cosine, and a per-term bias initialised by the recipe at the logit of
-the term's training frequency (the prior every GO predictor has in its output layer).
+Scores for GO prediction: ``sigmoid(exp(term_scale) * score(protein, term) + term_bias[t])`` with
+``score`` the cosine (sphere), ``-d`` (``term_score="similarity"``, hyperbolic) or the entailment-cone
+margin ``half_aperture(term) - oxy_angle(term, protein)`` (``term_score="entailment"``, hyperbolic: the
+term's cone contains the proteins annotated with it), and a per-term bias initialised by the recipe at
+the logit of the term's training frequency (the prior every GO predictor has in its output layer).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from torch import Tensor, nn
 
 from hypalign.encoders.protein import ESMEncoder, ResidueCNN
 from hypalign.geometry import Lorentz, Manifold, PoincareBall, Sphere
-from hypalign.losses.contrastive import term_matching_logits
+from hypalign.losses.contrastive import TERM_SCORES, term_matching_logits
 
 
 def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
@@ -40,8 +42,13 @@ class ProtCLIP(nn.Module, PyTorchModelHubMixin):
     def __init__(self, encoder: str = "cnn", encoder_path: str | None = None, cnn_dim: int = 128,
                  cnn_layers: int = 6, text_dim: int = 384, hidden: int = 512, emb_dim: int = 128,
                  geometry: str = "lorentz", c: float = 1.0, n_terms: int = 0,
-                 encoder_config: dict[str, Any] | None = None) -> None:
+                 encoder_config: dict[str, Any] | None = None, term_score: str = "similarity") -> None:
         super().__init__()
+        if term_score not in TERM_SCORES:
+            raise ValueError(f"term_score {term_score!r}: expected one of {TERM_SCORES}")
+        if term_score == "entailment" and geometry == "sphere":
+            raise ValueError("term_score='entailment' needs a hyperbolic geometry (lorentz or poincare)")
+        self.term_score = term_score
         if encoder == "cnn":
             self.protein_encoder: nn.Module = ResidueCNN(cnn_dim, cnn_layers)
         elif encoder == "esm":
@@ -86,4 +93,5 @@ class ProtCLIP(nn.Module, PyTorchModelHubMixin):
 
     def term_logits(self, proteins: Tensor, terms: Tensor, term_index: Tensor) -> Tensor:
         """``(proteins, terms)`` GO logits for term embeddings ``terms`` whose bias rows are ``term_index``."""
-        return term_matching_logits(proteins, terms, self.geometry, self.term_scale, self.term_bias[term_index])
+        return term_matching_logits(proteins, terms, self.geometry, self.term_scale, self.term_bias[term_index],
+                                    self.term_score)

@@ -166,6 +166,7 @@ class ProtCLIPConfig:
     emb_dim: int = 128
     geometry: str = "lorentz"  # lorentz | poincare | sphere
     c: float = 1.0
+    term_score: str = "auto"  # auto (entailment in hyperbolic space, cosine on the sphere) | similarity | entailment
     text_path: str | None = None  # frozen sentence encoder (default: the shipped MiniLM)
     batch_size: int = 64
     max_len: int = 256  # training crop (random offset), tokens incl. <cls>/<eos>
@@ -175,6 +176,14 @@ class ProtCLIPConfig:
     w_gc: float = 1.0
     w_term: float = 1.0
     w_entail: float = 0.2
+    transfer_k: int = 50  # nearest training proteins voting at prediction (TransferReference); 0 = term scores only
+
+
+def resolve_term_score(cfg: ProtCLIPConfig) -> str:
+    """``auto``: the entailment-cone margin in hyperbolic space, the cosine on the sphere."""
+    if cfg.term_score == "auto":
+        return "similarity" if cfg.geometry == "sphere" else "entailment"
+    return cfg.term_score
 
 
 class ProtCLIPTask(Task):
@@ -232,7 +241,8 @@ class ProtCLIPTask(Task):
             self.specific.append(np.concatenate(parts))
         self.model = ProtCLIP(encoder=cfg.encoder, encoder_path=cfg.encoder_path, cnn_dim=cfg.cnn_dim,
                               cnn_layers=cfg.cnn_layers, text_dim=self.term_features.shape[1], hidden=cfg.hidden,
-                              emb_dim=cfg.emb_dim, geometry=cfg.geometry, c=cfg.c, n_terms=len(self.term_names))
+                              emb_dim=cfg.emb_dim, geometry=cfg.geometry, c=cfg.c, n_terms=len(self.term_names),
+                              term_score=resolve_term_score(cfg))
         freq = np.asarray(self.train_truth.mean(0)).ravel().clip(1e-4, 1 - 1e-4)
         with torch.no_grad():  # the per-term bias starts at the prior: the logit of the training frequency
             self.model.term_bias.copy_(torch.from_numpy(np.log(freq / (1 - freq))).float())
@@ -295,18 +305,26 @@ class ProtCLIPTask(Task):
         return int(batch["ids"].shape[0])
 
     # -- evaluation ----------------------------------------------------------------------------------------
-    def evaluate(self, model: nn.Module, part: str = "valid", full: bool = False) -> dict[str, float]:
-        """Fmax and MRR per ontology on ``part`` (``full``: every metric of :func:`evaluate_scores`)."""
+    def evaluate(self, model: nn.Module, part: str = "valid", full: bool = False,
+                 reference: TransferReference | None = None) -> dict[str, float]:
+        """Fmax and MRR per ontology on ``part`` (``full``: every metric of :func:`evaluate_scores`); the term
+        scores alone (during training) or blended with nearest-neighbour transfer from ``reference``."""
         m = model.module if hasattr(model, "module") else model
         scores = predict_scores(m, self.gsd.sequences(part), self.gsd.ontologies, self.term_features, self.offset,
-                                self.cfg.eval_max_len)
-        out: dict[str, float] = {}
-        for o, s in scores.items():
-            res = evaluate_scores(self.gsd, o, part, s) if full else evaluate_scores(self.gsd, o, part, s, fast=True)
-            out.update({f"{o}/{k}": v for k, v in res.items() if k != "n_proteins"})
-        out["fmax"] = float(np.mean([out[f"{o}/fmax"] for o in scores]))
-        out["mrr"] = float(np.mean([out[f"{o}/mrr"] for o in scores]))
-        return out
+                                self.cfg.eval_max_len, reference)
+        return summarise_metrics(self.gsd, part, scores, full)
+
+
+def summarise_metrics(gsd: GOSplitData, part: str, scores: dict[str, np.ndarray],
+                      full: bool = True) -> dict[str, float]:
+    """``{"BP/fmax": …, …, "fmax": mean over ontologies, "mrr": mean}`` of per-ontology score matrices."""
+    out: dict[str, float] = {}
+    for o, s in scores.items():
+        res = evaluate_scores(gsd, o, part, s, fast=not full)
+        out.update({f"{o}/{k}": v for k, v in res.items() if k != "n_proteins"})
+    out["fmax"] = float(np.mean([out[f"{o}/fmax"] for o in scores]))
+    out["mrr"] = float(np.mean([out[f"{o}/mrr"] for o in scores]))
+    return out
 
 
 @torch.no_grad()
@@ -332,19 +350,141 @@ def embed_proteins(model: Any, seqs: list[str], max_len: int = 1024, batch_size:
 
 
 @torch.no_grad()
-def predict_scores(model: Any, seqs: list[str], ontologies: dict[str, Ontology], term_features: torch.Tensor,
-                   offset: dict[str, int], max_len: int = 1024) -> dict[str, np.ndarray]:
-    """``{ontology: (proteins x terms)}`` GO scores ``sigmoid(term logits)``, propagated to ancestors (max)."""
+def term_scores(model: Any, p: torch.Tensor, ontologies: dict[str, Ontology], term_features: torch.Tensor,
+                offset: dict[str, int]) -> dict[str, np.ndarray]:
+    """``{ontology: (proteins x terms)}`` ``sigmoid(term logits)`` of embedded proteins ``p``, propagated to
+    ancestors (max)."""
     from hypalign.eval.function import propagate
 
-    p = embed_proteins(model, seqs, max_len)
     out = {}
     for o, ont in ontologies.items():
         idx = torch.arange(offset[o], offset[o] + len(ont))
         t = model.encode_text(term_features[idx])
-        s = torch.sigmoid(model.term_logits(p, t, idx)).numpy()
-        out[o] = propagate(s, ont.ancestors)
+        out[o] = propagate(torch.sigmoid(model.term_logits(p, t, idx)).numpy(), ont.ancestors)
     return out
+
+
+@torch.no_grad()
+def predict_scores(model: Any, seqs: list[str], ontologies: dict[str, Ontology], term_features: torch.Tensor,
+                   offset: dict[str, int], max_len: int = 1024,
+                   reference: TransferReference | None = None) -> dict[str, np.ndarray]:
+    """``{ontology: (proteins x terms)}`` GO scores: the term scores (:func:`term_scores`), or with a
+    ``reference`` their blend with nearest-neighbour transfer in the model's space
+    (:meth:`TransferReference.combine`)."""
+    p = embed_proteins(model, seqs, max_len)
+    terms = term_scores(model, p, ontologies, term_features, offset)
+    if reference is None:
+        return terms
+    return reference.combine(terms, reference.transfer(p, model.geometry, tuple(ontologies)))
+
+
+#: temperatures tried for the embedding transfer (geometry's distance units), chosen on valid
+TRANSFER_TAUS = (0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+@dataclass
+class TransferReference:
+    """The training proteins in the model's space, for nearest-neighbour GO transfer at prediction time.
+
+    A query's transfer scores are the ``softmax(-d / tau)``-weighted vote of the (propagated) annotations
+    of its ``k`` nearest training proteins (:func:`hypalign.eval.baselines.embedding_transfer_scores`;
+    exact search by :func:`hypalign.search.knn` in the model's geometry). The model's GO scores are
+    ``alpha * transfer + (1 - alpha) * term scores``; ``tau`` and ``alpha`` are chosen per ontology by
+    Fmax on the validation proteins (:func:`fit_transfer`). Saved next to the model as
+    ``transfer.safetensors`` (embeddings, CSR label matrices) + ``transfer.json``."""
+
+    embeddings: torch.Tensor
+    labels: dict[str, Any]  # ontology -> scipy CSR (train proteins x terms)
+    k: int = 50
+    tau: dict[str, float] = field(default_factory=dict)
+    alpha: dict[str, float] = field(default_factory=dict)
+
+    def neighbours(self, p: torch.Tensor, geometry: Any) -> tuple[np.ndarray, np.ndarray]:
+        from hypalign.search import knn
+
+        d, i = knn(p, self.embeddings, geometry, min(self.k, len(self.embeddings)))
+        return d.numpy(), i.numpy()
+
+    def transfer(self, p: torch.Tensor, geometry: Any, ontologies: tuple[str, ...],
+                 tau: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+        d, i = self.neighbours(p, geometry)
+        tau = tau or self.tau
+        return {o: bl.embedding_transfer_scores(d, i, self.labels[o], tau[o]) for o in ontologies}
+
+    def combine(self, terms: dict[str, np.ndarray], transfer: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {o: bl.blend(transfer[o], terms[o], self.alpha[o]) for o in terms}
+
+    def save(self, directory: Any) -> None:
+        import json
+        from pathlib import Path
+
+        from safetensors.torch import save_file
+
+        from hypalign.io import atomic_write, atomic_write_text
+
+        tensors = {"embeddings": self.embeddings.float().contiguous()}
+        for o, y in self.labels.items():
+            tensors[f"{o}.indptr"] = torch.from_numpy(np.asarray(y.indptr, np.int64))
+            tensors[f"{o}.indices"] = torch.from_numpy(np.asarray(y.indices, np.int64))
+            tensors[f"{o}.shape"] = torch.tensor(y.shape, dtype=torch.int64)
+        directory = Path(directory)
+        atomic_write(directory / "transfer.safetensors", lambda tmp: save_file(tensors, str(tmp)))
+        atomic_write_text(directory / "transfer.json", json.dumps(
+            {"k": self.k, "tau": self.tau, "alpha": self.alpha, "ontologies": list(self.labels)}, indent=2))
+
+    @classmethod
+    def load(cls, directory: Any) -> TransferReference | None:
+        """The reference saved in ``directory``, or None when the run has none (term scores alone)."""
+        import json
+        from pathlib import Path
+
+        import scipy.sparse as sp
+        from safetensors.torch import load_file
+
+        from hypalign.errors import InputError
+
+        directory = Path(directory)
+        if not (directory / "transfer.json").is_file():
+            return None
+        from safetensors import SafetensorError
+
+        try:
+            meta = json.loads((directory / "transfer.json").read_text())
+            t = load_file(str(directory / "transfer.safetensors"))
+            labels = {}
+            for o in meta["ontologies"]:
+                indptr, indices = t[f"{o}.indptr"].numpy(), t[f"{o}.indices"].numpy()
+                shape = tuple(t[f"{o}.shape"].tolist())
+                labels[o] = sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=shape)
+            return cls(t["embeddings"], labels, int(meta["k"]), {o: float(v) for o, v in meta["tau"].items()},
+                       {o: float(v) for o, v in meta["alpha"].items()})
+        except (OSError, KeyError, ValueError, SafetensorError) as e:
+            raise InputError(f"{directory}/transfer.*: unreadable nearest-neighbour reference ({e})") from e
+
+
+def fit_transfer(model: Any, gsd: GOSplitData, term_features: torch.Tensor, offset: dict[str, int],
+                 k: int = 50, max_len: int = 1024, say: Any = None) -> tuple[TransferReference, dict[str, Any]]:
+    """Embed the training proteins and choose ``tau`` then ``alpha`` per ontology by validation Fmax.
+
+    Returns the reference and the validation parts ``{"term": ..., "transfer": ...}`` (score matrices)."""
+    log = say if callable(say) else (lambda msg: None)
+    t0 = time.perf_counter()
+    emb = embed_proteins(model, gsd.sequences("train"), max_len)
+    ref = TransferReference(emb, {o: gsd.truth[o]["train"] for o in gsd.ontologies}, k)
+    pv = embed_proteins(model, gsd.sequences("valid"), max_len)
+    terms = term_scores(model, pv, gsd.ontologies, term_features, offset)
+    d, i = ref.neighbours(pv, model.geometry)
+    transfer = {}
+    for o in gsd.ontologies:
+        def fmax_valid(s: np.ndarray, o: str = o) -> float:
+            return evaluate_scores(gsd, o, "valid", s, fmax_only=True)["fmax"]
+
+        cand = {tau: bl.embedding_transfer_scores(d, i, ref.labels[o], tau) for tau in TRANSFER_TAUS}
+        ref.tau[o] = max(TRANSFER_TAUS, key=lambda tau: fmax_valid(cand[tau]))
+        transfer[o] = cand[ref.tau[o]]
+        ref.alpha[o], _ = bl.choose_alpha(fmax_valid, transfer[o], terms[o])
+    log(f"nearest-neighbour transfer: tau {ref.tau}, alpha {ref.alpha} ({time.perf_counter() - t0:.0f} s)")
+    return ref, {"term": terms, "transfer": transfer}
 
 
 def train_protclip(cfg: ProtCLIPConfig, train: TrainConfig, gsd: GOSplitData | None = None,
@@ -368,15 +508,25 @@ def train_protclip(cfg: ProtCLIPConfig, train: TrainConfig, gsd: GOSplitData | N
     if trainer.is_main:
         run = Path(train.run_dir)
         task.model.save_pretrained(run / "model")
+        reference = None
+        if cfg.transfer_k > 0:
+            reference, _ = fit_transfer(task.model, task.gsd, task.term_features, task.offset, cfg.transfer_k,
+                                        cfg.eval_max_len, say)
+            reference.save(run / "model")
+            out["transfer"] = {"k": reference.k, "tau": reference.tau, "alpha": reference.alpha}
+            out["term_only"] = {"test": task.evaluate(task.model, "test", full=True)}
         for part in ("valid", "test"):
-            out[part] = task.evaluate(task.model, part, full=True)
+            out[part] = task.evaluate(task.model, part, full=True, reference=reference)
+        if keep_task is not None:
+            keep_task["reference"] = reference
         atomic_write_json(run / "eval.json", out)
     return out
 
 
 # ---- prediction with a trained run -----------------------------------------------------------------------
 def load_protclip_run(run: str | Any) -> tuple[Any, dict[str, Any]]:
-    """The trained model of a ``hypalign train protclip`` run directory and its config."""
+    """The trained model of a ``hypalign train protclip`` run directory and its config; the model's
+    nearest-neighbour reference (:class:`TransferReference`, or None) is ``model.transfer_reference``."""
     import contextlib
     import io
     from pathlib import Path
@@ -391,6 +541,7 @@ def load_protclip_run(run: str | Any) -> tuple[Any, dict[str, Any]]:
         raise InputError(f"{run}: no model/ (the run has not finished; resume it with --resume)")
     with contextlib.redirect_stdout(io.StringIO()):  # huggingface_hub prints a line; keep stdout clean
         model = ProtCLIP.from_pretrained(str(run / "model"))
+    model.transfer_reference = TransferReference.load(run / "model")
     return model.eval(), cfg
 
 
@@ -405,7 +556,7 @@ def predict_go(model: Any, cfg: dict[str, Any], seqs: list[str], top: int = 20,
                          f"{sum(len(x) for x in onts.values())}; it was trained on another metastudent-data version")
     _, offset, feats = term_table(onts, cfg["protclip"].get("text_path"))
     scores = predict_scores(model, seqs, {o: onts[o] for o in ontologies}, feats, offset,
-                            cfg["protclip"].get("eval_max_len", 1024))
+                            cfg["protclip"].get("eval_max_len", 1024), getattr(model, "transfer_reference", None))
     out: list[dict[str, list[tuple[str, str, float]]]] = []
     for i in range(len(seqs)):
         row = {}
@@ -424,8 +575,6 @@ def evaluate_run(run: Any, part: str = "test") -> dict[str, float]:
     pc = ProtCLIPConfig(**cfg["protclip"])
     gsd = prepare_go_split(pc.split, seed=0)
     _, offset, feats = term_table(gsd.ontologies, pc.text_path)
-    scores = predict_scores(model, gsd.sequences(part), gsd.ontologies, feats, offset, pc.eval_max_len)
-    out: dict[str, float] = {}
-    for o, s in scores.items():
-        out.update({f"{o}/{k}": v for k, v in evaluate_scores(gsd, o, part, s).items()})
-    return out
+    scores = predict_scores(model, gsd.sequences(part), gsd.ontologies, feats, offset, pc.eval_max_len,
+                            getattr(model, "transfer_reference", None))
+    return summarise_metrics(gsd, part, scores)
