@@ -161,6 +161,44 @@ def test_transfer_reference_votes_of_nearest_training_proteins_and_round_trip(tm
         TransferReference.load(tmp_path)
 
 
+def test_mlm_and_span_masking_cover_residues_only() -> None:
+    from hypalign.encoders.protein import mask_residues, mask_spans, residue_mask
+
+    ids, _ = tokenize(["MKTAYIAKQRQISFVKSHFSRQ" * 5, "MKV"], 64)
+    rm = residue_mask(ids)
+    rng = np.random.default_rng(0)
+    masked, labels = mask_residues(ids, 0.15, rng)
+    picked = labels != -100
+    assert bool((picked <= rm).all()) and bool((masked[picked] == MASK).all())
+    assert bool((labels[picked] == ids[picked]).all()) and bool((masked[~picked] == ids[~picked]).all())
+    assert int(picked[1].sum()) >= 1  # a 3-residue protein still predicts one residue
+    assert 0.05 < float(picked[0].sum()) / float(rm[0].sum()) < 0.3
+    masked, labels = mask_spans(ids, 0.15, 10, np.random.default_rng(1))
+    picked = labels != -100
+    n0 = int(rm[0].sum())
+    assert bool((picked <= rm).all()) and int(picked[0].sum()) >= math.ceil(0.15 * n0)
+    # contiguous spans: far fewer runs than masked residues
+    row = picked[0].int()
+    runs = int(((row[1:] - row[:-1]) == 1).sum()) + int(row[0])
+    assert runs <= int(picked[0].sum()) // 4
+
+
+def test_segment_alignment_by_hand() -> None:
+    from hypalign.losses.contrastive import dynamic_segments, segment_alignment_loss
+
+    u = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # two properties
+    res = torch.tensor([[[2.0, 0.0], [1.0, 0.0], [0.0, 3.0], [9.0, 9.0]]])
+    mask = torch.tensor([[True, True, True, False]])  # the last position is padding
+    g = dynamic_segments(u, res, mask, theta=0.3)
+    # property 0: S = [2, 1, 0] -> min-max [1, .5, 0] -> w = [2/3, 1/3, 0]; property 1: S = [0, 0, 3] -> [0, 0, 1]
+    torch.testing.assert_close(g[0, 0], torch.tensor([5 / 3, 0.0]))
+    torch.testing.assert_close(g[0, 1], torch.tensor([0.0, 3.0]))
+    # g_k is parallel to u_k: cosine matrix = identity; loss = CE with logits 10*I, both directions
+    ref = -torch.log_softmax(torch.tensor([10.0, 0.0]), 0)[0]
+    loss = segment_alignment_loss(u, res, mask, torch.tensor(math.log(10.0)), theta=0.3)
+    assert float(loss) == pytest.approx(float(ref), rel=1e-5)
+
+
 def tiny_char_bert(path: Path) -> Path:
     """A randomly initialised 1-layer BERT whose WordPiece vocabulary spells every word letter by letter."""
     import string
@@ -223,6 +261,24 @@ def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pyt
     # the nearest-neighbour reference is saved with the model; eval.json keeps the term scores alone as well
     assert (tmp_path / "run" / "model" / "transfer.safetensors").is_file()
     assert set(out["transfer"]["alpha"]) == {"BP", "MF", "CC"} and "BP/fmax" in out["term_only"]["test"]
+
+    # ProtCLIP's own objectives on the same data: every loss logged, finite, and the run predicts
+    cfg_all = ProtCLIPConfig(cnn_dim=16, cnn_layers=2, hidden=32, emb_dim=8, text_path=str(text), batch_size=8,
+                             max_len=64, negative_terms=32, objectives="paper,term,entail", n_prototypes=16,
+                             transfer_k=0)
+    tc_all = TrainConfig(run_dir=str(tmp_path / "run-all"), epochs=1, lr=3e-3, progress=False, log_every=1,
+                         threads=1, eval_every=0)
+    out_all = train_protclip(cfg_all, tc_all, gsd=gsd)
+    rows_all = [js.loads(x) for x in (tmp_path / "run-all" / "metrics.jsonl").read_text().splitlines()]
+    logged = [x for x in rows_all if "loss" in x]
+    assert {"gc", "term", "entail", "mlm", "bsr", "pda"} <= set(logged[0])
+    assert all(np.isfinite(x[k]) for x in logged for k in ("mlm", "bsr", "pda"))
+    assert logged[0]["mlm"] == pytest.approx(math.log(33), rel=0.3)  # ~uniform over the 33 ESM classes at first
+    assert 0.0 <= out_all["test"]["MF/fmax"] <= 1.0 and "transfer" not in out_all
+    from hypalign.recipes.protclip import load_protclip_run
+
+    back, _ = load_protclip_run(tmp_path / "run-all")  # the objective heads are rebuilt and loaded
+    assert back.transfer_reference is None and hasattr(back, "mlm_head") and hasattr(back, "prototype_bank")
 
     # predict needs the GO graph's full term list, which the made-up split's training used as well
     fasta = tmp_path / "q.fasta"

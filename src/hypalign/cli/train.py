@@ -155,6 +155,10 @@ def protclip(
     w_gc: Annotated[float, typer.Option(help="Weight of the global protein-text contrastive loss.")] = 1.0,
     w_term: Annotated[float, typer.Option(help="Weight of the GO term matching loss.")] = 1.0,
     w_entail: Annotated[float, typer.Option(help="Weight of the entailment-cone loss (lorentz).")] = 0.2,
+    objectives: Annotated[str, typer.Option(help="Comma-separated: gc (protein-text InfoNCE), term (GO term "
+                                                 "matching), entail (cones, lorentz), mlm, bsr, pda (ProtCLIP's "
+                                                 "segment objectives; each of mlm/bsr adds an encoder pass); "
+                                                 "'paper' = gc,mlm,bsr,pda.")] = "gc,term,entail",
     transfer_k: Annotated[int, typer.Option(help="Nearest training proteins (in the model's space) whose GO "
                                                  "terms are blended into predictions; 0 = term scores only.",
                                             min=0)] = 50,
@@ -183,7 +187,7 @@ def protclip(
                          emb_dim=emb, geometry=geometry.value, c=c, term_score=term_score, text_path=text_encoder,
                          batch_size=batch_size, max_len=max_len, negative_terms=negative_terms,
                          description=description, w_gc=w_gc, w_term=w_term, w_entail=w_entail,
-                         transfer_k=transfer_k)
+                         transfer_k=transfer_k, objectives=objectives)
     tc = TrainConfig(run_dir=str(out), epochs=epochs, max_steps=max_steps, optimizer="adamw", lr=lr,
                      weight_decay=weight_decay, warmup_steps=warmup, schedule="cosine", grad_clip=grad_clip or None,
                      device=device, seed=seed, eval_every=eval_every, resume=resume, progress=progress,

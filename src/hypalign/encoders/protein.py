@@ -57,6 +57,39 @@ def tokenize(seqs: Sequence[str], max_len: int, crop: str = "start", rng: np.ran
     return t, t != PAD
 
 
+def mask_residues(ids: Tensor, rate: float, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+    """ProtCLIP's MLM corruption (spec §3.3; quirk 5 kept on purpose, as in the paper): ``rate`` of each
+    protein's residues (at least one; never ``<cls>``/``<eos>``/``<pad>``) become ``<mask>`` — all of them,
+    no BERT 80/10/10. Returns ``(masked ids, labels)`` with ``labels = -100`` where nothing is predicted."""
+    pick = torch.from_numpy(rng.random(tuple(ids.shape)) < rate) & residue_mask(ids)
+    first = residue_mask(ids).float().argmax(1)  # a protein with no pick still predicts one residue
+    none = ~pick.any(1) & residue_mask(ids).any(1)
+    pick[none.nonzero().squeeze(1), first[none]] = True
+    return ids.masked_fill(pick, MASK), torch.where(pick, ids, torch.full_like(ids, -100))
+
+
+def mask_spans(ids: Tensor, rate: float, max_span: int, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+    """ProtCLIP's segment corruption for BSR (``torch_mask_fragments``, spec §3.3): spans of
+    ``U[max_span // 2, max_span]`` residues at random starts are masked until at least ``rate`` of each
+    protein's residues are covered. The reference code shrinks ``max_span`` inside its loop so later spans
+    get shorter (quirk); here every span is drawn from the same range. Returns ``(masked ids, labels)``."""
+    rm = residue_mask(ids)
+    pick = torch.zeros_like(rm)
+    lengths = rm.sum(1).tolist()
+    for r, n in enumerate(lengths):
+        if n == 0:
+            continue
+        want, got = max(1, int(np.ceil(rate * n))), 0
+        row = np.zeros(n, dtype=bool)
+        while got < want:
+            span = int(rng.integers(max(1, max_span // 2), max_span + 1))
+            start = int(rng.integers(0, max(1, n - span + 1)))
+            row[start : start + span] = True
+            got = int(row.sum())
+        pick[r, 1 : 1 + n] = torch.from_numpy(row)  # residues sit after <cls>
+    return ids.masked_fill(pick, MASK), torch.where(pick, ids, torch.full_like(ids, -100))
+
+
 def residue_mask(ids: Tensor) -> Tensor:
     """True at residue positions (not ``<cls>``, ``<eos>``, ``<pad>``)."""
     return (ids != PAD) & (ids != CLS) & (ids != EOS)
@@ -109,7 +142,10 @@ class ResidueCNN(nn.Module):
         return self.norm(x)
 
     def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
-        h = self.residues(ids, mask)
+        return self.pool(self.residues(ids, mask), ids)
+
+    def pool(self, h: Tensor, ids: Tensor) -> Tensor:
+        """``(B, 2 dim)``: masked mean and max of residue states ``h``."""
         rm = residue_mask(ids)
         mx = h.masked_fill(~rm.unsqueeze(-1), float("-inf")).amax(1)
         return torch.cat([masked_mean(h, rm), torch.where(torch.isfinite(mx), mx, 0.0)], dim=-1)
@@ -149,5 +185,13 @@ class ESMEncoder(nn.Module):
     def residues(self, ids: Tensor, mask: Tensor) -> Tensor:
         return self.model(input_ids=ids, attention_mask=mask.long()).last_hidden_state
 
+    @property
+    def width(self) -> int:
+        return self.dim
+
     def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
-        return masked_mean(self.residues(ids, mask), residue_mask(ids))
+        return self.pool(self.residues(ids, mask), ids)
+
+    def pool(self, h: Tensor, ids: Tensor) -> Tensor:
+        """``(B, dim)``: masked mean of the residue states (no ``<cls>``/``<eos>``/padding; quirk 3 fixed)."""
+        return masked_mean(h, residue_mask(ids))

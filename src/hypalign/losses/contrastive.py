@@ -16,6 +16,8 @@ cone loss, and a multi-label term-matching loss for GO prediction.
   the protein's (propagated) annotations over a set of candidate terms — the GO-prediction view
   of the same space; its logits are the calibrated scores used for Fmax. ``score`` is the
   similarity, or in hyperbolic space the entailment-cone margin (:func:`cone_margin`).
+* :func:`segment_alignment_loss` (ProtCLIP's L_PDA): residue-level alignment of each protein's
+  property segments with its property texts, in the (Euclidean) projection space before the lift.
 """
 
 from __future__ import annotations
@@ -107,3 +109,31 @@ def term_matching_loss(p: Tensor, terms: Tensor, labels: Tensor, geometry: Manif
     """Mean binary cross-entropy of :func:`term_matching_logits` against 0/1 ``labels``."""
     logits = term_matching_logits(p, terms, geometry, logit_scale, bias, score)
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+def dynamic_segments(u: Tensor, residues: Tensor, mask: Tensor, theta: float = 0.3) -> Tensor:
+    """ProtCLIP's property-grouped dynamic segments (spec §3.3, L_PDA): ``(B, K, E)`` embeddings
+    ``g_bk = sum_l w_bkl P_bl`` with ``S_bkl = u_bk . P_bl`` min-max normalised over the residues ``l`` of
+    protein ``b`` (``mask``), values below ``theta`` set to 0, and ``w = S / sum_l S``."""
+    s = torch.einsum("bke,ble->bkl", u.float(), residues.float())
+    m = mask[:, None, :]
+    big = torch.finfo(s.dtype).max
+    lo = s.masked_fill(~m, big).amin(-1, keepdim=True)
+    hi = s.masked_fill(~m, -big).amax(-1, keepdim=True)
+    sn = (s - lo) / (hi - lo).clamp_min(1e-8)
+    sn = torch.where((sn >= theta) & m, sn, torch.zeros_like(sn))
+    w = sn / sn.sum(-1, keepdim=True).clamp_min(1e-8)
+    return w @ residues.float()
+
+
+def segment_alignment_loss(u: Tensor, residues: Tensor, mask: Tensor, logit_scale: Tensor,
+                           theta: float = 0.3) -> Tensor:
+    """L_PDA: per protein, cross-entropy over the ``K x K`` matrix ``exp(logit_scale) cos(g_bk, u_bj)`` with the
+    identity as labels (segment ``k`` belongs to property ``k``; :func:`dynamic_segments`), mean over proteins.
+    The reference code computes one direction twice (spec §3.5 quirk 2); here it is the mean of both."""
+    b, k, _ = u.shape
+    g = F.normalize(dynamic_segments(u, residues, mask, theta), dim=-1)
+    logits = logit_scale.clamp(max=MAX_LOGIT_SCALE).exp() * (g @ F.normalize(u.float(), dim=-1).transpose(1, 2))
+    target = torch.arange(k, device=u.device).repeat(b)
+    return 0.5 * (F.cross_entropy(logits.reshape(b * k, k), target)
+                  + F.cross_entropy(logits.transpose(1, 2).reshape(b * k, k), target))

@@ -27,7 +27,7 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
 
-from hypalign.encoders.protein import ESMEncoder, ResidueCNN
+from hypalign.encoders.protein import ESM_TOKENS, ESMEncoder, ResidueCNN
 from hypalign.geometry import Lorentz, Manifold, PoincareBall, Sphere
 from hypalign.losses.contrastive import TERM_SCORES, term_matching_logits
 
@@ -36,13 +36,51 @@ def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, d_out))
 
 
+def residue_lm_head(d_in: int, hidden: int, vocab: int = len(ESM_TOKENS)) -> nn.Sequential:
+    """ProtCLIP's ``mlm_head`` / ``t2p_mlm_head``: ``Linear(d, hidden)–GELU–LayerNorm–Linear(hidden, 33)``."""
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.LayerNorm(hidden), nn.Linear(hidden, vocab))
+
+
+class FragmentDecoder(nn.Module):
+    """BSR's single-head cross-attention (spec §3.3): queries from the (projected) protein residues, keys and
+    values from the projected text tokens; ``out = residues + softmax(q k^T / sqrt(E)) v``.
+
+    Fixes of quirk 1: the softmax runs over the *text* tokens (the reference code normalises over residues)
+    and nothing is under ``no_grad``, so BSR trains the encoder, the projection and this decoder. The
+    residual connection is ours: the masked residue's own context stays available to the head."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+
+    def forward(self, residues: Tensor, text: Tensor, text_mask: Tensor) -> Tensor:
+        att = self.q(residues) @ self.k(text).transpose(1, 2) / math.sqrt(residues.shape[-1])
+        att = att.masked_fill(~text_mask[:, None, :], float("-inf")).softmax(-1).nan_to_num(0.0)
+        return residues + att @ self.v(text)
+
+
+class PrototypeBank(nn.Module):
+    """PDA's property-prototype memory (``AttrProtoBank``): ``u = gumbel_softmax(x W^T, tau) W`` over
+    ``n`` learned prototypes ``W`` (soft, ``hard=False``; ``tau = 0.9`` as in the reference code)."""
+
+    def __init__(self, n: int, dim: int, tau: float = 0.9) -> None:
+        super().__init__()
+        self.prototypes = nn.Embedding(n, dim)
+        self.tau = tau
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.prototypes.weight
+        return nn.functional.gumbel_softmax(x @ w.T, tau=self.tau, hard=False) @ w
+
+
 class ProtCLIP(nn.Module, PyTorchModelHubMixin):
     """Protein and text towers into one geometry; ``n_terms`` per-term biases for GO scoring."""
 
     def __init__(self, encoder: str = "cnn", encoder_path: str | None = None, cnn_dim: int = 128,
                  cnn_layers: int = 6, text_dim: int = 384, hidden: int = 512, emb_dim: int = 128,
                  geometry: str = "lorentz", c: float = 1.0, n_terms: int = 0,
-                 encoder_config: dict[str, Any] | None = None, term_score: str = "similarity") -> None:
+                 encoder_config: dict[str, Any] | None = None, term_score: str = "similarity",
+                 mlm: bool = False, bsr: bool = False, pda: bool = False, n_prototypes: int = 512) -> None:
         super().__init__()
         if term_score not in TERM_SCORES:
             raise ValueError(f"term_score {term_score!r}: expected one of {TERM_SCORES}")
@@ -64,6 +102,17 @@ class ProtCLIP(nn.Module, PyTorchModelHubMixin):
         else:
             raise ValueError(f"unknown protein encoder {encoder!r}; expected cnn or esm")
         self.protein_proj = _mlp(int(self.protein_encoder.dim), hidden, emb_dim)
+        width = int(self.protein_encoder.width)  # per-residue state size (the CNN pools [mean, max]: 2x)
+        if mlm:
+            self.mlm_head = residue_lm_head(width, hidden)
+        if bsr or pda:  # ProtCLIP reuses protein_projection on residues; the CNN's pooled size differs
+            self.residue_proj = _mlp(width, hidden, emb_dim)
+        if bsr:
+            self.bsr_decoder = FragmentDecoder(emb_dim)
+            self.bsr_head = residue_lm_head(emb_dim, hidden)
+        if pda:
+            self.prototype_bank = PrototypeBank(n_prototypes, emb_dim)
+            self.local_logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
         self.text_proj = _mlp(text_dim, hidden, emb_dim)
         if geometry == "lorentz":
             self.geometry: Manifold = Lorentz(c)
@@ -87,6 +136,11 @@ class ProtCLIP(nn.Module, PyTorchModelHubMixin):
 
     def encode_protein(self, ids: Tensor, mask: Tensor) -> Tensor:
         return self._lift(self.protein_proj(self.protein_encoder(ids, mask)), self.protein_alpha)
+
+    def encode_protein_residues(self, ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """``(embedding, residue states)`` from one encoder pass (the PDA objective needs both)."""
+        h = self.protein_encoder.residues(ids, mask)
+        return self._lift(self.protein_proj(self.protein_encoder.pool(h, ids)), self.protein_alpha), h
 
     def encode_text(self, features: Tensor) -> Tensor:
         return self._lift(self.text_proj(features), self.text_alpha)

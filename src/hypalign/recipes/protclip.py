@@ -177,6 +177,36 @@ class ProtCLIPConfig:
     w_term: float = 1.0
     w_entail: float = 0.2
     transfer_k: int = 50  # nearest training proteins voting at prediction (TransferReference); 0 = term scores only
+    # objectives: any of gc, term, entail, mlm, bsr, pda; "paper" = gc,mlm,bsr,pda (ProtCLIP's loss)
+    objectives: str = "gc,term,entail"
+    w_mlm: float = 0.3  # ProtCLIP's weights: L_GC + 0.3 L_MLM + 0.7 L_BSR + 1.0 L_PDA
+    w_bsr: float = 0.7
+    w_pda: float = 1.0
+    mask_rate: float = 0.15  # MLM and BSR: share of residues masked
+    bsr_span: int = 10  # BSR spans of U[span/2, span] residues
+    bsr_text_tokens: int = 32  # BSR attends to up to this many of the protein's GO term names
+    pda_theta: float = 0.3
+    n_prototypes: int = 512
+
+
+OBJECTIVES = ("gc", "term", "entail", "mlm", "bsr", "pda")
+
+
+def resolve_objectives(cfg: ProtCLIPConfig) -> tuple[str, ...]:
+    """The configured objectives (``paper`` expands to ProtCLIP's ``gc, mlm, bsr, pda``), in a fixed order."""
+    from hypalign.errors import InputError
+
+    got: set[str] = set()
+    for tok in (t.strip() for t in cfg.objectives.split(",")):
+        if tok == "paper":
+            got.update(("gc", "mlm", "bsr", "pda"))
+        elif tok in OBJECTIVES:
+            got.add(tok)
+        elif tok:
+            raise InputError(f"objective {tok!r}: expected any of {', '.join(OBJECTIVES)} or 'paper'")
+    if not got:
+        raise InputError("no objectives given")
+    return tuple(o for o in OBJECTIVES if o in got)
 
 
 def resolve_term_score(cfg: ProtCLIPConfig) -> str:
@@ -198,6 +228,19 @@ class ProtCLIPTask(Task):
       term embeddings come from the text tower applied to the term names);
     * ``L_entail`` (Lorentz): MERU's cone loss — one most specific true term per protein, and its
       description, each entail the protein.
+
+    ProtCLIP's own objectives (spec §3.3; ``objectives="paper"`` or listed one by one; weights 0.3, 0.7, 1.0):
+
+    * ``L_MLM``: 15 % of the residues masked (all to ``<mask>``, as ProtCLIP), a second encoder pass, the
+      ``mlm_head`` predicts them;
+    * ``L_BSR``: spans masked (:func:`~hypalign.encoders.protein.mask_spans`), a third pass, the projected
+      residues attend to the protein's text tokens — here its GO term names' features, one token per
+      term — through :class:`~hypalign.models.protclip.FragmentDecoder` and ``bsr_head`` predicts the
+      masked residues (quirk 1 fixed: gradients reach encoder, projection and decoder; softmax over text);
+    * ``L_PDA``: one text per property (function = MF, process = BP, location = CC; ProtCLIP's name and
+      similarity sections have no counterpart in GO), each through the text projection and the prototype
+      bank, aligned with its dynamic residue segment of the unmasked pass
+      (:func:`~hypalign.losses.contrastive.segment_alignment_loss`; quirk 2 fixed: both directions).
     """
 
     def __init__(self, cfg: ProtCLIPConfig, seed: int = 0, gsd: GOSplitData | None = None,
@@ -216,13 +259,21 @@ class ProtCLIPTask(Task):
         self.train_truth = sp.hstack([self.gsd.truth[o]["train"] for o in onts]).tocsr()
         d = self.gsd.data
         rows = self.gsd.rows["train"]
+        self.objectives = resolve_objectives(cfg)
+        # each training protein's annotated (unpropagated) terms per ontology, as global term ids
+        self.annotated = [{o: np.array([self.offset[o] + self.gsd.ontologies[o].index[t] for t in d.terms[o][i]
+                                        if t in self.gsd.ontologies[o].index], dtype=np.int64) for o in onts}
+                          for i in rows.tolist()]
+        if "pda" in self.objectives:  # a property without terms reads as its bare header ("<ATTR>:" in ProtCLIP)
+            from hypalign.data.protein import SECTION
+
+            self.empty_property = torch.from_numpy(encode_cached([f"{SECTION[o]}:" for o in onts], cfg.text_path))
         if cfg.description == "text":  # the sentence encoder reads "FUNCTION: …; PROCESS: …; LOCATION: …"
             names = read_go_names()
             texts = [describe_protein({o: d.terms[o][i] for o in onts}, names) for i in rows.tolist()]
             self.desc_features = torch.from_numpy(encode_cached(texts, cfg.text_path, max_length=128, say=say))
         elif cfg.description == "terms":  # the same text pooled per term: mean of its terms' name features
-            cols = [[self.offset[o] + self.gsd.ontologies[o].index[t] for o in onts for t in d.terms[o][i]
-                     if t in self.gsd.ontologies[o].index] for i in rows.tolist()]
+            cols = [np.concatenate([a[o] for o in onts]) for a in self.annotated]
             indptr = np.cumsum([0] + [len(c) for c in cols])
             a = sp.csr_matrix((np.ones(indptr[-1], np.float32), np.concatenate(cols).astype(np.int64), indptr),
                               shape=(len(cols), len(self.term_names)))
@@ -242,7 +293,9 @@ class ProtCLIPTask(Task):
         self.model = ProtCLIP(encoder=cfg.encoder, encoder_path=cfg.encoder_path, cnn_dim=cfg.cnn_dim,
                               cnn_layers=cfg.cnn_layers, text_dim=self.term_features.shape[1], hidden=cfg.hidden,
                               emb_dim=cfg.emb_dim, geometry=cfg.geometry, c=cfg.c, n_terms=len(self.term_names),
-                              term_score=resolve_term_score(cfg))
+                              term_score=resolve_term_score(cfg), mlm="mlm" in self.objectives,
+                              bsr="bsr" in self.objectives, pda="pda" in self.objectives,
+                              n_prototypes=cfg.n_prototypes)
         freq = np.asarray(self.train_truth.mean(0)).ravel().clip(1e-4, 1 - 1e-4)
         with torch.no_grad():  # the per-term bias starts at the prior: the logit of the training frequency
             self.model.term_bias.copy_(torch.from_numpy(np.log(freq / (1 - freq))).float())
@@ -272,33 +325,78 @@ class ProtCLIPTask(Task):
         labels = torch.from_numpy(np.asarray(y[:, cand].todense(), dtype=np.float32))
         ent = np.array([rng.choice(self.specific[r]) if len(self.specific[r]) else -1 for r in rows.tolist()])
         ent_pos = np.searchsorted(cand, ent.clip(min=0))
-        return {"ids": ids, "mask": mask, "desc": self.desc_features[rows], "cand": torch.from_numpy(cand),
-                "labels": labels, "ent_rows": torch.from_numpy(np.flatnonzero(ent >= 0)),
-                "ent_cols": torch.from_numpy(ent_pos[ent >= 0])}
+        batch = {"ids": ids, "mask": mask, "desc": self.desc_features[rows], "cand": torch.from_numpy(cand),
+                 "labels": labels, "ent_rows": torch.from_numpy(np.flatnonzero(ent >= 0)),
+                 "ent_cols": torch.from_numpy(ent_pos[ent >= 0])}
+        objs, cfg = self.objectives, self.cfg
+        if "mlm" in objs:
+            from hypalign.encoders.protein import mask_residues
+
+            batch["mlm_ids"], batch["mlm_labels"] = mask_residues(ids, cfg.mask_rate, rng)
+        if "bsr" in objs:
+            from hypalign.encoders.protein import mask_spans
+
+            batch["bsr_ids"], batch["bsr_labels"] = mask_spans(ids, cfg.mask_rate, cfg.bsr_span, rng)
+            toks = [np.concatenate(list(self.annotated[r].values())) for r in rows.tolist()]
+            toks = [t if len(t) <= cfg.bsr_text_tokens else rng.choice(t, cfg.bsr_text_tokens, replace=False)
+                    for t in toks]
+            width = max(1, max(len(t) for t in toks))
+            tid = np.zeros((len(toks), width), dtype=np.int64)
+            tmask = np.zeros((len(toks), width), dtype=bool)
+            for r, t in enumerate(toks):
+                tid[r, : len(t)], tmask[r, : len(t)] = t, True
+            batch["bsr_text"] = self.term_features[torch.from_numpy(tid)]
+            batch["bsr_text_mask"] = torch.from_numpy(tmask)
+        if "pda" in objs:  # one text per property: the mean of its GO term names' features
+            feats = torch.empty((len(rows), len(self.offset), self.term_features.shape[1]))
+            for b, r in enumerate(rows.tolist()):
+                for k, o in enumerate(self.offset):
+                    t = self.annotated[r][o]
+                    feats[b, k] = self.term_features[torch.from_numpy(t)].mean(0) if len(t) else self.empty_property[k]
+            batch["pda_text"] = feats
+        return batch
 
     def iterate(self, specs: Any) -> Any:
         return (self.make_batch(s) for s in specs)
 
     # -- loss --------------------------------------------------------------------------------------------
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        from hypalign.encoders.protein import residue_mask
         from hypalign.geometry import Lorentz
-        from hypalign.losses.contrastive import clip_loss, entailment_loss
+        from hypalign.losses.contrastive import clip_loss, entailment_loss, segment_alignment_loss
 
         m = model.module if hasattr(model, "module") else model
-        p = m.encode_protein(batch["ids"], batch["mask"])
+        objs, cfg = self.objectives, self.cfg
+        ce = nn.functional.cross_entropy
+        if "pda" in objs:
+            p, h = m.encode_protein_residues(batch["ids"], batch["mask"])
+        else:
+            p = m.encode_protein(batch["ids"], batch["mask"])
         d = m.encode_text(batch["desc"])
-        terms = m.encode_text(self.term_features[batch["cand"]])
-        l_gc = clip_loss(p, d, m.geometry, m.logit_scale)
-        logits = m.term_logits(p, terms, batch["cand"])
-        l_term = nn.functional.binary_cross_entropy_with_logits(logits, batch["labels"])
-        out = {"gc": l_gc.detach(), "term": l_term.detach()}
-        loss = self.cfg.w_gc * l_gc + self.cfg.w_term * l_term
-        if isinstance(m.geometry, Lorentz) and self.cfg.w_entail > 0:
+        terms = m.encode_text(self.term_features[batch["cand"]]) if {"term", "entail"} & set(objs) else None
+        parts: dict[str, tuple[float, torch.Tensor]] = {}
+        if "gc" in objs:
+            parts["gc"] = (cfg.w_gc, clip_loss(p, d, m.geometry, m.logit_scale))
+        if "term" in objs:
+            logits = m.term_logits(p, terms, batch["cand"])
+            parts["term"] = (cfg.w_term, nn.functional.binary_cross_entropy_with_logits(logits, batch["labels"]))
+        if "entail" in objs and isinstance(m.geometry, Lorentz) and cfg.w_entail > 0:
             r, cidx = batch["ent_rows"], batch["ent_cols"]
             l_ent = 0.5 * (entailment_loss(terms[cidx], p[r], m.geometry) + entailment_loss(d, p, m.geometry))
-            loss = loss + self.cfg.w_entail * l_ent
-            out["entail"] = l_ent.detach()
-        out["loss"] = loss
+            parts["entail"] = (cfg.w_entail, l_ent)
+        if "mlm" in objs:
+            hm = m.protein_encoder.residues(batch["mlm_ids"], batch["mask"])
+            parts["mlm"] = (cfg.w_mlm, ce(m.mlm_head(hm).flatten(0, 1), batch["mlm_labels"].flatten()))
+        if "bsr" in objs:
+            hb = m.residue_proj(m.protein_encoder.residues(batch["bsr_ids"], batch["mask"]))
+            dec = m.bsr_decoder(hb, m.text_proj(batch["bsr_text"]), batch["bsr_text_mask"])
+            parts["bsr"] = (cfg.w_bsr, ce(m.bsr_head(dec).flatten(0, 1), batch["bsr_labels"].flatten()))
+        if "pda" in objs:
+            u = m.prototype_bank(m.text_proj(batch["pda_text"]))
+            parts["pda"] = (cfg.w_pda, segment_alignment_loss(u, m.residue_proj(h), residue_mask(batch["ids"]),
+                                                              m.local_logit_scale, cfg.pda_theta))
+        out = {k: v.detach() for k, (_, v) in parts.items()}
+        out["loss"] = sum((w * v for w, v in parts.values()), torch.zeros((), device=p.device))
         return out
 
     def batch_items(self, batch: Any) -> int:
