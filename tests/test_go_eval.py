@@ -4,6 +4,7 @@ blend), splits (files, errors, the hard split's identity guarantee on made-up pr
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -186,6 +187,32 @@ def test_describe_protein_and_user_dataset(tmp_path: Path) -> None:
         data = user_go_dataset(fa, ann)
     assert data.accessions == ["P1", "P2"]
     assert data.terms["MF"] == [["GO:0005524"], []] and data.terms["BP"] == [["GO:0006412"], []]
+
+
+def test_property_driven_sampling_probabilities_and_uniprot_headers(tmp_path: Path) -> None:
+    from hypalign.data.protein import property_driven_sample, property_keep_probability, read_uniprot_headers
+
+    p = property_keep_probability(np.array([4, 3, 4, 2, 4, 4]), np.array([1, 2, 3, 1, 4, 5]))
+    np.testing.assert_allclose(p, [1.0, math.sqrt(0.75) / 8, 1 / 27, 0.0, 0.0, 0.0])  # sqrt(c/4) / e^3
+    fa = tmp_path / "u.fasta"
+    fa.write_text(">sp|P1|K_HUMAN Kinase 1 OS=Homo sapiens OX=9606 GN=K1 PE=1 SV=2\nMKV\n"
+                  ">tr|Q2|Q2_MOUSE Uncharacterized protein OS=Mus musculus OX=10090 PE=4 SV=1\nMLA\n"
+                  ">tr|Q3|Q3_MOUSE OS=Mus musculus PE=2 SV=1\nMLA\n")
+    assert read_uniprot_headers(fa) == {"P1": ("Kinase 1", 1), "Q2": ("Uncharacterized protein", 4), "Q3": ("", 2)}
+    ann = tmp_path / "a.tsv"
+    ann.write_text("P1\tGO:0005524,GO:0006412,GO:0005737\nQ2\tGO:0005524,GO:0006412,GO:0005737\nQ3\tGO:0005524\n")
+    data = user_go_dataset(fa, ann)
+    assert data.existence == [1, 4, 2] and data.named == [True, True, False]
+    # P1: c = 4, e = 1 -> always kept; Q2: e = 4 -> never; Q3: c = 1 (MF only, no name) -> never
+    assert property_driven_sample(data, np.arange(3), seed=5).tolist() == [0]
+    # many c = 4, e = 2 proteins: about 1/8 kept, deterministic per seed
+    big = GODataset([f"A{i}" for i in range(4000)], ["MK"] * 4000, {o: [["GO:1"]] * 4000 for o in ("BP", "MF", "CC")},
+                    existence=[2] * 4000, named=[True] * 4000)
+    kept = property_driven_sample(big, np.arange(4000), seed=1)
+    assert abs(len(kept) / 4000 - 1 / 8) < 0.02
+    assert kept.tolist() == property_driven_sample(big, np.arange(4000), seed=1).tolist()
+    # no existence levels (reviewed Swiss-Prot, as metastudent-data): kept whole, as ProtCLIP keeps ProtAnno-S
+    assert property_driven_sample(GODataset(["A"], ["MK"], {"MF": [[]]}), np.arange(1)).tolist() == [0]
 
 
 @pytest.mark.slow

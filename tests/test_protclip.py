@@ -262,6 +262,18 @@ def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pyt
     assert (tmp_path / "run" / "model" / "transfer.safetensors").is_file()
     assert set(out["transfer"]["alpha"]) == {"BP", "MF", "CC"} and "BP/fmax" in out["term_only"]["test"]
 
+    # property-driven sampling: proteins with PE=4 (or only one property) never reach a batch
+    from dataclasses import replace
+
+    from hypalign.recipes.protclip import ProtCLIPTask
+
+    pe = [1 if i % 3 else 4 for i in range(48)]
+    gsd_pe = prepare_go_split(split, data=GODataset(accs, seqs, terms, existence=pe, named=[True] * 48))
+    task = ProtCLIPTask(replace(cfg, sampling="property"), gsd=gsd_pe)
+    drawn = set(np.concatenate([b[:-1].numpy() for b in task.batches(0)]).tolist())
+    train_pe = [pe[i] for i in gsd_pe.rows["train"].tolist()]
+    assert drawn and all(train_pe[r] == 1 for r in drawn)
+
     # ProtCLIP's own objectives on the same data: every loss logged, finite, and the run predicts
     cfg_all = ProtCLIPConfig(cnn_dim=16, cnn_layers=2, hidden=32, emb_dim=8, text_path=str(text), batch_size=8,
                              max_len=64, negative_terms=32, objectives="paper,term,entail", n_prototypes=16,

@@ -159,6 +159,9 @@ def protclip(
                                                  "matching), entail (cones, lorentz), mlm, bsr, pda (ProtCLIP's "
                                                  "segment objectives; each of mlm/bsr adds an encoder pass); "
                                                  "'paper' = gc,mlm,bsr,pda.")] = "gc,term,entail",
+    sampling: Annotated[str, typer.Option(help="'uniform', or 'property': ProtCLIP's property-driven sampling "
+                                               "(keep sqrt(c/4)/e^3; needs UniProt PE= levels, else keeps "
+                                               "all).")] = "uniform",
     transfer_k: Annotated[int, typer.Option(help="Nearest training proteins (in the model's space) whose GO "
                                                  "terms are blended into predictions; 0 = term scores only.",
                                             min=0)] = 50,
@@ -187,7 +190,7 @@ def protclip(
                          emb_dim=emb, geometry=geometry.value, c=c, term_score=term_score, text_path=text_encoder,
                          batch_size=batch_size, max_len=max_len, negative_terms=negative_terms,
                          description=description, w_gc=w_gc, w_term=w_term, w_entail=w_entail,
-                         transfer_k=transfer_k, objectives=objectives)
+                         transfer_k=transfer_k, objectives=objectives, sampling=sampling)
     tc = TrainConfig(run_dir=str(out), epochs=epochs, max_steps=max_steps, optimizer="adamw", lr=lr,
                      weight_decay=weight_decay, warmup_steps=warmup, schedule="cosine", grad_clip=grad_clip or None,
                      device=device, seed=seed, eval_every=eval_every, resume=resume, progress=progress,

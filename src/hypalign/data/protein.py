@@ -219,6 +219,10 @@ class GODataset:
     accessions: list[str]
     sequences: list[str]
     terms: dict[str, list[list[str]]]
+    #: UniProt protein-existence level per protein (``PE=1..5`` of UniProt FASTA headers), when known
+    existence: list[int] | None = None
+    #: whether each protein has a recommended name (a UniProt header's description), when known
+    named: list[bool] | None = None
 
     def __post_init__(self) -> None:
         self.position = {a: i for i, a in enumerate(self.accessions)}
@@ -228,7 +232,9 @@ class GODataset:
 
     def subset(self, idx: Sequence[int] | np.ndarray) -> GODataset:
         return GODataset([self.accessions[i] for i in idx], [self.sequences[i] for i in idx],
-                         {o: [t[i] for i in idx] for o, t in self.terms.items()})
+                         {o: [t[i] for i in idx] for o, t in self.terms.items()},
+                         None if self.existence is None else [self.existence[i] for i in idx],
+                         None if self.named is None else [self.named[i] for i in idx])
 
     def indices(self, accessions: Sequence[str], source: str = "split") -> np.ndarray:
         """Positions of ``accessions``; an unknown one is an error naming ``source`` and its line."""
@@ -269,6 +275,9 @@ def user_go_dataset(fasta: str | os.PathLike[str], annotations: str | os.PathLik
     from hypalign.data.go import Ontology
 
     ids, seqs = read_fasta(fasta, skip_invalid=skip_invalid)
+    heads = read_uniprot_headers(fasta)
+    existence = [heads[i][1] for i in ids] if all(heads.get(i, ("", None))[1] for i in ids) else None
+    named = [bool(heads.get(i, ("", None))[0]) for i in ids]
     ann = read_annotations(annotations)
     onts = {o: Ontology(o) for o in ONTOLOGIES}
     unknown: set[str] = set()
@@ -285,7 +294,58 @@ def user_go_dataset(fasta: str | os.PathLike[str], annotations: str | os.PathLik
     if missing:
         warnings.warn(f"{annotations}: {len(missing)} annotated ids have no sequence in {fasta} "
                       f"(e.g. {missing[0]})", stacklevel=2)
-    return GODataset(ids, seqs, terms)
+    return GODataset(ids, seqs, terms, existence, named)
+
+
+def read_uniprot_headers(path: str | os.PathLike[str]) -> dict[str, tuple[str, int | None]]:
+    """``{id: (protein name, PE level or None)}`` from UniProt FASTA headers
+    (``>sp|P12345|NAME_HUMAN Protein name OS=… OX=… GN=… PE=1 SV=1``); other headers give ``("", None)``."""
+    import re
+
+    out: dict[str, tuple[str, int | None]] = {}
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if not line.startswith(">"):
+                continue
+            head = line[1:].strip()
+            word, _, rest = head.partition(" ")
+            bits = word.split("|")
+            if len(bits) >= 3 and bits[0] in ("sp", "tr"):
+                pe = re.search(r"\bPE=([1-5])\b", rest)
+                name = re.split(r"(?:^|\s)(?:OS|OX|GN|PE|SV)=", rest, maxsplit=1)[0].strip()
+                out[bits[1]] = (name, int(pe.group(1)) if pe else None)
+            elif word:
+                out[word] = ("", None)
+    return out
+
+
+def property_keep_probability(count: np.ndarray, existence: np.ndarray, n: int = 4, a: float = 0.5,
+                              b: float = 3.0, min_count: int = 3, max_existence: int = 3) -> np.ndarray:
+    """ProtCLIP's property-driven sampling (spec §3.3, ``sampling.py``): keep an entry with probability
+    ``(c / n)^a / e^b`` — ``c`` present properties of ``n``, ``e`` the UniProt protein-existence level
+    (1 protein evidence … 5 uncertain) — and never when ``c < min_count`` or ``e > max_existence``.
+    Defaults are the paper's: ``sqrt(c/4) / e^3``."""
+    c = np.asarray(count, dtype=np.float64)
+    e = np.asarray(existence, dtype=np.float64)
+    p = (c / n) ** a / e**b
+    return np.where((c < min_count) | (e > max_existence), 0.0, p)
+
+
+def property_driven_sample(data: GODataset, rows: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The subset of ``rows`` kept by :func:`property_keep_probability` (seeded, deterministic).
+
+    Properties counted (ProtCLIP: name, function, location, similarity; GO has no similarity section):
+    a recommended name, MF ("function"), BP ("process") and CC ("location") annotations. ProtCLIP samples
+    TrEMBL this way and keeps reviewed Swiss-Prot whole; a data set without existence levels (such as
+    metastudent-data's Swiss-Prot) is therefore kept whole."""
+    rows = np.asarray(rows)
+    if data.existence is None:
+        return rows
+    named = data.named if data.named is not None else [True] * len(data)
+    count = np.array([int(named[i]) + sum(bool(data.terms[o][i]) for o in data.terms) for i in rows.tolist()])
+    e = np.array([data.existence[i] for i in rows.tolist()])
+    keep = np.random.default_rng([seed, 7919]).random(len(rows)) < property_keep_probability(count, e)
+    return rows[keep]
 
 
 SECTION = {"MF": "FUNCTION", "BP": "PROCESS", "CC": "LOCATION"}

@@ -179,6 +179,7 @@ class ProtCLIPConfig:
     transfer_k: int = 50  # nearest training proteins voting at prediction (TransferReference); 0 = term scores only
     # objectives: any of gc, term, entail, mlm, bsr, pda; "paper" = gc,mlm,bsr,pda (ProtCLIP's loss)
     objectives: str = "gc,term,entail"
+    sampling: str = "uniform"  # uniform | property (ProtCLIP's property-driven sampling of the training proteins)
     w_mlm: float = 0.3  # ProtCLIP's weights: L_GC + 0.3 L_MLM + 0.7 L_BSR + 1.0 L_PDA
     w_bsr: float = 0.7
     w_pda: float = 1.0
@@ -296,6 +297,19 @@ class ProtCLIPTask(Task):
                               term_score=resolve_term_score(cfg), mlm="mlm" in self.objectives,
                               bsr="bsr" in self.objectives, pda="pda" in self.objectives,
                               n_prototypes=cfg.n_prototypes)
+        if cfg.sampling == "property":
+            from hypalign.data.protein import property_driven_sample
+
+            self.train_positions = np.flatnonzero(np.isin(rows, property_driven_sample(d, rows, seed)))
+            if say is not None:
+                say(f"property-driven sampling kept {len(self.train_positions)} of {len(rows)} training proteins")
+            if len(self.train_positions) < cfg.batch_size:
+                raise ValueError(f"property-driven sampling kept {len(self.train_positions)} training proteins, "
+                                 f"fewer than one batch ({cfg.batch_size})")
+        elif cfg.sampling == "uniform":
+            self.train_positions = np.arange(len(rows))
+        else:
+            raise ValueError(f"sampling {cfg.sampling!r}: expected uniform or property")
         freq = np.asarray(self.train_truth.mean(0)).ravel().clip(1e-4, 1 - 1e-4)
         with torch.no_grad():  # the per-term bias starts at the prior: the logit of the training frequency
             self.model.term_bias.copy_(torch.from_numpy(np.log(freq / (1 - freq))).float())
@@ -304,8 +318,8 @@ class ProtCLIPTask(Task):
     def batches(self, epoch: int) -> list[torch.Tensor]:
         """Row indices of each batch (+ a salt for its random crops and negatives): a seeded permutation
         per epoch; under DDP each global batch of ``batch_size x world`` is dealt to the ranks."""
-        n = len(self.gsd.rows["train"])
-        order = np.random.default_rng([self.seed, epoch]).permutation(n)
+        n = len(self.train_positions)
+        order = self.train_positions[np.random.default_rng([self.seed, epoch]).permutation(n)]
         bs, world, rank = self.cfg.batch_size, dist_utils.world_size(), dist_utils.rank()
         step = bs * world
         return [torch.from_numpy(np.r_[order[s + rank * bs : s + (rank + 1) * bs], epoch * 1_000_003 + s + rank])
