@@ -329,3 +329,25 @@ def test_protclip_on_swissprot_small_random_two_steps_then_eval_run(tmp_path: Pa
 
     metrics = js.loads(ev.stdout.strip().splitlines()[-1])
     assert 0.0 < metrics["MF/fmax"] <= 1.0 and 0.0 < metrics["CC/mrr"] <= 1.0
+
+
+def test_protclip_under_ddp_two_gloo_processes(tmp_path: Path) -> None:
+    """The towers run through DDP's forward; gathered InfoNCE + MLM gradients equal one process's over the
+    global batch (Lorentz and sphere); each global batch is dealt to the ranks without overlap."""
+    import json as js
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    script = Path(__file__).parent / "ddp_protclip_check.py"
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                    str(script), str(tmp_path)], check=True, env=env, timeout=300, capture_output=True)
+    r0, r1 = (js.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
+    assert r0["world"] == 2
+    for geometry in ("lorentz", "sphere"):
+        assert r0[geometry]["gc"] == pytest.approx(r1[geometry]["gc"], rel=1e-6)  # both see the global batch
+        for r in (r0, r1):
+            assert r[geometry]["grad_err"] <= 1e-5 * r[geometry]["grad_scale"]
+    for b0, b1 in zip(r0["batches"], r1["batches"], strict=True):
+        assert len(b0) == len(b1) == 8 and not set(b0) & set(b1)

@@ -145,6 +145,32 @@ class ProtCLIP(nn.Module, PyTorchModelHubMixin):
     def encode_text(self, features: Tensor) -> Tensor:
         return self._lift(self.text_proj(features), self.text_alpha)
 
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Every tower pass of one training step, so that DDP (which hooks ``forward``) sees them all.
+
+        Reads ``ids``/``mask`` (proteins), ``desc`` (description features) and, when present,
+        ``term_text`` (GO term name features), ``mlm_ids``, ``bsr_ids`` + ``bsr_text``/``bsr_text_mask``,
+        ``pda_text``; returns ``protein``, ``desc``, ``terms``, ``mlm_logits``, ``bsr_logits``,
+        ``pda_u``/``pda_residues`` accordingly."""
+        ids, mask = batch["ids"], batch["mask"]
+        out: dict[str, Tensor] = {}
+        if "pda_text" in batch:
+            out["protein"], h = self.encode_protein_residues(ids, mask)
+            out["pda_u"] = self.prototype_bank(self.text_proj(batch["pda_text"]))
+            out["pda_residues"] = self.residue_proj(h)
+        else:
+            out["protein"] = self.encode_protein(ids, mask)
+        out["desc"] = self.encode_text(batch["desc"])
+        if "term_text" in batch:
+            out["terms"] = self.encode_text(batch["term_text"])
+        if "mlm_ids" in batch:
+            out["mlm_logits"] = self.mlm_head(self.protein_encoder.residues(batch["mlm_ids"], mask))
+        if "bsr_ids" in batch:
+            hb = self.residue_proj(self.protein_encoder.residues(batch["bsr_ids"], mask))
+            out["bsr_logits"] = self.bsr_head(self.bsr_decoder(hb, self.text_proj(batch["bsr_text"]),
+                                                               batch["bsr_text_mask"]))
+        return out
+
     def term_logits(self, proteins: Tensor, terms: Tensor, term_index: Tensor) -> Tensor:
         """``(proteins, terms)`` GO logits for term embeddings ``terms`` whose bias rows are ``term_index``."""
         return term_matching_logits(proteins, terms, self.geometry, self.term_scale, self.term_bias[term_index],

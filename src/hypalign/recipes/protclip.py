@@ -205,8 +205,8 @@ def resolve_objectives(cfg: ProtCLIPConfig) -> tuple[str, ...]:
             got.add(tok)
         elif tok:
             raise InputError(f"objective {tok!r}: expected any of {', '.join(OBJECTIVES)} or 'paper'")
-    if not got:
-        raise InputError("no objectives given")
+    if not {"gc", "term"} & got:
+        raise InputError(f"objectives {cfg.objectives!r}: need gc or term (one of them aligns the two towers)")
     return tuple(o for o in OBJECTIVES if o in got)
 
 
@@ -310,6 +310,12 @@ class ProtCLIPTask(Task):
             self.train_positions = np.arange(len(rows))
         else:
             raise ValueError(f"sampling {cfg.sampling!r}: expected uniform or property")
+        # parameters no configured objective uses stay fixed (DDP expects a gradient for every trainable one)
+        if "term" not in self.objectives:
+            self.model.term_scale.requires_grad_(False)
+            self.model.term_bias.requires_grad_(False)
+        if "gc" not in self.objectives:
+            self.model.logit_scale.requires_grad_(False)
         freq = np.asarray(self.train_truth.mean(0)).ravel().clip(1e-4, 1 - 1e-4)
         with torch.no_grad():  # the per-term bias starts at the prior: the logit of the training frequency
             self.model.term_bias.copy_(torch.from_numpy(np.log(freq / (1 - freq))).float())
@@ -343,6 +349,8 @@ class ProtCLIPTask(Task):
                  "labels": labels, "ent_rows": torch.from_numpy(np.flatnonzero(ent >= 0)),
                  "ent_cols": torch.from_numpy(ent_pos[ent >= 0])}
         objs, cfg = self.objectives, self.cfg
+        if {"term", "entail"} & set(objs):
+            batch["term_text"] = self.term_features[batch["cand"]]
         if "mlm" in objs:
             from hypalign.encoders.protein import mask_residues
 
@@ -382,12 +390,8 @@ class ProtCLIPTask(Task):
         m = model.module if hasattr(model, "module") else model
         objs, cfg = self.objectives, self.cfg
         ce = nn.functional.cross_entropy
-        if "pda" in objs:
-            p, h = m.encode_protein_residues(batch["ids"], batch["mask"])
-        else:
-            p = m.encode_protein(batch["ids"], batch["mask"])
-        d = m.encode_text(batch["desc"])
-        terms = m.encode_text(self.term_features[batch["cand"]]) if {"term", "entail"} & set(objs) else None
+        f = model(batch)  # through DDP's forward when distributed
+        p, d, terms = f["protein"], f["desc"], f.get("terms")
         parts: dict[str, tuple[float, torch.Tensor]] = {}
         if "gc" in objs:
             parts["gc"] = (cfg.w_gc, clip_loss(p, d, m.geometry, m.logit_scale))
@@ -399,16 +403,13 @@ class ProtCLIPTask(Task):
             l_ent = 0.5 * (entailment_loss(terms[cidx], p[r], m.geometry) + entailment_loss(d, p, m.geometry))
             parts["entail"] = (cfg.w_entail, l_ent)
         if "mlm" in objs:
-            hm = m.protein_encoder.residues(batch["mlm_ids"], batch["mask"])
-            parts["mlm"] = (cfg.w_mlm, ce(m.mlm_head(hm).flatten(0, 1), batch["mlm_labels"].flatten()))
+            parts["mlm"] = (cfg.w_mlm, ce(f["mlm_logits"].flatten(0, 1), batch["mlm_labels"].flatten()))
         if "bsr" in objs:
-            hb = m.residue_proj(m.protein_encoder.residues(batch["bsr_ids"], batch["mask"]))
-            dec = m.bsr_decoder(hb, m.text_proj(batch["bsr_text"]), batch["bsr_text_mask"])
-            parts["bsr"] = (cfg.w_bsr, ce(m.bsr_head(dec).flatten(0, 1), batch["bsr_labels"].flatten()))
+            parts["bsr"] = (cfg.w_bsr, ce(f["bsr_logits"].flatten(0, 1), batch["bsr_labels"].flatten()))
         if "pda" in objs:
-            u = m.prototype_bank(m.text_proj(batch["pda_text"]))
-            parts["pda"] = (cfg.w_pda, segment_alignment_loss(u, m.residue_proj(h), residue_mask(batch["ids"]),
-                                                              m.local_logit_scale, cfg.pda_theta))
+            parts["pda"] = (cfg.w_pda, segment_alignment_loss(f["pda_u"], f["pda_residues"],
+                                                              residue_mask(batch["ids"]), m.local_logit_scale,
+                                                              cfg.pda_theta))
         out = {k: v.detach() for k, (_, v) in parts.items()}
         out["loss"] = sum((w * v for w, v in parts.values()), torch.zeros((), device=p.device))
         return out
