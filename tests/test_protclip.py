@@ -276,15 +276,15 @@ def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pyt
 
     # ProtCLIP's own objectives on the same data: every loss logged, finite, and the run predicts
     cfg_all = ProtCLIPConfig(cnn_dim=16, cnn_layers=2, hidden=32, emb_dim=8, text_path=str(text), batch_size=8,
-                             max_len=64, negative_terms=32, objectives="paper,term,entail", n_prototypes=16,
+                             max_len=64, negative_terms=32, objectives="paper,term,entail,hierarchy", n_prototypes=16,
                              transfer_k=0)
     tc_all = TrainConfig(run_dir=str(tmp_path / "run-all"), epochs=1, lr=3e-3, progress=False, log_every=1,
                          threads=1, eval_every=0)
     out_all = train_protclip(cfg_all, tc_all, gsd=gsd)
     rows_all = [js.loads(x) for x in (tmp_path / "run-all" / "metrics.jsonl").read_text().splitlines()]
     logged = [x for x in rows_all if "loss" in x]
-    assert {"gc", "term", "entail", "mlm", "bsr", "pda"} <= set(logged[0])
-    assert all(np.isfinite(x[k]) for x in logged for k in ("mlm", "bsr", "pda"))
+    assert {"gc", "term", "entail", "hierarchy", "mlm", "bsr", "pda"} <= set(logged[0])
+    assert all(np.isfinite(x[k]) for x in logged for k in ("hierarchy", "mlm", "bsr", "pda"))
     assert logged[0]["mlm"] == pytest.approx(math.log(33), rel=0.3)  # ~uniform over the 33 ESM classes at first
     assert 0.0 <= out_all["test"]["MF/fmax"] <= 1.0 and "transfer" not in out_all
     from hypalign.recipes.protclip import load_protclip_run

@@ -156,7 +156,8 @@ def protclip(
     w_term: Annotated[float, typer.Option(help="Weight of the GO term matching loss.")] = 1.0,
     w_entail: Annotated[float, typer.Option(help="Weight of the entailment-cone loss (lorentz).")] = 0.2,
     objectives: Annotated[str, typer.Option(help="Comma-separated: gc (protein-text InfoNCE), term (GO term "
-                                                 "matching), entail (cones, lorentz), mlm, bsr, pda (ProtCLIP's "
+                                                 "matching), entail (cones, lorentz), hierarchy (GO terms "
+                                                 "entail their descendants, lorentz), mlm, bsr, pda (ProtCLIP's "
                                                  "segment objectives; each of mlm/bsr adds an encoder pass); "
                                                  "'paper' = gc,mlm,bsr,pda.")] = "gc,term,entail",
     sampling: Annotated[str, typer.Option(help="'uniform', or 'property': ProtCLIP's property-driven sampling "

@@ -148,10 +148,10 @@ class ProtCLIP(nn.Module, PyTorchModelHubMixin):
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Every tower pass of one training step, so that DDP (which hooks ``forward``) sees them all.
 
-        Reads ``ids``/``mask`` (proteins), ``desc`` (description features) and, when present,
-        ``term_text`` (GO term name features), ``mlm_ids``, ``bsr_ids`` + ``bsr_text``/``bsr_text_mask``,
-        ``pda_text``; returns ``protein``, ``desc``, ``terms``, ``mlm_logits``, ``bsr_logits``,
-        ``pda_u``/``pda_residues`` accordingly."""
+        Reads ``ids``/``mask`` (proteins), ``desc`` (description features) and, when present, ``term_text``
+        (GO term name features), ``hier_general_text``/``hier_specific_text``, ``mlm_ids``, ``bsr_ids`` +
+        ``bsr_text``/``bsr_text_mask``, ``pda_text``; returns ``protein``, ``desc``, ``terms``,
+        ``hier_general``/``hier_specific``, ``mlm_logits``, ``bsr_logits``, ``pda_u``/``pda_residues``."""
         ids, mask = batch["ids"], batch["mask"]
         out: dict[str, Tensor] = {}
         if "pda_text" in batch:
@@ -163,6 +163,9 @@ class ProtCLIP(nn.Module, PyTorchModelHubMixin):
         out["desc"] = self.encode_text(batch["desc"])
         if "term_text" in batch:
             out["terms"] = self.encode_text(batch["term_text"])
+        if "hier_general_text" in batch:
+            out["hier_general"] = self.encode_text(batch["hier_general_text"])
+            out["hier_specific"] = self.encode_text(batch["hier_specific_text"])
         if "mlm_ids" in batch:
             out["mlm_logits"] = self.mlm_head(self.protein_encoder.residues(batch["mlm_ids"], mask))
         if "bsr_ids" in batch:

@@ -176,6 +176,8 @@ class ProtCLIPConfig:
     w_gc: float = 1.0
     w_term: float = 1.0
     w_entail: float = 0.2
+    w_hierarchy: float = 0.2  # "hierarchy": GO terms entail their descendants (Lorentz)
+    hierarchy_pairs: int = 256  # (ancestor, term) pairs of the GO graph per step
     transfer_k: int = 50  # nearest training proteins voting at prediction (TransferReference); 0 = term scores only
     # objectives: any of gc, term, entail, mlm, bsr, pda; "paper" = gc,mlm,bsr,pda (ProtCLIP's loss)
     objectives: str = "gc,term,entail"
@@ -190,7 +192,7 @@ class ProtCLIPConfig:
     n_prototypes: int = 512
 
 
-OBJECTIVES = ("gc", "term", "entail", "mlm", "bsr", "pda")
+OBJECTIVES = ("gc", "term", "entail", "hierarchy", "mlm", "bsr", "pda")
 
 
 def resolve_objectives(cfg: ProtCLIPConfig) -> tuple[str, ...]:
@@ -228,7 +230,9 @@ class ProtCLIPTask(Task):
       annotations over the batch's GO terms plus ``negative_terms`` random ones (all three ontologies;
       term embeddings come from the text tower applied to the term names);
     * ``L_entail`` (Lorentz): MERU's cone loss — one most specific true term per protein, and its
-      description, each entail the protein.
+      description, each entail the protein;
+    * ``L_hierarchy`` (Lorentz, optional): the same cone loss between GO terms — each term's embedding
+      inside the cones of its ancestors (random pairs of the is_a + part_of closure).
 
     ProtCLIP's own objectives (spec §3.3; ``objectives="paper"`` or listed one by one; weights 0.3, 0.7, 1.0):
 
@@ -310,6 +314,10 @@ class ProtCLIPTask(Task):
             self.train_positions = np.arange(len(rows))
         else:
             raise ValueError(f"sampling {cfg.sampling!r}: expected uniform or property")
+        if "hierarchy" in self.objectives:  # every (ancestor, term) pair of the GO graphs (is_a + part_of)
+            pairs = [np.stack([np.asarray(a, np.int64) + self.offset[o], np.full(len(a), i + self.offset[o])], 1)
+                     for o in onts for i, a in enumerate(self.gsd.ontologies[o].ancestors) if len(a)]
+            self.hierarchy_pairs = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
         # parameters no configured objective uses stay fixed (DDP expects a gradient for every trainable one)
         if "term" not in self.objectives:
             self.model.term_scale.requires_grad_(False)
@@ -351,6 +359,10 @@ class ProtCLIPTask(Task):
         objs, cfg = self.objectives, self.cfg
         if {"term", "entail"} & set(objs):
             batch["term_text"] = self.term_features[batch["cand"]]
+        if "hierarchy" in objs and len(self.hierarchy_pairs):
+            pick = self.hierarchy_pairs[rng.integers(0, len(self.hierarchy_pairs), cfg.hierarchy_pairs)]
+            batch["hier_general_text"] = self.term_features[torch.from_numpy(pick[:, 0])]
+            batch["hier_specific_text"] = self.term_features[torch.from_numpy(pick[:, 1])]
         if "mlm" in objs:
             from hypalign.encoders.protein import mask_residues
 
@@ -402,6 +414,8 @@ class ProtCLIPTask(Task):
             r, cidx = batch["ent_rows"], batch["ent_cols"]
             l_ent = 0.5 * (entailment_loss(terms[cidx], p[r], m.geometry) + entailment_loss(d, p, m.geometry))
             parts["entail"] = (cfg.w_entail, l_ent)
+        if "hierarchy" in objs and "hier_general" in f and isinstance(m.geometry, Lorentz):
+            parts["hierarchy"] = (cfg.w_hierarchy, entailment_loss(f["hier_general"], f["hier_specific"], m.geometry))
         if "mlm" in objs:
             parts["mlm"] = (cfg.w_mlm, ce(f["mlm_logits"].flatten(0, 1), batch["mlm_labels"].flatten()))
         if "bsr" in objs:
