@@ -144,7 +144,7 @@ def test_transfer_reference_votes_of_nearest_training_proteins_and_round_trip(tm
     centres = torch.tensor([[3.0, 0.0], [-3.0, 0.0]])
     train = lor.expmap0(torch.cat([centres[0] + 0.1 * torch.randn(4, 2), centres[1] + 0.1 * torch.randn(4, 2)]))
     y = sp.csr_matrix(np.array([[1, 1, 0]] * 4 + [[1, 0, 1]] * 4, dtype=np.float32))
-    ref = TransferReference(train, {"MF": y}, k=3, tau={"MF": 0.05}, alpha={"MF": 0.25})
+    ref = TransferReference(train, {"MF": y}, k=3, tau={"MF": 0.05}, alpha={"MF": 0.25}, ks={"MF": 2})
     queries = lor.expmap0(centres)
     tr = ref.transfer(queries, lor, ("MF",))["MF"]
     np.testing.assert_allclose(tr, [[1, 1, 0], [1, 0, 1]], atol=1e-6)  # each query among its own cluster
@@ -152,7 +152,7 @@ def test_transfer_reference_votes_of_nearest_training_proteins_and_round_trip(tm
     np.testing.assert_allclose(ref.combine(term, {"MF": tr})["MF"][0], 0.25 * tr[0] + 0.75 * 0.4, rtol=1e-6)
     ref.save(tmp_path)
     back = TransferReference.load(tmp_path)
-    assert back is not None and back.k == 3 and back.tau == ref.tau and back.alpha == ref.alpha
+    assert back is not None and back.k == 3 and back.tau == ref.tau and back.alpha == ref.alpha and back.ks == ref.ks
     torch.testing.assert_close(back.embeddings, train)
     assert (back.labels["MF"] != y).nnz == 0
     assert TransferReference.load(tmp_path / "none") is None
@@ -261,6 +261,7 @@ def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pyt
     # the nearest-neighbour reference is saved with the model; eval.json keeps the term scores alone as well
     assert (tmp_path / "run" / "model" / "transfer.safetensors").is_file()
     assert set(out["transfer"]["alpha"]) == {"BP", "MF", "CC"} and "BP/fmax" in out["term_only"]["test"]
+    assert all(k in (25, 32) for k in out["transfer"]["ks"].values())  # 25, or all 32 training proteins
 
     # property-driven sampling: proteins with PE=4 (or only one property) never reach a batch
     from dataclasses import replace

@@ -163,9 +163,9 @@ def protclip(
     sampling: Annotated[str, typer.Option(help="'uniform', or 'property': ProtCLIP's property-driven sampling "
                                                "(keep sqrt(c/4)/e^3; needs UniProt PE= levels, else keeps "
                                                "all).")] = "uniform",
-    transfer_k: Annotated[int, typer.Option(help="Nearest training proteins (in the model's space) whose GO "
-                                                 "terms are blended into predictions; 0 = term scores only.",
-                                            min=0)] = 50,
+    transfer_k: Annotated[int, typer.Option(help="At most this many nearest training proteins (in the model's "
+                                                 "space; 25/50/100/200 tried on valid) vote GO terms into "
+                                                 "predictions; 0 = term scores only.", min=0)] = 200,
     epochs: Annotated[int, typer.Option(help="Epochs over the training proteins.", min=1)] = 3,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps (the schedule follows).",
                                                   min=1)] = None,

@@ -178,7 +178,7 @@ class ProtCLIPConfig:
     w_entail: float = 0.2
     w_hierarchy: float = 0.2  # "hierarchy": GO terms entail their descendants (Lorentz)
     hierarchy_pairs: int = 256  # (ancestor, term) pairs of the GO graph per step
-    transfer_k: int = 50  # nearest training proteins voting at prediction (TransferReference); 0 = term scores only
+    transfer_k: int = 200  # most neighbours voting at prediction (TransferReference; count chosen on valid); 0 = off
     # objectives: any of gc, term, entail, mlm, bsr, pda; "paper" = gc,mlm,bsr,pda (ProtCLIP's loss)
     objectives: str = "gc,term,entail"
     sampling: str = "uniform"  # uniform | property (ProtCLIP's property-driven sampling of the training proteins)
@@ -507,6 +507,8 @@ def predict_scores(model: Any, seqs: list[str], ontologies: dict[str, Ontology],
 
 #: temperatures tried for the embedding transfer (geometry's distance units), chosen on valid
 TRANSFER_TAUS = (0.01, 0.03, 0.1, 0.3, 1.0)
+#: neighbour counts tried (up to the configured ``transfer_k``), chosen on valid
+TRANSFER_KS = (25, 50, 100, 200)
 
 
 @dataclass
@@ -514,10 +516,11 @@ class TransferReference:
     """The training proteins in the model's space, for nearest-neighbour GO transfer at prediction time.
 
     A query's transfer scores are the ``softmax(-d / tau)``-weighted vote of the (propagated) annotations
-    of its ``k`` nearest training proteins (:func:`hypalign.eval.baselines.embedding_transfer_scores`;
-    exact search by :func:`hypalign.search.knn` in the model's geometry). The model's GO scores are
-    ``alpha * transfer + (1 - alpha) * term scores``; ``tau`` and ``alpha`` are chosen per ontology by
-    Fmax on the validation proteins (:func:`fit_transfer`). Saved next to the model as
+    of its ``ks[ontology]`` (at most ``k``) nearest training proteins
+    (:func:`hypalign.eval.baselines.embedding_transfer_scores`; exact search by :func:`hypalign.search.knn`
+    in the model's geometry). The model's GO scores are ``alpha * transfer + (1 - alpha) * term scores``;
+    the neighbour count, ``tau`` and ``alpha`` are chosen per ontology by Fmax on the validation proteins
+    (:func:`fit_transfer`). Saved next to the model as
     ``transfer.safetensors`` (embeddings, CSR label matrices) + ``transfer.json``."""
 
     embeddings: torch.Tensor
@@ -525,6 +528,7 @@ class TransferReference:
     k: int = 50
     tau: dict[str, float] = field(default_factory=dict)
     alpha: dict[str, float] = field(default_factory=dict)
+    ks: dict[str, int] = field(default_factory=dict)  # neighbours used per ontology (default: k)
 
     def neighbours(self, p: torch.Tensor, geometry: Any) -> tuple[np.ndarray, np.ndarray]:
         from hypalign.search import knn
@@ -536,7 +540,8 @@ class TransferReference:
                  tau: dict[str, float] | None = None) -> dict[str, np.ndarray]:
         d, i = self.neighbours(p, geometry)
         tau = tau or self.tau
-        return {o: bl.embedding_transfer_scores(d, i, self.labels[o], tau[o]) for o in ontologies}
+        return {o: bl.embedding_transfer_scores(d[:, : self.ks.get(o, self.k)], i[:, : self.ks.get(o, self.k)],
+                                                self.labels[o], tau[o]) for o in ontologies}
 
     def combine(self, terms: dict[str, np.ndarray], transfer: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {o: bl.blend(transfer[o], terms[o], self.alpha[o]) for o in terms}
@@ -557,7 +562,8 @@ class TransferReference:
         directory = Path(directory)
         atomic_write(directory / "transfer.safetensors", lambda tmp: save_file(tensors, str(tmp)))
         atomic_write_text(directory / "transfer.json", json.dumps(
-            {"k": self.k, "tau": self.tau, "alpha": self.alpha, "ontologies": list(self.labels)}, indent=2))
+            {"k": self.k, "ks": self.ks, "tau": self.tau, "alpha": self.alpha, "ontologies": list(self.labels)},
+            indent=2))
 
     @classmethod
     def load(cls, directory: Any) -> TransferReference | None:
@@ -584,14 +590,16 @@ class TransferReference:
                 shape = tuple(t[f"{o}.shape"].tolist())
                 labels[o] = sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=shape)
             return cls(t["embeddings"], labels, int(meta["k"]), {o: float(v) for o, v in meta["tau"].items()},
-                       {o: float(v) for o, v in meta["alpha"].items()})
+                       {o: float(v) for o, v in meta["alpha"].items()},
+                       {o: int(v) for o, v in meta.get("ks", {}).items()})
         except (OSError, KeyError, ValueError, SafetensorError) as e:
             raise InputError(f"{directory}/transfer.*: unreadable nearest-neighbour reference ({e})") from e
 
 
 def fit_transfer(model: Any, gsd: GOSplitData, term_features: torch.Tensor, offset: dict[str, int],
                  k: int = 50, max_len: int = 1024, say: Any = None) -> tuple[TransferReference, dict[str, Any]]:
-    """Embed the training proteins and choose ``tau`` then ``alpha`` per ontology by validation Fmax.
+    """Embed the training proteins and choose the neighbour count (:data:`TRANSFER_KS` up to ``k``) with
+    ``tau``, then ``alpha``, per ontology by validation Fmax.
 
     Returns the reference and the validation parts ``{"term": ..., "transfer": ...}`` (score matrices)."""
     log = say if callable(say) else (lambda msg: None)
@@ -606,11 +614,18 @@ def fit_transfer(model: Any, gsd: GOSplitData, term_features: torch.Tensor, offs
         def fmax_valid(s: np.ndarray, o: str = o) -> float:
             return evaluate_scores(gsd, o, "valid", s, fmax_only=True)["fmax"]
 
-        cand = {tau: bl.embedding_transfer_scores(d, i, ref.labels[o], tau) for tau in TRANSFER_TAUS}
-        ref.tau[o] = max(TRANSFER_TAUS, key=lambda tau: fmax_valid(cand[tau]))
-        transfer[o] = cand[ref.tau[o]]
+        best: tuple[float, int, float, np.ndarray] | None = None
+        for kk in sorted({min(x, k) for x in TRANSFER_KS} | {min(k, len(emb))}):
+            for tau in TRANSFER_TAUS:
+                sc = bl.embedding_transfer_scores(d[:, :kk], i[:, :kk], ref.labels[o], tau)
+                v = fmax_valid(sc)
+                if best is None or v > best[0]:
+                    best = (v, kk, tau, sc)
+        assert best is not None
+        _, ref.ks[o], ref.tau[o], transfer[o] = best
         ref.alpha[o], _ = bl.choose_alpha(fmax_valid, transfer[o], terms[o])
-    log(f"nearest-neighbour transfer: tau {ref.tau}, alpha {ref.alpha} ({time.perf_counter() - t0:.0f} s)")
+    log(f"nearest-neighbour transfer: k {ref.ks}, tau {ref.tau}, alpha {ref.alpha} "
+        f"({time.perf_counter() - t0:.0f} s)")
     return ref, {"term": terms, "transfer": transfer}
 
 
@@ -640,7 +655,7 @@ def train_protclip(cfg: ProtCLIPConfig, train: TrainConfig, gsd: GOSplitData | N
             reference, _ = fit_transfer(task.model, task.gsd, task.term_features, task.offset, cfg.transfer_k,
                                         cfg.eval_max_len, say)
             reference.save(run / "model")
-            out["transfer"] = {"k": reference.k, "tau": reference.tau, "alpha": reference.alpha}
+            out["transfer"] = {"k": reference.k, "ks": reference.ks, "tau": reference.tau, "alpha": reference.alpha}
             out["term_only"] = {"test": task.evaluate(task.model, "test", full=True)}
         for part in ("valid", "test"):
             out[part] = task.evaluate(task.model, part, full=True, reference=reference)
