@@ -352,3 +352,19 @@ def test_protclip_under_ddp_two_gloo_processes(tmp_path: Path) -> None:
             assert r[geometry]["grad_err"] <= 1e-5 * r[geometry]["grad_scale"]
     for b0, b1 in zip(r0["batches"], r1["batches"], strict=True):
         assert len(b0) == len(b1) == 8 and not set(b0) & set(b1)
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--objectives", "gc,mlmx", "objective 'mlmx'"),
+    ("--objectives", "mlm,bsr", "need gc or term"),
+    ("--term-score", "cosine", "term score 'cosine'"),
+    ("--sampling", "random", "sampling 'random'"),
+])
+def test_train_protclip_rejects_bad_options_before_loading_data(tmp_path: Path, option: str, value: str,
+                                                                message: str) -> None:
+    from typer.testing import CliRunner
+
+    from hypalign.cli.main import app
+
+    r = CliRunner().invoke(app, ["train", "protclip", "-o", str(tmp_path / "r"), option, value, "--no-progress"])
+    assert r.exit_code == 2 and message in r.output

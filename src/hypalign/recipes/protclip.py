@@ -212,6 +212,22 @@ def resolve_objectives(cfg: ProtCLIPConfig) -> tuple[str, ...]:
     return tuple(o for o in OBJECTIVES if o in got)
 
 
+def check_config(cfg: ProtCLIPConfig) -> None:
+    """Reject unknown option values with a one-line error naming the option."""
+    from hypalign.errors import InputError
+    from hypalign.losses.contrastive import TERM_SCORES
+
+    resolve_objectives(cfg)
+    if cfg.term_score not in ("auto", *TERM_SCORES):
+        raise InputError(f"term score {cfg.term_score!r}: expected auto, similarity or entailment")
+    if cfg.term_score == "entailment" and cfg.geometry == "sphere":
+        raise InputError("term score 'entailment' needs a hyperbolic geometry (lorentz or poincare)")
+    if cfg.sampling not in ("uniform", "property"):
+        raise InputError(f"sampling {cfg.sampling!r}: expected uniform or property")
+    if cfg.description not in ("terms", "text"):
+        raise InputError(f"description {cfg.description!r}: expected terms or text")
+
+
 def resolve_term_score(cfg: ProtCLIPConfig) -> str:
     """``auto``: the entailment-cone margin in hyperbolic space, the cosine on the sphere."""
     if cfg.term_score == "auto":
@@ -638,6 +654,7 @@ def train_protclip(cfg: ProtCLIPConfig, train: TrainConfig, gsd: GOSplitData | N
 
     from hypalign.io import atomic_write_json
 
+    check_config(cfg)  # before minutes of data loading
     dist_utils.init_from_env()
     task = ProtCLIPTask(cfg, seed=train.seed, gsd=gsd, say=say)
     if keep_task is not None:
