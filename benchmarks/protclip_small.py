@@ -24,9 +24,7 @@ import numpy as np
 from hypalign.eval import baselines as bl
 from hypalign.recipes.protclip import (
     ProtCLIPConfig,
-    ProtCLIPTask,
     evaluate_scores,
-    predict_scores,
     prepare_go_split,
     run_baselines,
     train_protclip,
@@ -81,13 +79,11 @@ def main() -> None:
                                  eval_every=0, progress=False, seed=seed, log_every=50)
                 holder: dict = {}
                 out = train_protclip(cfg, tc, gsd=gsd, keep_task=holder, say=lambda m: print("  " + m, flush=True))
-                task: ProtCLIPTask = holder["task"]
+                scores = holder["scores"]  # the model's final valid/test GO scores (term scores + transfer)
                 print(f"  {split} {geom} seed {seed}: trained in {out['train_seconds']:.0f} s "
                       f"(wall {time.perf_counter() - t:.0f} s)", flush=True)
                 add(rows, f"model ({geom})", out["test"])
                 add(rows, f"model ({geom}), term scores only", out["term_only"]["test"])
-                scores = {p: predict_scores(task.model, gsd.sequences(p), gsd.ontologies, task.term_features,
-                                            task.offset, reference=holder["reference"]) for p in ("valid", "test")}
                 comb = {}
                 for o in ONTS:
                     dia = {p: base["scores_valid" if p == "valid" else "scores"]["diamond"][o] for p in scores}

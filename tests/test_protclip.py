@@ -354,17 +354,27 @@ def test_protclip_under_ddp_two_gloo_processes(tmp_path: Path) -> None:
         assert len(b0) == len(b1) == 8 and not set(b0) & set(b1)
 
 
-@pytest.mark.parametrize(("option", "value", "message"), [
-    ("--objectives", "gc,mlmx", "objective 'mlmx'"),
-    ("--objectives", "mlm,bsr", "need gc or term"),
-    ("--term-score", "cosine", "term score 'cosine'"),
-    ("--sampling", "random", "sampling 'random'"),
+@pytest.mark.parametrize(("options", "message"), [
+    (["--objectives", "gc,mlmx"], "objective 'mlmx'"),
+    (["--objectives", "mlm,bsr"], "need gc or term"),
+    (["--objectives", "gc,hierarchy", "--geometry", "sphere"], "'hierarchy' needs --geometry lorentz"),
+    (["--term-score", "cosine"], "term score 'cosine'"),
+    (["--sampling", "random"], "sampling 'random'"),
 ])
-def test_train_protclip_rejects_bad_options_before_loading_data(tmp_path: Path, option: str, value: str,
+def test_train_protclip_rejects_bad_options_before_loading_data(tmp_path: Path, options: list[str],
                                                                 message: str) -> None:
     from typer.testing import CliRunner
 
     from hypalign.cli.main import app
 
-    r = CliRunner().invoke(app, ["train", "protclip", "-o", str(tmp_path / "r"), option, value, "--no-progress"])
+    r = CliRunner().invoke(app, ["train", "protclip", "-o", str(tmp_path / "r"), *options, "--no-progress"])
     assert r.exit_code == 2 and message in r.output
+
+
+def test_cone_objectives_apply_in_the_lorentz_model_only() -> None:
+    from hypalign.recipes.protclip import ProtCLIPConfig, resolve_objectives
+
+    assert resolve_objectives(ProtCLIPConfig(geometry="lorentz")) == ("gc", "term", "entail")
+    assert resolve_objectives(ProtCLIPConfig(geometry="sphere")) == ("gc", "term")
+    assert resolve_objectives(ProtCLIPConfig(geometry="poincare", objectives="paper")) == ("gc", "mlm", "bsr", "pda")
+    assert resolve_objectives(ProtCLIPConfig(w_entail=0.0)) == ("gc", "term")

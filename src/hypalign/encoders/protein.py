@@ -111,7 +111,7 @@ class _DilatedBlock(nn.Module):
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # x: (B, L, D)
         h = self.norm(x) * mask.unsqueeze(-1)
         # activation and dropout on the conv's contiguous (B, D, L) output: on a transposed view both are
-        # several times slower on CPU (their backward dominated a training step)
+        # slower on CPU (with them there, their backward took more time than the convolutions')
         h = self.drop(self.act(self.conv(h.transpose(1, 2))))
         return x + h.transpose(1, 2)
 
@@ -125,7 +125,7 @@ class ResidueCNN(nn.Module):
     (max pooling picks up short motifs, as in DeepGO's CNN); ``residues(ids, mask)`` the per-residue
     states ``(B, L, dim)`` (for MLM and segment objectives). Defaults are sized for CPU training: 128
     channels, 6 blocks (dilations 1, 2, 4, 8, 1, 2; ~73 residues of context), ~0.5 M parameters, no dropout
-    (random crops of a few epochs do not overfit, and CPU dropout costs a third of a step)."""
+    (random crops over a few epochs do not overfit, and drawing dropout masks is slow on CPU)."""
 
     def __init__(self, dim: int = 128, layers: int = 6, kernel: int = 5, dropout: float = 0.0) -> None:
         super().__init__()

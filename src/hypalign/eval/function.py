@@ -35,8 +35,8 @@ def propagate(matrix: np.ndarray, ancestors: Sequence[Sequence[int]], mode: str 
     m = np.asarray(matrix)
     if len(ancestors) != m.shape[1]:
         raise ValueError(f"ancestors has {len(ancestors)} entries for {m.shape[1]} terms")
-    out = np.ascontiguousarray(m.T)  # term-major: each term's column is one contiguous row (~100x faster)
-    if out is m.T or np.shares_memory(out, m):
+    out = np.ascontiguousarray(m.T)  # term-major: each term's column is one contiguous row
+    if np.shares_memory(out, m):  # m was already term-major (a transposed view): never write into the input
         out = out.copy()
     for t, anc in enumerate(ancestors):
         if len(anc):

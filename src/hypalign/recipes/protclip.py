@@ -25,6 +25,7 @@ from hypalign.eval import baselines as bl
 from hypalign.eval.function import fmax, go_prediction_metrics
 from hypalign.train import Task, TrainConfig, Trainer
 from hypalign.train import distributed as dist_utils
+from hypalign.train.checkpoint import unwrap
 
 
 @dataclass
@@ -196,7 +197,8 @@ OBJECTIVES = ("gc", "term", "entail", "hierarchy", "mlm", "bsr", "pda")
 
 
 def resolve_objectives(cfg: ProtCLIPConfig) -> tuple[str, ...]:
-    """The configured objectives (``paper`` expands to ProtCLIP's ``gc, mlm, bsr, pda``), in a fixed order."""
+    """The configured objectives (``paper`` expands to ProtCLIP's ``gc, mlm, bsr, pda``), in a fixed order;
+    ``entail`` is dropped outside the Lorentz model (or with weight 0), ``hierarchy`` there is an error."""
     from hypalign.errors import InputError
 
     got: set[str] = set()
@@ -209,6 +211,12 @@ def resolve_objectives(cfg: ProtCLIPConfig) -> tuple[str, ...]:
             raise InputError(f"objective {tok!r}: expected any of {', '.join(OBJECTIVES)} or 'paper'")
     if not {"gc", "term"} & got:
         raise InputError(f"objectives {cfg.objectives!r}: need gc or term (one of them aligns the two towers)")
+    if cfg.geometry != "lorentz":  # MERU's cones are defined here in the Lorentz model only
+        if "hierarchy" in got:
+            raise InputError(f"objective 'hierarchy' needs --geometry lorentz (got {cfg.geometry})")
+        got.discard("entail")  # in the default list; it simply does not apply
+    if cfg.w_entail <= 0:
+        got.discard("entail")
     return tuple(o for o in OBJECTIVES if o in got)
 
 
@@ -273,6 +281,7 @@ class ProtCLIPTask(Task):
         from hypalign.encoders.text import encode_cached
         from hypalign.models.protclip import ProtCLIP
 
+        check_config(cfg)
         self.cfg, self.seed = cfg, seed
         self.gsd = gsd if gsd is not None else prepare_go_split(cfg.split)
         onts = list(self.gsd.ontologies)
@@ -293,15 +302,13 @@ class ProtCLIPTask(Task):
             names = read_go_names()
             texts = [describe_protein({o: d.terms[o][i] for o in onts}, names) for i in rows.tolist()]
             self.desc_features = torch.from_numpy(encode_cached(texts, cfg.text_path, max_length=128, say=say))
-        elif cfg.description == "terms":  # the same text pooled per term: mean of its terms' name features
+        else:  # "terms": the same text pooled per term, the mean of its terms' name features
             cols = [np.concatenate([a[o] for o in onts]) for a in self.annotated]
             indptr = np.cumsum([0] + [len(c) for c in cols])
             a = sp.csr_matrix((np.ones(indptr[-1], np.float32), np.concatenate(cols).astype(np.int64), indptr),
                               shape=(len(cols), len(self.term_names)))
             mean = (sp.diags(1.0 / np.maximum(indptr[1:] - indptr[:-1], 1)) @ a) @ self.term_features.numpy()
             self.desc_features = nn.functional.normalize(torch.from_numpy(np.asarray(mean, np.float32)), dim=-1)
-        else:
-            raise ValueError(f"description {cfg.description!r}: expected terms or text")
         # most specific true terms of each training protein, global term ids
         self.specific: list[np.ndarray] = []
         for r in range(len(rows)):
@@ -326,10 +333,8 @@ class ProtCLIPTask(Task):
             if len(self.train_positions) < cfg.batch_size:
                 raise ValueError(f"property-driven sampling kept {len(self.train_positions)} training proteins, "
                                  f"fewer than one batch ({cfg.batch_size})")
-        elif cfg.sampling == "uniform":
-            self.train_positions = np.arange(len(rows))
         else:
-            raise ValueError(f"sampling {cfg.sampling!r}: expected uniform or property")
+            self.train_positions = np.arange(len(rows))
         if "hierarchy" in self.objectives:  # every (ancestor, term) pair of the GO graphs (is_a + part_of)
             pairs = [np.stack([np.asarray(a, np.int64) + self.offset[o], np.full(len(a), i + self.offset[o])], 1)
                      for o in onts for i, a in enumerate(self.gsd.ontologies[o].ancestors) if len(a)]
@@ -412,10 +417,9 @@ class ProtCLIPTask(Task):
     # -- loss --------------------------------------------------------------------------------------------
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         from hypalign.encoders.protein import residue_mask
-        from hypalign.geometry import Lorentz
         from hypalign.losses.contrastive import clip_loss, entailment_loss, segment_alignment_loss
 
-        m = model.module if hasattr(model, "module") else model
+        m = unwrap(model)
         objs, cfg = self.objectives, self.cfg
         ce = nn.functional.cross_entropy
         f = model(batch)  # through DDP's forward when distributed
@@ -426,11 +430,11 @@ class ProtCLIPTask(Task):
         if "term" in objs:
             logits = m.term_logits(p, terms, batch["cand"])
             parts["term"] = (cfg.w_term, nn.functional.binary_cross_entropy_with_logits(logits, batch["labels"]))
-        if "entail" in objs and isinstance(m.geometry, Lorentz) and cfg.w_entail > 0:
+        if "entail" in objs:
             r, cidx = batch["ent_rows"], batch["ent_cols"]
             l_ent = 0.5 * (entailment_loss(terms[cidx], p[r], m.geometry) + entailment_loss(d, p, m.geometry))
             parts["entail"] = (cfg.w_entail, l_ent)
-        if "hierarchy" in objs and "hier_general" in f and isinstance(m.geometry, Lorentz):
+        if "hier_general" in f:
             parts["hierarchy"] = (cfg.w_hierarchy, entailment_loss(f["hier_general"], f["hier_specific"], m.geometry))
         if "mlm" in objs:
             parts["mlm"] = (cfg.w_mlm, ce(f["mlm_logits"].flatten(0, 1), batch["mlm_labels"].flatten()))
@@ -448,13 +452,11 @@ class ProtCLIPTask(Task):
         return int(batch["ids"].shape[0])
 
     # -- evaluation ----------------------------------------------------------------------------------------
-    def evaluate(self, model: nn.Module, part: str = "valid", full: bool = False,
-                 reference: TransferReference | None = None) -> dict[str, float]:
-        """Fmax and MRR per ontology on ``part`` (``full``: every metric of :func:`evaluate_scores`); the term
-        scores alone (during training) or blended with nearest-neighbour transfer from ``reference``."""
-        m = model.module if hasattr(model, "module") else model
-        scores = predict_scores(m, self.gsd.sequences(part), self.gsd.ontologies, self.term_features, self.offset,
-                                self.cfg.eval_max_len, reference)
+    def evaluate(self, model: nn.Module, part: str = "valid", full: bool = False) -> dict[str, float]:
+        """Fmax and MRR per ontology of the term scores on ``part`` (the trainer's validation; ``full``: every
+        metric of :func:`evaluate_scores`). The final, transfer-blended metrics come from :func:`train_protclip`."""
+        scores = predict_scores(unwrap(model), self.gsd.sequences(part), self.gsd.ontologies, self.term_features,
+                                self.offset, self.cfg.eval_max_len)
         return summarise_metrics(self.gsd, part, scores, full)
 
 
@@ -552,12 +554,10 @@ class TransferReference:
         d, i = knn(p, self.embeddings, geometry, min(self.k, len(self.embeddings)))
         return d.numpy(), i.numpy()
 
-    def transfer(self, p: torch.Tensor, geometry: Any, ontologies: tuple[str, ...],
-                 tau: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+    def transfer(self, p: torch.Tensor, geometry: Any, ontologies: tuple[str, ...]) -> dict[str, np.ndarray]:
         d, i = self.neighbours(p, geometry)
-        tau = tau or self.tau
         return {o: bl.embedding_transfer_scores(d[:, : self.ks.get(o, self.k)], i[:, : self.ks.get(o, self.k)],
-                                                self.labels[o], tau[o]) for o in ontologies}
+                                                self.labels[o], self.tau[o]) for o in ontologies}
 
     def combine(self, terms: dict[str, np.ndarray], transfer: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {o: bl.blend(transfer[o], terms[o], self.alpha[o]) for o in terms}
@@ -612,49 +612,47 @@ class TransferReference:
             raise InputError(f"{directory}/transfer.*: unreadable nearest-neighbour reference ({e})") from e
 
 
-def fit_transfer(model: Any, gsd: GOSplitData, term_features: torch.Tensor, offset: dict[str, int],
-                 k: int = 50, max_len: int = 1024, say: Any = None) -> tuple[TransferReference, dict[str, Any]]:
-    """Embed the training proteins and choose the neighbour count (:data:`TRANSFER_KS` up to ``k``) with
-    ``tau``, then ``alpha``, per ontology by validation Fmax.
-
-    Returns the reference and the validation parts ``{"term": ..., "transfer": ...}`` (score matrices)."""
+def fit_transfer(model: Any, gsd: GOSplitData, valid_embeddings: torch.Tensor, valid_terms: dict[str, np.ndarray],
+                 k: int = 200, max_len: int = 1024, say: Any = None) -> TransferReference:
+    """Embed the training proteins and choose the neighbour count (:data:`TRANSFER_KS`, at most ``k``) with
+    ``tau``, then ``alpha``, per ontology by Fmax on the validation proteins (``valid_embeddings`` and their
+    term scores ``valid_terms``)."""
     log = say if callable(say) else (lambda msg: None)
     t0 = time.perf_counter()
-    emb = embed_proteins(model, gsd.sequences("train"), max_len)
-    ref = TransferReference(emb, {o: gsd.truth[o]["train"] for o in gsd.ontologies}, k)
-    pv = embed_proteins(model, gsd.sequences("valid"), max_len)
-    terms = term_scores(model, pv, gsd.ontologies, term_features, offset)
-    d, i = ref.neighbours(pv, model.geometry)
-    transfer = {}
+    ref = TransferReference(embed_proteins(model, gsd.sequences("train"), max_len),
+                            {o: gsd.truth[o]["train"] for o in gsd.ontologies}, k)
+    d, i = ref.neighbours(valid_embeddings, model.geometry)
+    counts = sorted({min(x, d.shape[1]) for x in TRANSFER_KS})
     for o in gsd.ontologies:
         def fmax_valid(s: np.ndarray, o: str = o) -> float:
             return evaluate_scores(gsd, o, "valid", s, fmax_only=True)["fmax"]
 
         best: tuple[float, int, float, np.ndarray] | None = None
-        for kk in sorted({min(x, k) for x in TRANSFER_KS} | {min(k, len(emb))}):
+        for kk in counts:
             for tau in TRANSFER_TAUS:
                 sc = bl.embedding_transfer_scores(d[:, :kk], i[:, :kk], ref.labels[o], tau)
                 v = fmax_valid(sc)
                 if best is None or v > best[0]:
                     best = (v, kk, tau, sc)
         assert best is not None
-        _, ref.ks[o], ref.tau[o], transfer[o] = best
-        ref.alpha[o], _ = bl.choose_alpha(fmax_valid, transfer[o], terms[o])
+        _, ref.ks[o], ref.tau[o], transfer = best
+        ref.alpha[o], _ = bl.choose_alpha(fmax_valid, transfer, valid_terms[o])
     log(f"nearest-neighbour transfer: k {ref.ks}, tau {ref.tau}, alpha {ref.alpha} "
         f"({time.perf_counter() - t0:.0f} s)")
-    return ref, {"term": terms, "transfer": transfer}
+    return ref
 
 
 def train_protclip(cfg: ProtCLIPConfig, train: TrainConfig, gsd: GOSplitData | None = None,
                    say: Any = None, keep_task: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train; save ``runs/NAME/model/`` (``save_pretrained``) and ``eval.json`` (valid and test, every
-    metric). ``keep_task``: a dict that receives the task (``"task"``) for further scoring."""
+    metric). ``keep_task``: a dict that receives the task (``"task"``) and the final valid/test GO scores
+    (``"scores"``: ``{part: {ontology: matrix}}``, the same that eval.json summarises)."""
     from dataclasses import asdict
     from pathlib import Path
 
     from hypalign.io import atomic_write_json
 
-    check_config(cfg)  # before minutes of data loading
+    check_config(cfg)  # before minutes of data loading (the task checks again: it can be built alone)
     dist_utils.init_from_env()
     task = ProtCLIPTask(cfg, seed=train.seed, gsd=gsd, say=say)
     if keep_task is not None:
@@ -666,18 +664,23 @@ def train_protclip(cfg: ProtCLIPConfig, train: TrainConfig, gsd: GOSplitData | N
     out: dict[str, Any] = {"epochs": result.epoch, "steps": result.step, "train_seconds": result.seconds}
     if trainer.is_main:
         run = Path(train.run_dir)
-        task.model.save_pretrained(run / "model")
-        reference = None
+        model, gsd = task.model, task.gsd
+        model.save_pretrained(run / "model")
+        # each held-out part embedded once: term scores, transfer fitting (valid) and every metric reuse it
+        emb = {p: embed_proteins(model, gsd.sequences(p), cfg.eval_max_len) for p in ("valid", "test")}
+        terms = {p: term_scores(model, emb[p], gsd.ontologies, task.term_features, task.offset) for p in emb}
+        scores = terms
         if cfg.transfer_k > 0:
-            reference, _ = fit_transfer(task.model, task.gsd, task.term_features, task.offset, cfg.transfer_k,
-                                        cfg.eval_max_len, say)
+            reference = fit_transfer(model, gsd, emb["valid"], terms["valid"], cfg.transfer_k, cfg.eval_max_len, say)
             reference.save(run / "model")
             out["transfer"] = {"k": reference.k, "ks": reference.ks, "tau": reference.tau, "alpha": reference.alpha}
-            out["term_only"] = {"test": task.evaluate(task.model, "test", full=True)}
-        for part in ("valid", "test"):
-            out[part] = task.evaluate(task.model, part, full=True, reference=reference)
+            out["term_only"] = {"test": summarise_metrics(gsd, "test", terms["test"])}
+            scores = {p: reference.combine(terms[p], reference.transfer(emb[p], model.geometry, tuple(terms[p])))
+                      for p in emb}
+        for p in emb:
+            out[p] = summarise_metrics(gsd, p, scores[p])
         if keep_task is not None:
-            keep_task["reference"] = reference
+            keep_task["scores"] = scores
         atomic_write_json(run / "eval.json", out)
     return out
 
