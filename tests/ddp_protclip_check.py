@@ -2,9 +2,10 @@
 
 ProtCLIP under DDP: (1) one training step's towers run through ``DistributedDataParallel.forward``
 (``ProtCLIP.forward``), and the protein-text InfoNCE over embeddings gathered *with* gradient
-(``clip_loss``) plus the MLM loss give, after DDP's gradient averaging, the gradient of the same loss on
-one process over the global batch — Lorentz and sphere; (2) ``ProtCLIPTask.batches`` deals each global
-batch to the ranks without overlap. Writes ``OUT_DIR/rank{r}.json``.
+(``clip_loss``), the protein-homolog InfoNCE (a second protein pass) and the MLM loss give, after DDP's
+gradient averaging, the gradient of the same loss on one process over the global batch — Lorentz and
+sphere; (2) ``ProtCLIPTask.batches`` deals each global batch to the ranks without overlap.
+Writes ``OUT_DIR/rank{r}.json``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def step_loss(model: nn.Module, batch: dict[str, torch.Tensor], gather: bool) ->
     m = model.module if hasattr(model, "module") else model
     f = model(batch)
     mlm = nn.functional.cross_entropy(f["mlm_logits"].flatten(0, 1), batch["mlm_labels"].flatten())
-    return clip_loss(f["protein"], f["desc"], m.geometry, m.logit_scale, gather=gather) + 0.3 * mlm
+    return (clip_loss(f["protein"], f["desc"], m.geometry, m.logit_scale, gather=gather) + 0.3 * mlm
+            + clip_loss(f["protein"], f["pair"], m.geometry, m.homology_logit_scale, gather=gather))
 
 
 def main() -> None:
@@ -43,15 +45,18 @@ def main() -> None:
     ids = torch.randint(4, 24, (per * world, 20), generator=g)
     ids[:, 0], ids[:, -1] = 0, 2
     mlm_ids, mlm_labels = mask_residues(ids, 0.15, np.random.default_rng(0))
+    pair_ids = torch.randint(4, 24, (per * world, 20), generator=g)
+    pair_ids[:, 0], pair_ids[:, -1] = 0, 2
     full = {"ids": ids, "mask": torch.ones_like(ids, dtype=torch.bool), "mlm_ids": mlm_ids, "mlm_labels": mlm_labels,
-            "desc": torch.randn(per * world, 16, generator=g)}
+            "desc": torch.randn(per * world, 16, generator=g), "pair_ids": pair_ids,
+            "pair_mask": torch.ones_like(pair_ids, dtype=torch.bool)}
     local = {k: v[rank * per : (rank + 1) * per] for k, v in full.items()}
     # the MLM loss is a mean over masked residues: weigh it per rank so DDP's average equals the global mean
     n_all, n_mine = int((mlm_labels != -100).sum()), int((local["mlm_labels"] != -100).sum())
     for geometry in ("lorentz", "sphere"):
         torch.manual_seed(0)
         model = ProtCLIP(cnn_dim=8, cnn_layers=1, text_dim=16, hidden=16, emb_dim=8, geometry=geometry, n_terms=3,
-                         mlm=True)
+                         mlm=True, homology=True)
         model.term_scale.requires_grad_(False)
         model.term_bias.requires_grad_(False)
         ref = copy.deepcopy(model)
@@ -59,7 +64,8 @@ def main() -> None:
         f = ddp(local)
         gc = clip_loss(f["protein"], f["desc"], model.geometry, model.logit_scale)
         mlm = nn.functional.cross_entropy(f["mlm_logits"].flatten(0, 1), local["mlm_labels"].flatten())
-        (gc + 0.3 * mlm * (n_mine * world / n_all)).backward()
+        hom = clip_loss(f["protein"], f["pair"], model.geometry, model.homology_logit_scale)
+        (gc + 0.3 * mlm * (n_mine * world / n_all) + hom).backward()
         ref_loss = step_loss(ref, full, gather=False)
         ref_loss.backward()
         pairs = [(p, q) for p, q in zip(model.parameters(), ref.parameters(), strict=True) if q.requires_grad]

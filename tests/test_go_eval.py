@@ -88,6 +88,29 @@ def test_frequency_and_diamond_transfer_by_hand() -> None:
     assert alpha == pytest.approx(0.5)  # alpha * 0.75 + (1 - alpha) * 0.25 = 0.5
 
 
+def test_blend_weights_per_identity_group_of_the_best_hit() -> None:
+    # query 0: best hit (bitscore 90) at 80 % identity; query 1: best at 30 % (a weaker 95 % hit does not
+    # count); query 2: 55 %; query 3: no hit
+    hits = Hits(query=np.array([0, 1, 1, 2, 0]), target=np.array([0, 0, 1, 1, 2]),
+                pident=np.array([80.0, 30.0, 95.0, 55.0, 20.0]), length=np.full(5, 100), qlen=np.full(5, 100),
+                slen=np.full(5, 100), evalue=np.full(5, 1e-9), bitscore=np.array([90.0, 50.0, 20.0, 40.0, 10.0]))
+    groups = bl.identity_groups(hits, 4)
+    assert groups.tolist() == [2, 0, 1, -1]
+    assert bl.identity_groups(hits, 4, bounds=(30.0,)).tolist() == [1, 1, 1, -1]  # 30 % is in the upper group
+    a, b = np.ones((4, 2), np.float32), np.zeros((4, 2), np.float32)
+    np.testing.assert_allclose(bl.blend_groups(a, b, [0.1, 0.5, 0.9], groups)[:, 0], [0.9, 0.1, 0.5, 0.0])
+    # coordinate ascent finds a different weight for each group where one weight cannot fit all
+    want = np.array([0.8, 0.2, 0.5, 0.0])
+
+    def metric(s: np.ndarray) -> float:
+        return -float(np.abs(s[:, 0] - want).sum())
+
+    alphas, best = bl.choose_group_alphas(metric, a, b, groups, 3)
+    assert alphas == pytest.approx([0.2, 0.5, 0.8]) and best == pytest.approx(0.0, abs=1e-6)
+    _, v = bl.choose_alpha(metric, a, b, groups >= 0)
+    assert v < best  # one weight for all groups is worse here
+
+
 def test_embedding_transfer_weights_by_softmax_of_distance() -> None:
     ytr = np.array([[1, 1, 0], [1, 0, 1], [0, 0, 1]], dtype=np.float32)
     dist = np.array([[0.1, 0.3, 0.9], [0.2, 0.2, np.inf]])
@@ -130,6 +153,31 @@ def test_mmseqs_clusters_families_and_diamond_finds_only_relatives() -> None:
     assert len(hits) == 0
     hits = diamond_blastp(ids[:1], seqs[:1], ids[1:], seqs[1:], threads=2)
     assert sorted(hits.target.tolist()) == [0, 1, 2] and (hits.pident > 70).all()
+
+
+def test_homolog_lists_are_each_family_without_itself_and_cached(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import hypalign.data.seqtools as seqtools
+
+    monkeypatch.setenv("HYPALIGN_CACHE_DIR", str(tmp_path))
+    ids, seqs, fam = families(5, 4, seed=2)
+    ids, seqs, fam = [*ids, "LONE"], [*seqs, "".join(np.random.default_rng(9).choice(AA, 160))], [*fam, -1]
+    indptr, targets = seqtools.homolog_lists(ids, seqs, threads=2)
+    assert indptr.shape == (len(ids) + 1,) and indptr[-1] == len(targets)
+    for i in range(len(ids)):
+        got = targets[indptr[i] : indptr[i + 1]].tolist()
+        assert sorted(got) == [j for j in range(len(ids)) if fam[j] == fam[i] and j != i and fam[i] >= 0]
+    cut = seqtools.homolog_lists(ids, seqs, max_target_seqs=2, threads=2)  # at most 2 each
+    assert (np.diff(cut[0]) == np.where(np.array(fam) >= 0, 2, 0)).all()
+
+    def no_diamond(*a: object, **k: object) -> None:
+        raise AssertionError("DIAMOND ran although the result is cached")
+
+    monkeypatch.setattr(seqtools, "diamond_blastp", no_diamond)
+    again = seqtools.homolog_lists(ids, seqs, threads=2)
+    assert (again[0] == indptr).all() and (again[1] == targets).all()
+    with pytest.raises(AssertionError, match="cached"):  # another set is not served from the cache
+        seqtools.homolog_lists(ids[:-1], seqs[:-1], threads=2)
 
 
 def test_hard_split_keeps_families_together_and_held_out_below_30_percent() -> None:

@@ -257,7 +257,7 @@ def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pyt
             assert 0.0 <= out[part][f"{o}/fmax"] <= 1.0 and 0.0 < out[part][f"{o}/mrr"] <= 1.0
     lines = [js.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert any("eval/fmax" in x for x in lines) and all(np.isfinite(x.get("loss", 0.0)) for x in lines)
-    assert {"gc", "term", "entail"} <= set(lines[0])
+    assert {"gc", "term", "entail", "homology"} <= set(lines[0])
     # the nearest-neighbour reference is saved with the model; eval.json keeps the term scores alone as well
     assert (tmp_path / "run" / "model" / "transfer.safetensors").is_file()
     assert set(out["transfer"]["alpha"]) == {"BP", "MF", "CC"} and "BP/fmax" in out["term_only"]["test"]
@@ -277,21 +277,38 @@ def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pyt
 
     # ProtCLIP's own objectives on the same data: every loss logged, finite, and the run predicts
     cfg_all = ProtCLIPConfig(cnn_dim=16, cnn_layers=2, hidden=32, emb_dim=8, text_path=str(text), batch_size=8,
-                             max_len=64, negative_terms=32, objectives="paper,term,entail,hierarchy", n_prototypes=16,
+                             max_len=64, negative_terms=32, objectives="paper,term,entail,hierarchy,homology",
+                             n_prototypes=16,
                              transfer_k=0)
     tc_all = TrainConfig(run_dir=str(tmp_path / "run-all"), epochs=1, lr=3e-3, progress=False, log_every=1,
                          threads=1, eval_every=0)
     out_all = train_protclip(cfg_all, tc_all, gsd=gsd)
     rows_all = [js.loads(x) for x in (tmp_path / "run-all" / "metrics.jsonl").read_text().splitlines()]
     logged = [x for x in rows_all if "loss" in x]
-    assert {"gc", "term", "entail", "hierarchy", "mlm", "bsr", "pda"} <= set(logged[0])
-    assert all(np.isfinite(x[k]) for x in logged for k in ("hierarchy", "mlm", "bsr", "pda"))
+    assert {"gc", "term", "entail", "hierarchy", "homology", "mlm", "bsr", "pda"} <= set(logged[0])
+    assert all(np.isfinite(x[k]) for x in logged for k in ("hierarchy", "homology", "mlm", "bsr", "pda"))
     assert logged[0]["mlm"] == pytest.approx(math.log(33), rel=0.3)  # ~uniform over the 33 ESM classes at first
     assert 0.0 <= out_all["test"]["MF/fmax"] <= 1.0 and "transfer" not in out_all
     from hypalign.recipes.protclip import load_protclip_run
 
     back, _ = load_protclip_run(tmp_path / "run-all")  # the objective heads are rebuilt and loaded
     assert back.transfer_reference is None and hasattr(back, "mlm_head") and hasattr(back, "prototype_bank")
+
+    # homology partners: each protein's partner crop comes from one of its DIAMOND homologs among the
+    # training proteins (here: its made-up family), or from itself when it has none
+    from hypalign.encoders.protein import ESM_TOKENS
+
+    task = ProtCLIPTask(replace(cfg, objectives="gc,homology"), gsd=gsd)
+    indptr, targets = task.homologs
+    train_seqs = gsd.sequences("train")
+    fam = [train_seqs[r].endswith(kinase) for r in range(len(train_seqs))]
+    assert all(fam[int(t)] == fam[r] for r in range(len(fam)) for t in targets[indptr[r] : indptr[r + 1]])
+    for spec in task.batches(0):
+        b = task.make_batch(spec)
+        for r, ids in zip(spec[:-1].tolist(), b["pair_ids"].tolist(), strict=True):
+            crop = "".join(ESM_TOKENS[t] for t in ids if t > 3)
+            allowed = [int(t) for t in targets[indptr[r] : indptr[r + 1]]] or [r]
+            assert any(crop in train_seqs[t] for t in allowed)
 
     # predict needs the GO graph's full term list, which the made-up split's training used as well
     fasta = tmp_path / "q.fasta"
@@ -374,7 +391,8 @@ def test_train_protclip_rejects_bad_options_before_loading_data(tmp_path: Path, 
 def test_cone_objectives_apply_in_the_lorentz_model_only() -> None:
     from hypalign.recipes.protclip import ProtCLIPConfig, resolve_objectives
 
-    assert resolve_objectives(ProtCLIPConfig(geometry="lorentz")) == ("gc", "term", "entail")
-    assert resolve_objectives(ProtCLIPConfig(geometry="sphere")) == ("gc", "term")
+    assert resolve_objectives(ProtCLIPConfig(geometry="lorentz")) == ("gc", "term", "entail", "homology")
+    assert resolve_objectives(ProtCLIPConfig(geometry="sphere")) == ("gc", "term", "homology")
     assert resolve_objectives(ProtCLIPConfig(geometry="poincare", objectives="paper")) == ("gc", "mlm", "bsr", "pda")
-    assert resolve_objectives(ProtCLIPConfig(w_entail=0.0)) == ("gc", "term")
+    assert resolve_objectives(ProtCLIPConfig(w_entail=0.0)) == ("gc", "term", "homology")
+    assert resolve_objectives(ProtCLIPConfig(w_homology=0.0)) == ("gc", "term", "entail")

@@ -155,11 +155,15 @@ def protclip(
     w_gc: Annotated[float, typer.Option(help="Weight of the global protein-text contrastive loss.")] = 1.0,
     w_term: Annotated[float, typer.Option(help="Weight of the GO term matching loss.")] = 1.0,
     w_entail: Annotated[float, typer.Option(help="Weight of the entailment-cone loss (lorentz).")] = 0.2,
+    w_homology: Annotated[float, typer.Option(help="Weight of the protein-homolog InfoNCE (objective "
+                                                   "'homology').")] = 1.0,
     objectives: Annotated[str, typer.Option(help="Comma-separated: gc (protein-text InfoNCE), term (GO term "
                                                  "matching), entail (cones, lorentz), hierarchy (GO terms "
-                                                 "entail their descendants, lorentz), mlm, bsr, pda (ProtCLIP's "
+                                                 "entail their descendants, lorentz), homology (a protein and one "
+                                                 "of its DIAMOND homologs among the training proteins pair up; "
+                                                 "one more encoder pass), mlm, bsr, pda (ProtCLIP's "
                                                  "segment objectives; each of mlm/bsr adds an encoder pass); "
-                                                 "'paper' = gc,mlm,bsr,pda.")] = "gc,term,entail",
+                                                 "'paper' = gc,mlm,bsr,pda.")] = "gc,term,entail,homology",
     sampling: Annotated[str, typer.Option(help="'uniform', or 'property': ProtCLIP's property-driven sampling "
                                                "(keep sqrt(c/4)/e^3; needs UniProt PE= levels, else keeps "
                                                "all).")] = "uniform",
@@ -190,7 +194,7 @@ def protclip(
     cfg = ProtCLIPConfig(split=split, encoder="esm" if esm else "cnn", encoder_path=encoder if esm else None,
                          emb_dim=emb, geometry=geometry.value, c=c, term_score=term_score, text_path=text_encoder,
                          batch_size=batch_size, max_len=max_len, negative_terms=negative_terms,
-                         description=description, w_gc=w_gc, w_term=w_term, w_entail=w_entail,
+                         description=description, w_gc=w_gc, w_term=w_term, w_entail=w_entail, w_homology=w_homology,
                          transfer_k=transfer_k, objectives=objectives, sampling=sampling)
     tc = TrainConfig(run_dir=str(out), epochs=epochs, max_steps=max_steps, optimizer="adamw", lr=lr,
                      weight_decay=weight_decay, warmup_steps=warmup, schedule="cosine", grad_clip=grad_clip or None,

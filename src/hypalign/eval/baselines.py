@@ -7,7 +7,9 @@
   terms(target_h)] / sum_h bits_h``; a query without hits scores 0 everywhere.
 * **blend** ``alpha * A + (1 - alpha) * B`` (DeepGOPlus combines DIAMOND with its CNN this way);
   used for "DIAMOND blended with frequency" and "model + DIAMOND". Queries without a DIAMOND hit
-  get ``B`` alone. ``alpha`` is chosen on the validation split (:func:`choose_alpha`).
+  get ``B`` alone. ``alpha`` is chosen on the validation split (:func:`choose_alpha`), one per
+  identity group of the query's best hit (:func:`identity_groups`, :func:`choose_group_alphas`): a
+  close homolog's annotations deserve more weight than a remote one's.
 """
 
 from __future__ import annotations
@@ -92,3 +94,49 @@ def choose_alpha(
         if v > best[1]:
             best = (float(al), float(v))
     return best
+
+
+#: best-hit percent identity bounds of the groups that get their own blend weight
+IDENTITY_BOUNDS = (40.0, 70.0)
+
+
+def identity_groups(hits: Hits, n_queries: int, bounds: Sequence[float] = IDENTITY_BOUNDS) -> np.ndarray:
+    """Group of each query by the percent identity of its best hit (highest bitscore): ``-1`` without a hit,
+    else ``searchsorted(bounds, pident, 'right')`` (default: 0 below 40 %, 1 for 40-70 %, 2 from 70 %)."""
+    g = np.full(n_queries, -1, dtype=np.int64)
+    if len(hits):
+        order = np.lexsort((-hits.bitscore, hits.query))
+        first = np.unique(hits.query[order], return_index=True)[1]
+        best = order[first]
+        g[hits.query[best]] = np.searchsorted(np.asarray(bounds, np.float64), hits.pident[best], side="right")
+    return g
+
+
+def blend_groups(a: np.ndarray, b: np.ndarray, alphas: Sequence[float], groups: np.ndarray) -> np.ndarray:
+    """Row ``i`` is ``alphas[g] * a + (1 - alphas[g]) * b`` with ``g = groups[i]``; ``b`` alone where ``g < 0``."""
+    al = np.where(groups >= 0, np.asarray(alphas, np.float64)[np.maximum(groups, 0)], 0.0)[:, None]
+    return (al * a + (1.0 - al) * b).astype(np.float32)
+
+
+def choose_group_alphas(
+    metric: Callable[[np.ndarray], float], a: np.ndarray, b: np.ndarray, groups: np.ndarray, n_groups: int,
+    alphas: Sequence[float] = ALPHAS, rounds: int = 2,
+) -> tuple[list[float], float]:
+    """Per-group ``alpha`` maximising ``metric(blend_groups(a, b, ·, groups))`` (on validation data):
+    the best single ``alpha`` for all groups first, then coordinate ascent, one group at a time, ``rounds``
+    times (a group changes only when the metric strictly improves)."""
+    al, best = choose_alpha(metric, a, b, groups >= 0, alphas)
+    cur = [al] * n_groups
+    for _ in range(rounds):
+        changed = False
+        for k in range(n_groups):
+            if not (groups == k).any():
+                continue
+            for cand in alphas:
+                trial = [*cur[:k], float(cand), *cur[k + 1 :]]
+                v = metric(blend_groups(a, b, trial, groups))
+                if v > best:
+                    cur, best, changed = trial, float(v), True
+        if not changed:
+            break
+    return cur, best

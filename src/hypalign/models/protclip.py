@@ -80,7 +80,8 @@ class ProtCLIP(nn.Module, PyTorchModelHubMixin):
                  cnn_layers: int = 6, text_dim: int = 384, hidden: int = 512, emb_dim: int = 128,
                  geometry: str = "lorentz", c: float = 1.0, n_terms: int = 0,
                  encoder_config: dict[str, Any] | None = None, term_score: str = "similarity",
-                 mlm: bool = False, bsr: bool = False, pda: bool = False, n_prototypes: int = 512) -> None:
+                 mlm: bool = False, bsr: bool = False, pda: bool = False, n_prototypes: int = 512,
+                 homology: bool = False) -> None:
         super().__init__()
         if term_score not in TERM_SCORES:
             raise ValueError(f"term_score {term_score!r}: expected one of {TERM_SCORES}")
@@ -127,6 +128,8 @@ class ProtCLIP(nn.Module, PyTorchModelHubMixin):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         self.term_scale = nn.Parameter(torch.tensor(math.log(10.0)))
         self.term_bias = nn.Parameter(torch.zeros(n_terms))
+        if homology:  # protein <-> homolog InfoNCE has its own learnable scale
+            self.homology_logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
     def _lift(self, u: Tensor, alpha: Tensor) -> Tensor:
         u = u.float() * alpha.exp()
@@ -149,8 +152,9 @@ class ProtCLIP(nn.Module, PyTorchModelHubMixin):
         """Every tower pass of one training step, so that DDP (which hooks ``forward``) sees them all.
 
         Reads ``ids``/``mask`` (proteins), ``desc`` (description features) and, when present, ``term_text``
-        (GO term name features), ``hier_general_text``/``hier_specific_text``, ``mlm_ids``, ``bsr_ids`` +
-        ``bsr_text``/``bsr_text_mask``, ``pda_text``; returns ``protein``, ``desc``, ``terms``,
+        (GO term name features), ``hier_general_text``/``hier_specific_text``, ``pair_ids``/``pair_mask`` (homolog
+        partners), ``mlm_ids``, ``bsr_ids`` + ``bsr_text``/``bsr_text_mask``, ``pda_text``; returns ``protein``,
+        ``desc``, ``pair``, ``terms``,
         ``hier_general``/``hier_specific``, ``mlm_logits``, ``bsr_logits``, ``pda_u``/``pda_residues``."""
         ids, mask = batch["ids"], batch["mask"]
         out: dict[str, Tensor] = {}
@@ -161,6 +165,8 @@ class ProtCLIP(nn.Module, PyTorchModelHubMixin):
         else:
             out["protein"] = self.encode_protein(ids, mask)
         out["desc"] = self.encode_text(batch["desc"])
+        if "pair_ids" in batch:
+            out["pair"] = self.encode_protein(batch["pair_ids"], batch["pair_mask"])
         if "term_text" in batch:
             out["terms"] = self.encode_text(batch["term_text"])
         if "hier_general_text" in batch:

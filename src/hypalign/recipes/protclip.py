@@ -105,21 +105,24 @@ def diamond_hits(gsd: GOSplitData, part: str, threads: int | None = None) -> bl.
 
 def run_baselines(gsd: GOSplitData, part: str = "test", threads: int | None = None,
                   say: Any = None) -> dict[str, Any]:
-    """Term frequency, DIAMOND transfer, DIAMOND blended with frequency (alpha chosen by Fmax on valid).
+    """Term frequency, DIAMOND transfer, DIAMOND blended with frequency (one weight per identity group of
+    the best hit, :func:`~hypalign.eval.baselines.choose_group_alphas`, chosen by Fmax on valid).
 
-    Returns ``{"metrics": {method: {ontology: metrics}}, "alpha": {ontology: alpha}, "coverage":
+    Returns ``{"metrics": {method: {ontology: metrics}}, "alpha": {ontology: [alpha per group]}, "coverage":
     share of ``part`` proteins with any DIAMOND hit, "scores": {method: {ontology: matrix}}, "scores_valid":
-    the frequency and DIAMOND matrices of the validation proteins, "present": {part: has a DIAMOND hit}}``.
+    the frequency and DIAMOND matrices of the validation proteins, "present": {part: has a DIAMOND hit},
+    "groups": {part: identity group of each protein's best hit (-1: none)}}``.
     """
     log = say if callable(say) else (lambda msg: None)
     t = time.perf_counter()
     hits = {p: diamond_hits(gsd, p, threads) for p in ("valid", part)}
     log(f"DIAMOND: {time.perf_counter() - t:.0f} s")
     present = {p: bl.has_hit(hits[p], len(gsd.rows[p])) for p in hits}
+    groups = {p: bl.identity_groups(hits[p], len(gsd.rows[p])) for p in hits}
     metrics: dict[str, dict[str, dict[str, float]]] = {"frequency": {}, "diamond": {}, "diamond+frequency": {}}
     scores: dict[str, dict[str, np.ndarray]] = {k: {} for k in metrics}
     scores_valid: dict[str, dict[str, np.ndarray]] = {"frequency": {}, "diamond": {}}
-    alpha: dict[str, float] = {}
+    alpha: dict[str, list[float]] = {}
     for o in gsd.ontologies:
         y = gsd.truth[o]["train"]
         freq = {p: bl.term_frequency_scores(y, len(gsd.rows[p])) for p in hits}
@@ -128,16 +131,38 @@ def run_baselines(gsd: GOSplitData, part: str = "test", threads: int | None = No
         def fmax_valid(s: np.ndarray, o: str = o) -> float:
             return evaluate_scores(gsd, o, "valid", s, fmax_only=True)["fmax"]
 
-        alpha[o], _ = bl.choose_alpha(fmax_valid, dia["valid"], freq["valid"], present["valid"])
+        alpha[o], _ = bl.choose_group_alphas(fmax_valid, dia["valid"], freq["valid"], groups["valid"],
+                                             len(bl.IDENTITY_BOUNDS) + 1)
         scores_valid["frequency"][o], scores_valid["diamond"][o] = freq["valid"], dia["valid"]
-        blended = bl.blend(dia[part], freq[part], alpha[o], present[part])
+        blended = bl.blend_groups(dia[part], freq[part], alpha[o], groups[part])
         for name, s in (("frequency", freq[part]), ("diamond", dia[part]), ("diamond+frequency", blended)):
             metrics[name][o] = evaluate_scores(gsd, o, part, s)
             scores[name][o] = s
         log(f"{o}: " + ", ".join(f"{k} Fmax {metrics[k][o]['fmax']:.3f} MRR {metrics[k][o]['mrr']:.3f}"
                                  for k in metrics) + f" (alpha {alpha[o]})")
     return {"metrics": metrics, "alpha": alpha, "coverage": float(present[part].mean()), "scores": scores,
-            "scores_valid": scores_valid, "hits": hits, "present": present}
+            "scores_valid": scores_valid, "hits": hits, "present": present, "groups": groups}
+
+
+def blend_with_diamond(gsd: GOSplitData, base: dict[str, Any], scores: dict[str, dict[str, np.ndarray]],
+                       part: str = "test") -> tuple[dict[str, float], dict[str, list[float]]]:
+    """"Model + DIAMOND": the model's GO scores (``scores[part][ontology]``, ``scores["valid"]`` too) blended
+    with DIAMOND transfer as the baselines blend it with frequency (one weight per identity group of the
+    best hit, chosen by Fmax on valid; the model alone where DIAMOND finds nothing). ``base``: the result of
+    :func:`run_baselines` on the same split and part. Returns the metrics and the weights."""
+    out: dict[str, float] = {}
+    alphas: dict[str, list[float]] = {}
+    n_groups = len(bl.IDENTITY_BOUNDS) + 1
+    for o in gsd.ontologies:
+        def fmax_valid(sc: np.ndarray, o: str = o) -> float:
+            return evaluate_scores(gsd, o, "valid", sc, fmax_only=True)["fmax"]
+
+        dia_valid, dia = base["scores_valid"]["diamond"][o], base["scores"]["diamond"][o]
+        alphas[o], _ = bl.choose_group_alphas(fmax_valid, dia_valid, scores["valid"][o], base["groups"]["valid"],
+                                              n_groups)
+        res = evaluate_scores(gsd, o, part, bl.blend_groups(dia, scores[part][o], alphas[o], base["groups"][part]))
+        out.update({f"{o}/{k}": v for k, v in res.items() if k != "n_proteins"})
+    return out, alphas
 
 
 def term_table(ontologies: dict[str, Ontology], text_path: str | None = None,
@@ -156,7 +181,7 @@ def term_table(ontologies: dict[str, Ontology], text_path: str | None = None,
 @dataclass
 class ProtCLIPConfig:
     """Recipe settings (saved in the run's ``config.json``). Loss weights: ``L = w_gc L_GC + w_term L_term +
-    w_entail L_entail`` (see :class:`ProtCLIPTask`)."""
+    w_entail L_entail + w_homology L_homology`` by default (see :class:`ProtCLIPTask`)."""
 
     split: str = "small-hard"
     encoder: str = "cnn"  # cnn | esm
@@ -180,8 +205,8 @@ class ProtCLIPConfig:
     w_hierarchy: float = 0.2  # "hierarchy": GO terms entail their descendants (Lorentz)
     hierarchy_pairs: int = 256  # (ancestor, term) pairs of the GO graph per step
     transfer_k: int = 200  # most neighbours voting at prediction (TransferReference; count chosen on valid); 0 = off
-    # objectives: any of gc, term, entail, mlm, bsr, pda; "paper" = gc,mlm,bsr,pda (ProtCLIP's loss)
-    objectives: str = "gc,term,entail"
+    # objectives: any of OBJECTIVES; "paper" = gc,mlm,bsr,pda (ProtCLIP's loss)
+    objectives: str = "gc,term,entail,homology"
     sampling: str = "uniform"  # uniform | property (ProtCLIP's property-driven sampling of the training proteins)
     w_mlm: float = 0.3  # ProtCLIP's weights: L_GC + 0.3 L_MLM + 0.7 L_BSR + 1.0 L_PDA
     w_bsr: float = 0.7
@@ -191,14 +216,16 @@ class ProtCLIPConfig:
     bsr_text_tokens: int = 32  # BSR attends to up to this many of the protein's GO term names
     pda_theta: float = 0.3
     n_prototypes: int = 512
+    w_homology: float = 1.0  # "homology": a protein and one of its training-set homologs (DIAMOND) pair up
 
 
-OBJECTIVES = ("gc", "term", "entail", "hierarchy", "mlm", "bsr", "pda")
+OBJECTIVES = ("gc", "term", "entail", "hierarchy", "homology", "mlm", "bsr", "pda")
 
 
 def resolve_objectives(cfg: ProtCLIPConfig) -> tuple[str, ...]:
     """The configured objectives (``paper`` expands to ProtCLIP's ``gc, mlm, bsr, pda``), in a fixed order;
-    ``entail`` is dropped outside the Lorentz model (or with weight 0), ``hierarchy`` there is an error."""
+    ``entail`` is dropped outside the Lorentz model (or with weight 0), ``hierarchy`` there is an error;
+    ``homology`` is dropped with weight 0."""
     from hypalign.errors import InputError
 
     got: set[str] = set()
@@ -217,6 +244,8 @@ def resolve_objectives(cfg: ProtCLIPConfig) -> tuple[str, ...]:
         got.discard("entail")  # in the default list; it simply does not apply
     if cfg.w_entail <= 0:
         got.discard("entail")
+    if cfg.w_homology <= 0:
+        got.discard("homology")
     return tuple(o for o in OBJECTIVES if o in got)
 
 
@@ -256,7 +285,13 @@ class ProtCLIPTask(Task):
     * ``L_entail`` (Lorentz): MERU's cone loss — one most specific true term per protein, and its
       description, each entail the protein;
     * ``L_hierarchy`` (Lorentz, optional): the same cone loss between GO terms — each term's embedding
-      inside the cones of its ancestors (random pairs of the is_a + part_of closure).
+      inside the cones of its ancestors (random pairs of the is_a + part_of closure);
+    * ``L_homology`` (optional, any geometry): symmetric InfoNCE between each protein and a partner — a random
+      one of its homologs among the training proteins (DIAMOND all against all,
+      :func:`~hypalign.data.seqtools.homolog_lists`), or, without one, another random crop of itself. GO
+      terms alone leave the many proteins of one function indistinguishable; this pulls a family together,
+      so that nearest-neighbour transfer in the learned space finds a query's homologs (no alignment at
+      prediction time; the aligner only labels training pairs).
 
     ProtCLIP's own objectives (spec §3.3; ``objectives="paper"`` or listed one by one; weights 0.3, 0.7, 1.0):
 
@@ -323,6 +358,7 @@ class ProtCLIPTask(Task):
                               emb_dim=cfg.emb_dim, geometry=cfg.geometry, c=cfg.c, n_terms=len(self.term_names),
                               term_score=resolve_term_score(cfg), mlm="mlm" in self.objectives,
                               bsr="bsr" in self.objectives, pda="pda" in self.objectives,
+                              homology="homology" in self.objectives,
                               n_prototypes=cfg.n_prototypes)
         if cfg.sampling == "property":
             from hypalign.data.protein import property_driven_sample
@@ -335,6 +371,10 @@ class ProtCLIPTask(Task):
                                  f"fewer than one batch ({cfg.batch_size})")
         else:
             self.train_positions = np.arange(len(rows))
+        if "homology" in self.objectives:  # positions (in the training rows) of each protein's homologs
+            from hypalign.data.seqtools import homolog_lists
+
+            self.homologs = homolog_lists(self.gsd.accessions("train"), self.gsd.sequences("train"), say=say)
         if "hierarchy" in self.objectives:  # every (ancestor, term) pair of the GO graphs (is_a + part_of)
             pairs = [np.stack([np.asarray(a, np.int64) + self.offset[o], np.full(len(a), i + self.offset[o])], 1)
                      for o in onts for i, a in enumerate(self.gsd.ontologies[o].ancestors) if len(a)]
@@ -380,6 +420,14 @@ class ProtCLIPTask(Task):
         objs, cfg = self.objectives, self.cfg
         if {"term", "entail"} & set(objs):
             batch["term_text"] = self.term_features[batch["cand"]]
+        if "homology" in objs:  # a random homolog (or the protein itself), with its own random crop
+            indptr, targets = self.homologs
+            n = indptr[rows + 1] - indptr[rows]
+            pick = indptr[rows] + (rng.random(len(rows)) * n).astype(np.int64)
+            partner = np.where(n > 0, targets[np.minimum(pick, max(len(targets) - 1, 0))], rows) if len(targets) \
+                else rows
+            pseqs = [self.gsd.data.sequences[i] for i in self.gsd.rows["train"][partner].tolist()]
+            batch["pair_ids"], batch["pair_mask"] = tokenize(pseqs, cfg.max_len, crop="random", rng=rng)
         if "hierarchy" in objs and len(self.hierarchy_pairs):
             pick = self.hierarchy_pairs[rng.integers(0, len(self.hierarchy_pairs), cfg.hierarchy_pairs)]
             batch["hier_general_text"] = self.term_features[torch.from_numpy(pick[:, 0])]
@@ -436,6 +484,8 @@ class ProtCLIPTask(Task):
             parts["entail"] = (cfg.w_entail, l_ent)
         if "hier_general" in f:
             parts["hierarchy"] = (cfg.w_hierarchy, entailment_loss(f["hier_general"], f["hier_specific"], m.geometry))
+        if "homology" in objs:
+            parts["homology"] = (cfg.w_homology, clip_loss(p, f["pair"], m.geometry, m.homology_logit_scale))
         if "mlm" in objs:
             parts["mlm"] = (cfg.w_mlm, ce(f["mlm_logits"].flatten(0, 1), batch["mlm_labels"].flatten()))
         if "bsr" in objs:
@@ -509,6 +559,14 @@ def term_scores(model: Any, p: torch.Tensor, ontologies: dict[str, Ontology], te
     return out
 
 
+def heldout_term_scores(model: Any, gsd: GOSplitData, term_features: torch.Tensor, offset: dict[str, int],
+                        max_len: int = 1024, parts: tuple[str, ...] = ("valid", "test"),
+                        ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, np.ndarray]]]:
+    """Each part's protein embeddings and term scores (:func:`term_scores`), every protein embedded once."""
+    emb = {p: embed_proteins(model, gsd.sequences(p), max_len) for p in parts}
+    return emb, {p: term_scores(model, emb[p], gsd.ontologies, term_features, offset) for p in parts}
+
+
 @torch.no_grad()
 def predict_scores(model: Any, seqs: list[str], ontologies: dict[str, Ontology], term_features: torch.Tensor,
                    offset: dict[str, int], max_len: int = 1024,
@@ -561,6 +619,11 @@ class TransferReference:
 
     def combine(self, terms: dict[str, np.ndarray], transfer: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {o: bl.blend(transfer[o], terms[o], self.alpha[o]) for o in terms}
+
+    def combine_parts(self, emb: dict[str, torch.Tensor], terms: dict[str, dict[str, np.ndarray]],
+                      geometry: Any) -> dict[str, dict[str, np.ndarray]]:
+        """:meth:`combine` for several parts: ``{part: {ontology: scores}}`` from embeddings and term scores."""
+        return {p: self.combine(terms[p], self.transfer(emb[p], geometry, tuple(terms[p]))) for p in emb}
 
     def save(self, directory: Any) -> None:
         import json
@@ -667,16 +730,14 @@ def train_protclip(cfg: ProtCLIPConfig, train: TrainConfig, gsd: GOSplitData | N
         model, gsd = task.model, task.gsd
         model.save_pretrained(run / "model")
         # each held-out part embedded once: term scores, transfer fitting (valid) and every metric reuse it
-        emb = {p: embed_proteins(model, gsd.sequences(p), cfg.eval_max_len) for p in ("valid", "test")}
-        terms = {p: term_scores(model, emb[p], gsd.ontologies, task.term_features, task.offset) for p in emb}
+        emb, terms = heldout_term_scores(model, gsd, task.term_features, task.offset, cfg.eval_max_len)
         scores = terms
         if cfg.transfer_k > 0:
             reference = fit_transfer(model, gsd, emb["valid"], terms["valid"], cfg.transfer_k, cfg.eval_max_len, say)
             reference.save(run / "model")
             out["transfer"] = {"k": reference.k, "ks": reference.ks, "tau": reference.tau, "alpha": reference.alpha}
             out["term_only"] = {"test": summarise_metrics(gsd, "test", terms["test"])}
-            scores = {p: reference.combine(terms[p], reference.transfer(emb[p], model.geometry, tuple(terms[p])))
-                      for p in emb}
+            scores = reference.combine_parts(emb, terms, model.geometry)
         for p in emb:
             out[p] = summarise_metrics(gsd, p, scores[p])
         if keep_task is not None:
