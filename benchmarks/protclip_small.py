@@ -24,12 +24,11 @@ from hypalign.recipes.protclip import (
     GOSplitData,
     ProtCLIPConfig,
     blend_with_diamond,
-    heldout_term_scores,
     load_protclip_run,
     prepare_go_split,
     run_baselines,
+    run_scores,
     summarise_metrics,
-    term_table,
     train_protclip,
 )
 from hypalign.train import TrainConfig
@@ -60,10 +59,7 @@ def table(split: str, seeds: list[int], rows: dict) -> None:
 def rescore(run: Path, gsd: GOSplitData) -> tuple[dict, dict]:
     """The metrics and valid/test GO scores of a finished run (``--rescore``), as `train_protclip` makes them."""
     model, cfg = load_protclip_run(run)
-    pc = ProtCLIPConfig(**cfg["protclip"])
-    _, offset, feats = term_table(gsd.ontologies, pc.text_path)
-    emb, terms = heldout_term_scores(model, gsd, feats, offset, pc.eval_max_len)
-    scores = model.transfer_reference.combine_parts(emb, terms, model.geometry)
+    terms, scores = run_scores(model, cfg, gsd, ("valid", "test"))
     out = json.loads((run / "eval.json").read_text())
     out.update({p: summarise_metrics(gsd, p, scores[p]) for p in scores},
                term_only={"test": summarise_metrics(gsd, "test", terms["test"])})

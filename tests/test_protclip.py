@@ -263,6 +263,17 @@ def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pyt
     assert set(out["transfer"]["alpha"]) == {"BP", "MF", "CC"} and "BP/fmax" in out["term_only"]["test"]
     assert all(k in (25, 32) for k in out["transfer"]["ks"].values())  # 25, or all 32 training proteins
 
+    # metrics on a subset of the proteins equal those of a split holding only that subset
+    from hypalign.recipes.protclip import evaluate_scores
+
+    sc = np.random.default_rng(1).random(gsd.truth["MF"]["test"].shape).astype(np.float32)
+    half = np.arange(len(sc)) % 2 == 0
+    sub = prepare_go_split(Split(accs[:32], accs[32:40], [a for a, h in zip(accs[40:], half, strict=True) if h]),
+                           data=data)
+    assert evaluate_scores(gsd, "MF", "test", sc, rows=half) == evaluate_scores(sub, "MF", "test", sc[half])
+    assert evaluate_scores(gsd, "MF", "test", sc, fmax_only=True, rows=half)["fmax"] == pytest.approx(
+        evaluate_scores(sub, "MF", "test", sc[half])["fmax"])
+
     # property-driven sampling: proteins with PE=4 (or only one property) never reach a batch
     from dataclasses import replace
 

@@ -133,6 +133,8 @@ def choose_group_alphas(
             if not (groups == k).any():
                 continue
             for cand in alphas:
+                if float(cand) == cur[k]:
+                    continue
                 trial = [*cur[:k], float(cand), *cur[k + 1 :]]
                 v = metric(blend_groups(a, b, trial, groups))
                 if v > best:

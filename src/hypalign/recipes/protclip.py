@@ -77,21 +77,26 @@ def prepare_go_split(split: str | Split, data: GODataset | None = None, seed: in
 
 
 def evaluate_scores(gsd: GOSplitData, ontology: str, part: str, scores: np.ndarray,
-                    fmax_only: bool = False, fast: bool = False) -> dict[str, float]:
-    """GO metrics of a ``(proteins of part x terms of ontology)`` score matrix (propagated by the caller).
+                    fmax_only: bool = False, fast: bool = False, rows: np.ndarray | None = None) -> dict[str, float]:
+    """GO metrics of a ``(proteins of part x terms of ontology)`` score matrix (propagated by the caller);
+    ``rows`` (boolean, one per protein): only those proteins.
 
     As in CAFA, the ontology's root term is left out (every protein has it; predicting it is free),
     and proteins annotated with the root alone do not count."""
     y = gsd.truth[ontology][part]
     if scores.shape != y.shape:
         raise ValueError(f"scores shaped {scores.shape}, expected {y.shape} ({part} proteins x {ontology} terms)")
+    specific = gsd.specific[ontology][part] if not fmax_only else []
+    if rows is not None:
+        y, scores = y[rows], scores[rows]
+        specific = [t for t, r in zip(specific, rows, strict=True) if r] if specific else specific
     root = gsd.ontologies[ontology].root
     keep = np.ones(y.shape[1], dtype=bool)
     keep[root] = False
     if fmax_only:
         return {"fmax": fmax(scores[:, keep], y[:, keep]).fmax}
     remap = np.cumsum(keep) - 1
-    spec = [remap[t[t != root]] for t in gsd.specific[ontology][part]]
+    spec = [remap[t[t != root]] for t in specific]
     return go_prediction_metrics(scores[:, keep], y[:, keep], spec, aupr=not fast)
 
 
@@ -110,14 +115,13 @@ def run_baselines(gsd: GOSplitData, part: str = "test", threads: int | None = No
 
     Returns ``{"metrics": {method: {ontology: metrics}}, "alpha": {ontology: [alpha per group]}, "coverage":
     share of ``part`` proteins with any DIAMOND hit, "scores": {method: {ontology: matrix}}, "scores_valid":
-    the frequency and DIAMOND matrices of the validation proteins, "present": {part: has a DIAMOND hit},
-    "groups": {part: identity group of each protein's best hit (-1: none)}}``.
+    the frequency and DIAMOND matrices of the validation proteins, "groups": {part: identity group of each
+    protein's best hit (-1: no hit)}}``.
     """
     log = say if callable(say) else (lambda msg: None)
     t = time.perf_counter()
     hits = {p: diamond_hits(gsd, p, threads) for p in ("valid", part)}
     log(f"DIAMOND: {time.perf_counter() - t:.0f} s")
-    present = {p: bl.has_hit(hits[p], len(gsd.rows[p])) for p in hits}
     groups = {p: bl.identity_groups(hits[p], len(gsd.rows[p])) for p in hits}
     metrics: dict[str, dict[str, dict[str, float]]] = {"frequency": {}, "diamond": {}, "diamond+frequency": {}}
     scores: dict[str, dict[str, np.ndarray]] = {k: {} for k in metrics}
@@ -140,8 +144,8 @@ def run_baselines(gsd: GOSplitData, part: str = "test", threads: int | None = No
             scores[name][o] = s
         log(f"{o}: " + ", ".join(f"{k} Fmax {metrics[k][o]['fmax']:.3f} MRR {metrics[k][o]['mrr']:.3f}"
                                  for k in metrics) + f" (alpha {alpha[o]})")
-    return {"metrics": metrics, "alpha": alpha, "coverage": float(present[part].mean()), "scores": scores,
-            "scores_valid": scores_valid, "hits": hits, "present": present, "groups": groups}
+    return {"metrics": metrics, "alpha": alpha, "coverage": float((groups[part] >= 0).mean()), "scores": scores,
+            "scores_valid": scores_valid, "hits": hits, "groups": groups}
 
 
 def blend_with_diamond(gsd: GOSplitData, base: dict[str, Any], scores: dict[str, dict[str, np.ndarray]],
@@ -149,7 +153,8 @@ def blend_with_diamond(gsd: GOSplitData, base: dict[str, Any], scores: dict[str,
     """"Model + DIAMOND": the model's GO scores (``scores[part][ontology]``, ``scores["valid"]`` too) blended
     with DIAMOND transfer as the baselines blend it with frequency (one weight per identity group of the
     best hit, chosen by Fmax on valid; the model alone where DIAMOND finds nothing). ``base``: the result of
-    :func:`run_baselines` on the same split and part. Returns the metrics and the weights."""
+    :func:`run_baselines` on the same split and part. Returns Fmax, MRR and hits@k per ontology (no AUPR) and
+    the weights."""
     out: dict[str, float] = {}
     alphas: dict[str, list[float]] = {}
     n_groups = len(bl.IDENTITY_BOUNDS) + 1
@@ -160,7 +165,8 @@ def blend_with_diamond(gsd: GOSplitData, base: dict[str, Any], scores: dict[str,
         dia_valid, dia = base["scores_valid"]["diamond"][o], base["scores"]["diamond"][o]
         alphas[o], _ = bl.choose_group_alphas(fmax_valid, dia_valid, scores["valid"][o], base["groups"]["valid"],
                                               n_groups)
-        res = evaluate_scores(gsd, o, part, bl.blend_groups(dia, scores[part][o], alphas[o], base["groups"][part]))
+        res = evaluate_scores(gsd, o, part, bl.blend_groups(dia, scores[part][o], alphas[o], base["groups"][part]),
+                              fast=True)
         out.update({f"{o}/{k}": v for k, v in res.items() if k != "n_proteins"})
     return out, alphas
 
@@ -423,9 +429,9 @@ class ProtCLIPTask(Task):
         if "homology" in objs:  # a random homolog (or the protein itself), with its own random crop
             indptr, targets = self.homologs
             n = indptr[rows + 1] - indptr[rows]
-            pick = indptr[rows] + (rng.random(len(rows)) * n).astype(np.int64)
-            partner = np.where(n > 0, targets[np.minimum(pick, max(len(targets) - 1, 0))], rows) if len(targets) \
-                else rows
+            has = n > 0
+            partner = rows.copy()
+            partner[has] = targets[indptr[rows[has]] + (rng.random(int(has.sum())) * n[has]).astype(np.int64)]
             pseqs = [self.gsd.data.sequences[i] for i in self.gsd.rows["train"][partner].tolist()]
             batch["pair_ids"], batch["pair_mask"] = tokenize(pseqs, cfg.max_len, crop="random", rng=rng)
         if "hierarchy" in objs and len(self.hierarchy_pairs):
@@ -792,12 +798,19 @@ def predict_go(model: Any, cfg: dict[str, Any], seqs: list[str], top: int = 20,
     return out
 
 
+def run_scores(model: Any, cfg: dict[str, Any], gsd: GOSplitData, parts: tuple[str, ...] = ("test",),
+               ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, np.ndarray]]]:
+    """``(term scores, GO scores)`` of a loaded run (:func:`load_protclip_run`) on ``parts`` of ``gsd``, each
+    ``{part: {ontology: matrix}}``; the GO scores blend in its nearest-neighbour transfer when it has one."""
+    pc = cfg["protclip"]
+    _, offset, feats = term_table(gsd.ontologies, pc.get("text_path"))
+    emb, terms = heldout_term_scores(model, gsd, feats, offset, pc.get("eval_max_len", 1024), parts)
+    reference = getattr(model, "transfer_reference", None)
+    return terms, (reference.combine_parts(emb, terms, model.geometry) if reference is not None else terms)
+
+
 def evaluate_run(run: Any, part: str = "test") -> dict[str, float]:
     """Every GO metric of a trained run on its own split's ``part`` (the split is re-read from its files)."""
     model, cfg = load_protclip_run(run)
-    pc = ProtCLIPConfig(**cfg["protclip"])
-    gsd = prepare_go_split(pc.split, seed=0)
-    _, offset, feats = term_table(gsd.ontologies, pc.text_path)
-    scores = predict_scores(model, gsd.sequences(part), gsd.ontologies, feats, offset, pc.eval_max_len,
-                            getattr(model, "transfer_reference", None))
-    return summarise_metrics(gsd, part, scores)
+    gsd = prepare_go_split(cfg["protclip"]["split"], seed=0)
+    return summarise_metrics(gsd, part, run_scores(model, cfg, gsd, (part,))[1][part])

@@ -1,0 +1,80 @@
+"""Does nearest-neighbour transfer in a ProtCLIP model's space find a query's homologs? (issue 6 diagnosis)
+
+    python benchmarks/protclip_homologs.py --split small-hard RUN [RUN ...] [--time-search]
+
+For each trained run (``hypalign train protclip`` / ``benchmarks/protclip_small.py`` run directories on the
+split): among the test proteins with a DIAMOND hit in the training proteins, the share whose best hit
+(highest bitscore) is among the model's 10 nearest training proteins, and the share with any hit there;
+then Fmax / MRR of the model and of DIAMOND + frequency on the test proteins with and without a hit.
+Also the training proteins' homolog lists used by the ``homology`` objective (``--time-search``: search
+again without the cache and time it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hypalign.data.seqtools import homolog_lists
+from hypalign.recipes.protclip import (
+    evaluate_scores,
+    heldout_term_scores,
+    load_protclip_run,
+    prepare_go_split,
+    run_baselines,
+    term_table,
+)
+
+ONTS = ("BP", "MF", "CC")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--split", default="small-hard")
+    ap.add_argument("--time-search", action="store_true", help="run the all-against-all search again, timed")
+    args = ap.parse_args()
+    gsd = prepare_go_split(args.split)
+    t = time.perf_counter()
+    indptr, _ = homolog_lists(gsd.accessions("train"), gsd.sequences("train"), cache=not args.time_search)
+    n = np.diff(indptr)
+    print(f"training proteins with a homolog: {(n > 0).mean():.1%} of {len(n)}, median {statistics.median(n[n > 0])} "
+          f"(search {'timed' if args.time_search else 'or cache'}: {time.perf_counter() - t:.0f} s)", flush=True)
+    base = run_baselines(gsd, "test")
+    hits, hit = base["hits"]["test"], base["groups"]["test"] >= 0
+    order = np.lexsort((-hits.bitscore, hits.query))  # by query, best bitscore first
+    first = order[np.unique(hits.query[order], return_index=True)[1]]
+    best = dict(zip(hits.query[first].tolist(), hits.target[first].tolist(), strict=True))
+    targets: dict[int, set[int]] = {}
+    for q, r in zip(hits.query.tolist(), hits.target.tolist(), strict=True):
+        targets.setdefault(q, set()).add(r)
+    print(f"test proteins with a DIAMOND hit: {int(hit.sum())} of {len(hit)}")
+    for run in args.runs:
+        model, cfg = load_protclip_run(run)
+        ref = model.transfer_reference
+        _, offset, feats = term_table(gsd.ontologies, cfg["protclip"].get("text_path"))
+        emb, terms = heldout_term_scores(model, gsd, feats, offset, cfg["protclip"].get("eval_max_len", 1024),
+                                         ("test",))
+        scores = ref.combine_parts(emb, terms, model.geometry)["test"]
+        _, idx = ref.neighbours(emb["test"], model.geometry)
+        top = idx[:, :10]
+        best_in = np.mean([best[q] in top[q] for q in best])
+        any_in = np.mean([bool(targets[q] & set(top[q].tolist())) for q in targets])
+        print(f"\n{run} ({cfg['protclip'].get('objectives')}, {cfg['protclip']['geometry']}): best hit among the 10 "
+              f"nearest {best_in:.1%}, any hit {any_in:.1%}")
+        print("| ontology | proteins | model Fmax | model MRR | DIAMOND + frequency Fmax | DIAMOND + frequency MRR |")
+        print("|---|---|---|---|---|---|")
+        for o in ONTS:
+            for name, rows in (("with a hit", hit), ("without", ~hit)):
+                m = evaluate_scores(gsd, o, "test", scores[o], fast=True, rows=rows)
+                b = evaluate_scores(gsd, o, "test", base["scores"]["diamond+frequency"][o], fast=True, rows=rows)
+                print(f"| {o} | {name} ({int(rows.sum())}) | {m['fmax']:.3f} | {m['mrr']:.3f} | {b['fmax']:.3f} "
+                      f"| {b['mrr']:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
