@@ -59,8 +59,8 @@ def main() -> None:
         _, offset, feats = term_table(gsd.ontologies, cfg["protclip"].get("text_path"))
         emb, terms = heldout_term_scores(model, gsd, feats, offset, cfg["protclip"].get("eval_max_len", 1024),
                                          ("test",))
-        scores = ref.combine_parts(emb, terms, model.geometry)["test"]
-        _, idx = ref.neighbours(emb["test"], model.geometry)
+        scores = ref.combine_parts(emb, terms, model.search_geometry)["test"]
+        _, idx = ref.neighbours(emb["test"], model.search_geometry)
         top = idx[:, :10]
         best_in = np.mean([best[q] in top[q] for q in best])
         any_in = np.mean([bool(targets[q] & set(top[q].tolist())) for q in targets])

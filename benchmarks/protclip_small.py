@@ -73,6 +73,7 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--objectives", default=ProtCLIPConfig.objectives, help="as `train protclip --objectives`")
+    ap.add_argument("--homology-head", action="store_true", help="as `train protclip --homology-head`")
     ap.add_argument("--runs", default="runs/bench-protclip")
     ap.add_argument("--rescore", action="store_true", help="score runs that already finished instead of training")
     ap.add_argument("--json", default=None)
@@ -88,7 +89,8 @@ def main() -> None:
             for geom in args.geometries:
                 run = Path(args.runs) / f"{split}-{geom}-s{seed}"
                 t = time.perf_counter()
-                cfg = ProtCLIPConfig(split=split, geometry=geom, objectives=args.objectives)
+                cfg = ProtCLIPConfig(split=split, geometry=geom, objectives=args.objectives,
+                                     homology_head=args.homology_head)
                 tc = TrainConfig(run_dir=str(run), epochs=args.epochs, lr=1e-3, warmup_steps=50, grad_clip=1.0,
                                  eval_every=0, progress=False, seed=seed, log_every=50)
                 if args.rescore and (run / "eval.json").is_file():  # a finished run: score it again

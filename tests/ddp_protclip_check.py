@@ -3,8 +3,9 @@
 ProtCLIP under DDP: (1) one training step's towers run through ``DistributedDataParallel.forward``
 (``ProtCLIP.forward``), and the protein-text InfoNCE over embeddings gathered *with* gradient
 (``clip_loss``), the protein-homolog InfoNCE (a second protein pass) and the MLM loss give, after DDP's
-gradient averaging, the gradient of the same loss on one process over the global batch — Lorentz and
-sphere; (2) ``ProtCLIPTask.batches`` deals each global batch to the ranks without overlap.
+gradient averaging, the gradient of the same loss on one process over the global batch — Lorentz,
+sphere, and Lorentz with a separate homology head; (2) ``ProtCLIPTask.batches`` deals each global batch
+to the ranks without overlap.
 Writes ``OUT_DIR/rank{r}.json``.
 """
 
@@ -32,7 +33,7 @@ def step_loss(model: nn.Module, batch: dict[str, torch.Tensor], gather: bool) ->
     f = model(batch)
     mlm = nn.functional.cross_entropy(f["mlm_logits"].flatten(0, 1), batch["mlm_labels"].flatten())
     return (clip_loss(f["protein"], f["desc"], m.geometry, m.logit_scale, gather=gather) + 0.3 * mlm
-            + clip_loss(f["protein"], f["pair"], m.geometry, m.homology_logit_scale, gather=gather))
+            + clip_loss(f["protein_search"], f["pair"], m.search_geometry, m.homology_logit_scale, gather=gather))
 
 
 def main() -> None:
@@ -53,10 +54,11 @@ def main() -> None:
     local = {k: v[rank * per : (rank + 1) * per] for k, v in full.items()}
     # the MLM loss is a mean over masked residues: weigh it per rank so DDP's average equals the global mean
     n_all, n_mine = int((mlm_labels != -100).sum()), int((local["mlm_labels"] != -100).sum())
-    for geometry in ("lorentz", "sphere"):
+    for name in ("lorentz", "sphere", "lorentz+head"):
         torch.manual_seed(0)
+        geometry = name.split("+")[0]
         model = ProtCLIP(cnn_dim=8, cnn_layers=1, text_dim=16, hidden=16, emb_dim=8, geometry=geometry, n_terms=3,
-                         mlm=True, homology=True)
+                         mlm=True, homology=True, homology_head=name.endswith("+head"))
         model.term_scale.requires_grad_(False)
         model.term_bias.requires_grad_(False)
         ref = copy.deepcopy(model)
@@ -64,14 +66,14 @@ def main() -> None:
         f = ddp(local)
         gc = clip_loss(f["protein"], f["desc"], model.geometry, model.logit_scale)
         mlm = nn.functional.cross_entropy(f["mlm_logits"].flatten(0, 1), local["mlm_labels"].flatten())
-        hom = clip_loss(f["protein"], f["pair"], model.geometry, model.homology_logit_scale)
+        hom = clip_loss(f["protein_search"], f["pair"], model.search_geometry, model.homology_logit_scale)
         (gc + 0.3 * mlm * (n_mine * world / n_all) + hom).backward()
         ref_loss = step_loss(ref, full, gather=False)
         ref_loss.backward()
         pairs = [(p, q) for p, q in zip(model.parameters(), ref.parameters(), strict=True) if q.requires_grad]
         err = max((p.grad - q.grad).abs().max().item() for p, q in pairs)
         scale = max(q.grad.abs().max().item() for _, q in pairs)
-        res[geometry] = {"gc": float(gc.detach()), "grad_err": err, "grad_scale": scale}
+        res[name] = {"gc": float(gc.detach()), "grad_err": err, "grad_scale": scale}
     ns = SimpleNamespace(train_positions=np.arange(50), seed=0, cfg=SimpleNamespace(batch_size=8))
     res["batches"] = [b[:-1].tolist() for b in ProtCLIPTask.batches(ns, 0)]  # type: ignore[arg-type]
     (out / f"rank{rank}.json").write_text(json.dumps(res))

@@ -161,6 +161,33 @@ def test_transfer_reference_votes_of_nearest_training_proteins_and_round_trip(tm
         TransferReference.load(tmp_path)
 
 
+def test_homology_head_is_a_separate_unit_sphere_trained_by_the_homolog_pairs_alone() -> None:
+    """With ``homology_head`` the homolog InfoNCE reaches the encoder and the head, never the GO projection;
+    without it, the search space is the shared one."""
+    from hypalign.losses.contrastive import clip_loss
+    from hypalign.models.protclip import ProtCLIP
+
+    torch.manual_seed(0)
+    ids = torch.randint(4, 24, (6, 20))
+    batch = {"ids": ids, "mask": torch.ones_like(ids, dtype=torch.bool), "desc": torch.randn(6, 12),
+             "pair_ids": ids.roll(1, 0), "pair_mask": torch.ones_like(ids, dtype=torch.bool)}
+    m = ProtCLIP(cnn_dim=16, cnn_layers=2, text_dim=12, hidden=32, emb_dim=8, homology=True, homology_head=True)
+    f = m(batch)
+    assert isinstance(m.search_geometry, Sphere) and isinstance(m.geometry, Lorentz)
+    assert torch.allclose(f["protein_search"].norm(dim=-1), torch.ones(6), atol=1e-5)
+    assert torch.allclose(f["pair"], m.encode_protein_search(ids.roll(1, 0), batch["mask"])[1])
+    assert torch.allclose(f["protein"], m.encode_protein(ids, batch["mask"]))
+    clip_loss(f["protein_search"], f["pair"], m.search_geometry, m.homology_logit_scale).backward()
+    assert all(p.grad is None for p in m.protein_proj.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.homology_proj.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.protein_encoder.parameters())
+    shared = ProtCLIP(cnn_dim=16, cnn_layers=2, text_dim=12, hidden=32, emb_dim=8, homology=True)
+    g = shared(batch)
+    assert shared.search_geometry is shared.geometry and g["protein_search"] is g["protein"]
+    with pytest.raises(ValueError, match="homology_head needs homology"):
+        ProtCLIP(cnn_dim=16, cnn_layers=2, text_dim=12, hidden=32, emb_dim=8, homology_head=True)
+
+
 def test_mlm_and_span_masking_cover_residues_only() -> None:
     from hypalign.encoders.protein import mask_residues, mask_spans, residue_mask
 
@@ -321,6 +348,21 @@ def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pyt
             allowed = [int(t) for t in targets[indptr[r] : indptr[r + 1]]] or [r]
             assert any(crop in train_seqs[t] for t in allowed)
 
+    # a separate homology head: homologs pair up (and the transfer searches) on its unit sphere; the saved
+    # reference is the training proteins there, and the reloaded run scores the test proteins as training did
+    from hypalign.recipes.protclip import embed_protein_spaces, run_scores, summarise_metrics
+
+    tc_head = TrainConfig(run_dir=str(tmp_path / "run-head"), epochs=1, lr=3e-3, progress=False, threads=1,
+                          eval_every=0)
+    out_head = train_protclip(replace(cfg, homology_head=True), tc_head, gsd=gsd)
+    back, back_cfg = load_protclip_run(tmp_path / "run-head")
+    assert hasattr(back, "homology_proj") and isinstance(back.search_geometry, Sphere)
+    ref = back.transfer_reference.embeddings
+    assert ref.shape == (32, 8) and torch.allclose(ref.norm(dim=-1), torch.ones(32), atol=1e-5)
+    assert torch.allclose(ref, embed_protein_spaces(back, gsd.sequences("train"))[1], atol=1e-5)
+    again = summarise_metrics(gsd, "test", run_scores(back, back_cfg, gsd)[1]["test"])
+    assert again == pytest.approx(out_head["test"])
+
     # predict needs the GO graph's full term list, which the made-up split's training used as well
     fasta = tmp_path / "q.fasta"
     fasta.write_text(f">sp|Q1|K_HUMAN kinase-like\n{seqs[0]}\n>Q2\n{seqs[1]}\n")
@@ -362,7 +404,8 @@ def test_protclip_on_swissprot_small_random_two_steps_then_eval_run(tmp_path: Pa
 
 def test_protclip_under_ddp_two_gloo_processes(tmp_path: Path) -> None:
     """The towers run through DDP's forward; gathered InfoNCE + MLM gradients equal one process's over the
-    global batch (Lorentz and sphere); each global batch is dealt to the ranks without overlap."""
+    global batch (Lorentz, sphere, Lorentz with a homology head); each global batch is dealt to the ranks
+    without overlap."""
     import json as js
     import os
     import subprocess
@@ -374,7 +417,7 @@ def test_protclip_under_ddp_two_gloo_processes(tmp_path: Path) -> None:
                     str(script), str(tmp_path)], check=True, env=env, timeout=300, capture_output=True)
     r0, r1 = (js.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
     assert r0["world"] == 2
-    for geometry in ("lorentz", "sphere"):
+    for geometry in ("lorentz", "sphere", "lorentz+head"):
         assert r0[geometry]["gc"] == pytest.approx(r1[geometry]["gc"], rel=1e-6)  # both see the global batch
         for r in (r0, r1):
             assert r[geometry]["grad_err"] <= 1e-5 * r[geometry]["grad_scale"]
@@ -388,6 +431,7 @@ def test_protclip_under_ddp_two_gloo_processes(tmp_path: Path) -> None:
     (["--objectives", "gc,hierarchy", "--geometry", "sphere"], "'hierarchy' needs --geometry lorentz"),
     (["--term-score", "cosine"], "term score 'cosine'"),
     (["--sampling", "random"], "sampling 'random'"),
+    (["--homology-head", "--w-homology", "0"], "homology head: needs the homology objective"),
 ])
 def test_train_protclip_rejects_bad_options_before_loading_data(tmp_path: Path, options: list[str],
                                                                 message: str) -> None:

@@ -157,6 +157,9 @@ def protclip(
     w_entail: Annotated[float, typer.Option(help="Weight of the entailment-cone loss (lorentz).")] = 0.2,
     w_homology: Annotated[float, typer.Option(help="Weight of the protein-homolog InfoNCE (objective "
                                                    "'homology').")] = 1.0,
+    homology_head: Annotated[bool, typer.Option(help="Pair homologs (and search neighbours for transfer) on the "
+                                                     "unit sphere of a separate projection head instead of the "
+                                                     "GO space.")] = False,
     objectives: Annotated[str, typer.Option(help="Comma-separated: gc (protein-text InfoNCE), term (GO term "
                                                  "matching), entail (cones, lorentz), hierarchy (GO terms "
                                                  "entail their descendants, lorentz), homology (a protein and one "
@@ -195,6 +198,7 @@ def protclip(
                          emb_dim=emb, geometry=geometry.value, c=c, term_score=term_score, text_path=text_encoder,
                          batch_size=batch_size, max_len=max_len, negative_terms=negative_terms,
                          description=description, w_gc=w_gc, w_term=w_term, w_entail=w_entail, w_homology=w_homology,
+                         homology_head=homology_head,
                          transfer_k=transfer_k, objectives=objectives, sampling=sampling)
     tc = TrainConfig(run_dir=str(out), epochs=epochs, max_steps=max_steps, optimizer="adamw", lr=lr,
                      weight_decay=weight_decay, warmup_steps=warmup, schedule="cosine", grad_clip=grad_clip or None,

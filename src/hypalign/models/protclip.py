@@ -16,6 +16,11 @@ Scores for GO prediction: ``sigmoid(exp(term_scale) * score(protein, term) + ter
 margin ``half_aperture(term) - oxy_angle(term, protein)`` (``term_score="entailment"``, hyperbolic: the
 term's cone contains the proteins annotated with it), and a per-term bias initialised by the recipe at
 the logit of the term's training frequency (the prior every GO predictor has in its output layer).
+
+Homologs (``homology=True``): the recipe's homolog InfoNCE pairs a protein with one of its training-set
+homologs, in the shared space or — ``homology_head=True`` — on the unit sphere of a second projection of the
+pooled protein (``homology_proj``), so that telling family members apart does not pull against the GO
+alignment; nearest-neighbour transfer then searches that space (``search_geometry``).
 """
 
 from __future__ import annotations
@@ -81,8 +86,10 @@ class ProtCLIP(nn.Module, PyTorchModelHubMixin):
                  geometry: str = "lorentz", c: float = 1.0, n_terms: int = 0,
                  encoder_config: dict[str, Any] | None = None, term_score: str = "similarity",
                  mlm: bool = False, bsr: bool = False, pda: bool = False, n_prototypes: int = 512,
-                 homology: bool = False) -> None:
+                 homology: bool = False, homology_head: bool = False) -> None:
         super().__init__()
+        if homology_head and not homology:
+            raise ValueError("homology_head needs homology=True (the head is trained by the homolog objective)")
         if term_score not in TERM_SCORES:
             raise ValueError(f"term_score {term_score!r}: expected one of {TERM_SCORES}")
         if term_score == "entailment" and geometry == "sphere":
@@ -130,6 +137,14 @@ class ProtCLIP(nn.Module, PyTorchModelHubMixin):
         self.term_bias = nn.Parameter(torch.zeros(n_terms))
         if homology:  # protein <-> homolog InfoNCE has its own learnable scale
             self.homology_logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        if homology_head:  # a second projection of the pooled protein, unit vectors: the homolog search space
+            self.homology_proj = _mlp(int(self.protein_encoder.dim), hidden, emb_dim)
+
+    @property
+    def search_geometry(self) -> Manifold:
+        """Where the homolog objective and nearest-neighbour transfer work: the unit sphere of the separate
+        ``homology_proj`` head when the model has one, else the shared space (``geometry``)."""
+        return Sphere() if hasattr(self, "homology_proj") else self.geometry
 
     def _lift(self, u: Tensor, alpha: Tensor) -> Tensor:
         u = u.float() * alpha.exp()
@@ -140,10 +155,16 @@ class ProtCLIP(nn.Module, PyTorchModelHubMixin):
     def encode_protein(self, ids: Tensor, mask: Tensor) -> Tensor:
         return self._lift(self.protein_proj(self.protein_encoder(ids, mask)), self.protein_alpha)
 
-    def encode_protein_residues(self, ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """``(embedding, residue states)`` from one encoder pass (the PDA objective needs both)."""
-        h = self.protein_encoder.residues(ids, mask)
-        return self._lift(self.protein_proj(self.protein_encoder.pool(h, ids)), self.protein_alpha), h
+    def _heads(self, pooled: Tensor) -> tuple[Tensor, Tensor]:
+        point = self._lift(self.protein_proj(pooled), self.protein_alpha)
+        if hasattr(self, "homology_proj"):
+            return point, nn.functional.normalize(self.homology_proj(pooled).float(), dim=-1)
+        return point, point
+
+    def encode_protein_search(self, ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """``(embedding in the shared space, embedding in search_geometry)`` from one encoder pass (the same
+        tensor twice without a separate homology head)."""
+        return self._heads(self.protein_encoder(ids, mask))
 
     def encode_text(self, features: Tensor) -> Tensor:
         return self._lift(self.text_proj(features), self.text_alpha)
@@ -154,19 +175,21 @@ class ProtCLIP(nn.Module, PyTorchModelHubMixin):
         Reads ``ids``/``mask`` (proteins), ``desc`` (description features) and, when present, ``term_text``
         (GO term name features), ``hier_general_text``/``hier_specific_text``, ``pair_ids``/``pair_mask`` (homolog
         partners), ``mlm_ids``, ``bsr_ids`` + ``bsr_text``/``bsr_text_mask``, ``pda_text``; returns ``protein``,
-        ``desc``, ``pair``, ``terms``,
+        ``protein_search`` and ``pair`` (in ``search_geometry``), ``desc``, ``terms``,
         ``hier_general``/``hier_specific``, ``mlm_logits``, ``bsr_logits``, ``pda_u``/``pda_residues``."""
         ids, mask = batch["ids"], batch["mask"]
         out: dict[str, Tensor] = {}
         if "pda_text" in batch:
-            out["protein"], h = self.encode_protein_residues(ids, mask)
+            h = self.protein_encoder.residues(ids, mask)
+            pooled = self.protein_encoder.pool(h, ids)
             out["pda_u"] = self.prototype_bank(self.text_proj(batch["pda_text"]))
             out["pda_residues"] = self.residue_proj(h)
         else:
-            out["protein"] = self.encode_protein(ids, mask)
+            pooled = self.protein_encoder(ids, mask)
+        out["protein"], out["protein_search"] = self._heads(pooled)
         out["desc"] = self.encode_text(batch["desc"])
         if "pair_ids" in batch:
-            out["pair"] = self.encode_protein(batch["pair_ids"], batch["pair_mask"])
+            out["pair"] = self.encode_protein_search(batch["pair_ids"], batch["pair_mask"])[1]
         if "term_text" in batch:
             out["terms"] = self.encode_text(batch["term_text"])
         if "hier_general_text" in batch:

@@ -223,6 +223,7 @@ class ProtCLIPConfig:
     pda_theta: float = 0.3
     n_prototypes: int = 512
     w_homology: float = 1.0  # "homology": a protein and one of its training-set homologs (DIAMOND) pair up
+    homology_head: bool = False  # homolog objective and transfer in a separate head (unit sphere), not the GO space
 
 
 OBJECTIVES = ("gc", "term", "entail", "hierarchy", "homology", "mlm", "bsr", "pda")
@@ -269,6 +270,8 @@ def check_config(cfg: ProtCLIPConfig) -> None:
         raise InputError(f"sampling {cfg.sampling!r}: expected uniform or property")
     if cfg.description not in ("terms", "text"):
         raise InputError(f"description {cfg.description!r}: expected terms or text")
+    if cfg.homology_head and "homology" not in resolve_objectives(cfg):
+        raise InputError("homology head: needs the homology objective (in --objectives, weight > 0)")
 
 
 def resolve_term_score(cfg: ProtCLIPConfig) -> str:
@@ -297,7 +300,8 @@ class ProtCLIPTask(Task):
       :func:`~hypalign.data.seqtools.homolog_lists`), or, without one, another random crop of itself. GO
       terms alone leave the many proteins of one function indistinguishable; this pulls a family together,
       so that nearest-neighbour transfer in the learned space finds a query's homologs (no alignment at
-      prediction time; the aligner only labels training pairs).
+      prediction time; the aligner only labels training pairs). In the shared space, or with
+      ``homology_head`` on the unit sphere of a separate projection, where the transfer then searches.
 
     ProtCLIP's own objectives (spec §3.3; ``objectives="paper"`` or listed one by one; weights 0.3, 0.7, 1.0):
 
@@ -364,7 +368,7 @@ class ProtCLIPTask(Task):
                               emb_dim=cfg.emb_dim, geometry=cfg.geometry, c=cfg.c, n_terms=len(self.term_names),
                               term_score=resolve_term_score(cfg), mlm="mlm" in self.objectives,
                               bsr="bsr" in self.objectives, pda="pda" in self.objectives,
-                              homology="homology" in self.objectives,
+                              homology="homology" in self.objectives, homology_head=cfg.homology_head,
                               n_prototypes=cfg.n_prototypes)
         if cfg.sampling == "property":
             from hypalign.data.protein import property_driven_sample
@@ -491,7 +495,8 @@ class ProtCLIPTask(Task):
         if "hier_general" in f:
             parts["hierarchy"] = (cfg.w_hierarchy, entailment_loss(f["hier_general"], f["hier_specific"], m.geometry))
         if "homology" in objs:
-            parts["homology"] = (cfg.w_homology, clip_loss(p, f["pair"], m.geometry, m.homology_logit_scale))
+            parts["homology"] = (cfg.w_homology, clip_loss(f["protein_search"], f["pair"], m.search_geometry,
+                                                           m.homology_logit_scale))
         if "mlm" in objs:
             parts["mlm"] = (cfg.w_mlm, ce(f["mlm_logits"].flatten(0, 1), batch["mlm_labels"].flatten()))
         if "bsr" in objs:
@@ -529,25 +534,41 @@ def summarise_metrics(gsd: GOSplitData, part: str, scores: dict[str, np.ndarray]
 
 
 @torch.no_grad()
-def embed_proteins(model: Any, seqs: list[str], max_len: int = 1024, batch_size: int = 64) -> torch.Tensor:
-    """Protein embeddings on the model's manifold, batches sorted by length (less padding)."""
+def embed_protein_spaces(model: Any, seqs: list[str], max_len: int = 1024, batch_size: int = 64,
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(embeddings on the model's manifold, embeddings in its search_geometry)`` — the nearest-neighbour
+    transfer searches the second; one tensor twice without a separate homology head. Batches sorted by
+    length (less padding)."""
     from hypalign.encoders.protein import tokenize
 
     was = model.training
     model.eval()
     order = np.argsort([len(s) for s in seqs], kind="stable")
-    parts, where = [], []
+    shared, homology, where = [], [], []
     for s in range(0, len(seqs), batch_size):
         idx = order[s : s + batch_size]
         ids, mask = tokenize([seqs[i] for i in idx], max_len)
-        parts.append(model.encode_protein(ids, mask))
+        a, b = model.encode_protein_search(ids, mask)
+        shared.append(a)
+        homology.append(b)
         where.append(idx)
     model.train(was)
-    if not parts:
+    if not shared:
         raise ValueError("no sequences to embed")
-    out = torch.empty((len(seqs), parts[0].shape[1]), dtype=parts[0].dtype)
-    out[torch.from_numpy(np.concatenate(where))] = torch.cat(parts)
-    return out
+    pos = torch.from_numpy(np.concatenate(where))
+
+    def unsort(parts: list[torch.Tensor]) -> torch.Tensor:
+        out = torch.empty((len(seqs), parts[0].shape[1]), dtype=parts[0].dtype)
+        out[pos] = torch.cat(parts)
+        return out
+
+    a = unsort(shared)
+    return a, (a if homology[0] is shared[0] else unsort(homology))
+
+
+def embed_proteins(model: Any, seqs: list[str], max_len: int = 1024, batch_size: int = 64) -> torch.Tensor:
+    """Protein embeddings on the model's manifold (:func:`embed_protein_spaces`)."""
+    return embed_protein_spaces(model, seqs, max_len, batch_size)[0]
 
 
 @torch.no_grad()
@@ -568,9 +589,13 @@ def term_scores(model: Any, p: torch.Tensor, ontologies: dict[str, Ontology], te
 def heldout_term_scores(model: Any, gsd: GOSplitData, term_features: torch.Tensor, offset: dict[str, int],
                         max_len: int = 1024, parts: tuple[str, ...] = ("valid", "test"),
                         ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, np.ndarray]]]:
-    """Each part's protein embeddings and term scores (:func:`term_scores`), every protein embedded once."""
-    emb = {p: embed_proteins(model, gsd.sequences(p), max_len) for p in parts}
-    return emb, {p: term_scores(model, emb[p], gsd.ontologies, term_features, offset) for p in parts}
+    """Each part's protein embeddings in the space the nearest-neighbour transfer searches
+    (``model.search_geometry``) and term scores (:func:`term_scores`), every protein embedded once."""
+    emb, terms = {}, {}
+    for p in parts:
+        shared, emb[p] = embed_protein_spaces(model, gsd.sequences(p), max_len)
+        terms[p] = term_scores(model, shared, gsd.ontologies, term_features, offset)
+    return emb, terms
 
 
 @torch.no_grad()
@@ -580,11 +605,11 @@ def predict_scores(model: Any, seqs: list[str], ontologies: dict[str, Ontology],
     """``{ontology: (proteins x terms)}`` GO scores: the term scores (:func:`term_scores`), or with a
     ``reference`` their blend with nearest-neighbour transfer in the model's space
     (:meth:`TransferReference.combine`)."""
-    p = embed_proteins(model, seqs, max_len)
+    p, q = embed_protein_spaces(model, seqs, max_len)
     terms = term_scores(model, p, ontologies, term_features, offset)
     if reference is None:
         return terms
-    return reference.combine(terms, reference.transfer(p, model.geometry, tuple(ontologies)))
+    return reference.combine(terms, reference.transfer(q, model.search_geometry, tuple(ontologies)))
 
 
 #: temperatures tried for the embedding transfer (geometry's distance units), chosen on valid
@@ -595,7 +620,8 @@ TRANSFER_KS = (25, 50, 100, 200)
 
 @dataclass
 class TransferReference:
-    """The training proteins in the model's space, for nearest-neighbour GO transfer at prediction time.
+    """The training proteins in the model's search space (``model.search_geometry``: the GO space, or the unit
+    sphere of a separate homology head), for nearest-neighbour GO transfer at prediction time.
 
     A query's transfer scores are the ``softmax(-d / tau)``-weighted vote of the (propagated) annotations
     of its ``ks[ontology]`` (at most ``k``) nearest training proteins
@@ -684,13 +710,13 @@ class TransferReference:
 def fit_transfer(model: Any, gsd: GOSplitData, valid_embeddings: torch.Tensor, valid_terms: dict[str, np.ndarray],
                  k: int = 200, max_len: int = 1024, say: Any = None) -> TransferReference:
     """Embed the training proteins and choose the neighbour count (:data:`TRANSFER_KS`, at most ``k``) with
-    ``tau``, then ``alpha``, per ontology by Fmax on the validation proteins (``valid_embeddings`` and their
-    term scores ``valid_terms``)."""
+    ``tau``, then ``alpha``, per ontology by Fmax on the validation proteins (``valid_embeddings``, in
+    ``model.search_geometry``, and their term scores ``valid_terms``)."""
     log = say if callable(say) else (lambda msg: None)
     t0 = time.perf_counter()
-    ref = TransferReference(embed_proteins(model, gsd.sequences("train"), max_len),
+    ref = TransferReference(embed_protein_spaces(model, gsd.sequences("train"), max_len)[1],
                             {o: gsd.truth[o]["train"] for o in gsd.ontologies}, k)
-    d, i = ref.neighbours(valid_embeddings, model.geometry)
+    d, i = ref.neighbours(valid_embeddings, model.search_geometry)
     counts = sorted({min(x, d.shape[1]) for x in TRANSFER_KS})
     for o in gsd.ontologies:
         def fmax_valid(s: np.ndarray, o: str = o) -> float:
@@ -743,7 +769,7 @@ def train_protclip(cfg: ProtCLIPConfig, train: TrainConfig, gsd: GOSplitData | N
             reference.save(run / "model")
             out["transfer"] = {"k": reference.k, "ks": reference.ks, "tau": reference.tau, "alpha": reference.alpha}
             out["term_only"] = {"test": summarise_metrics(gsd, "test", terms["test"])}
-            scores = reference.combine_parts(emb, terms, model.geometry)
+            scores = reference.combine_parts(emb, terms, model.search_geometry)
         for p in emb:
             out[p] = summarise_metrics(gsd, p, scores[p])
         if keep_task is not None:
@@ -806,7 +832,8 @@ def run_scores(model: Any, cfg: dict[str, Any], gsd: GOSplitData, parts: tuple[s
     _, offset, feats = term_table(gsd.ontologies, pc.get("text_path"))
     emb, terms = heldout_term_scores(model, gsd, feats, offset, pc.get("eval_max_len", 1024), parts)
     reference = getattr(model, "transfer_reference", None)
-    return terms, (reference.combine_parts(emb, terms, model.geometry) if reference is not None else terms)
+    return terms, (reference.combine_parts(emb, terms, model.search_geometry) if reference is not None
+                   else terms)
 
 
 def evaluate_run(run: Any, part: str = "test") -> dict[str, float]:
