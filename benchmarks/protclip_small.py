@@ -81,7 +81,7 @@ def main() -> None:
     report: dict = {}
     for split in args.splits:
         gsd = prepare_go_split(split)
-        base = run_baselines(gsd, "test", say=lambda m: print("  " + m, flush=True))
+        base = run_baselines(gsd, "test", say=lambda m: print("  " + m, flush=True), aupr=False)
         rows: dict[str, dict[str, dict[str, list[float]]]] = {}
         for name, per in base["metrics"].items():
             rows[name] = {o: {"fmax": [per[o]["fmax"]], "mrr": [per[o]["mrr"]]} for o in ONTS}

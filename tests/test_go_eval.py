@@ -301,5 +301,14 @@ def test_cli_baselines_on_a_split_directory_of_swissprot_accessions(tmp_path: Pa
             m = per[ont]
             assert 0.0 <= m["fmax"] <= 1.0 and 0.0 < m["mrr"] <= 1.0 and m["n_proteins"] <= 40
     assert 0.0 <= out["diamond_coverage"] <= 1.0
+    # aupr=False (the benchmark scripts): the same figures without AUPR
+    from hypalign.recipes.protclip import prepare_go_split, run_baselines
+
+    quick = run_baselines(prepare_go_split(str(tmp_path / "s")), "test", threads=2, aupr=False)["metrics"]
+    for method, per in quick.items():
+        for ont, m in per.items():
+            assert "aupr" not in m and "aupr" in out["metrics"][method][ont]
+            assert m["fmax"] == pytest.approx(out["metrics"][method][ont]["fmax"])
+            assert m["mrr"] == pytest.approx(out["metrics"][method][ont]["mrr"])
     bad = runner.invoke(app, ["protein", "baselines", "--split", str(tmp_path / "nope")])
     assert bad.exit_code == 2 and "neither a built-in split" in bad.output

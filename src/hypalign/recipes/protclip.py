@@ -109,14 +109,15 @@ def diamond_hits(gsd: GOSplitData, part: str, threads: int | None = None) -> bl.
 
 
 def run_baselines(gsd: GOSplitData, part: str = "test", threads: int | None = None,
-                  say: Any = None) -> dict[str, Any]:
+                  say: Any = None, aupr: bool = True) -> dict[str, Any]:
     """Term frequency, DIAMOND transfer, DIAMOND blended with frequency (one weight per identity group of
     the best hit, :func:`~hypalign.eval.baselines.choose_group_alphas`, chosen by Fmax on valid).
 
     Returns ``{"metrics": {method: {ontology: metrics}}, "alpha": {ontology: [alpha per group]}, "coverage":
     share of ``part`` proteins with any DIAMOND hit, "scores": {method: {ontology: matrix}}, "scores_valid":
     the frequency and DIAMOND matrices of the validation proteins, "groups": {part: identity group of each
-    protein's best hit (-1: no hit)}}``.
+    protein's best hit (-1: no hit)}}``. ``aupr=False``: every metric but AUPR (the slowest; for scripts that
+    do not report it).
     """
     log = say if callable(say) else (lambda msg: None)
     t = time.perf_counter()
@@ -140,7 +141,7 @@ def run_baselines(gsd: GOSplitData, part: str = "test", threads: int | None = No
         scores_valid["frequency"][o], scores_valid["diamond"][o] = freq["valid"], dia["valid"]
         blended = bl.blend_groups(dia[part], freq[part], alpha[o], groups[part])
         for name, s in (("frequency", freq[part]), ("diamond", dia[part]), ("diamond+frequency", blended)):
-            metrics[name][o] = evaluate_scores(gsd, o, part, s)
+            metrics[name][o] = evaluate_scores(gsd, o, part, s, fast=not aupr)
             scores[name][o] = s
         log(f"{o}: " + ", ".join(f"{k} Fmax {metrics[k][o]['fmax']:.3f} MRR {metrics[k][o]['mrr']:.3f}"
                                  for k in metrics) + f" (alpha {alpha[o]})")
