@@ -20,14 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from hypalign.data.seqtools import homolog_lists
-from hypalign.recipes.protclip import (
-    evaluate_scores,
-    heldout_term_scores,
-    load_protclip_run,
-    prepare_go_split,
-    run_baselines,
-    term_table,
-)
+from hypalign.eval.baselines import best_hits
+from hypalign.recipes.protclip import evaluate_scores, load_protclip_run, prepare_go_split, run_baselines, run_scores
 
 ONTS = ("BP", "MF", "CC")
 
@@ -46,8 +40,7 @@ def main() -> None:
           f"(search {'timed' if args.time_search else 'or cache'}: {time.perf_counter() - t:.0f} s)", flush=True)
     base = run_baselines(gsd, "test", aupr=False)
     hits, hit = base["hits"]["test"], base["groups"]["test"] >= 0
-    order = np.lexsort((-hits.bitscore, hits.query))  # by query, best bitscore first
-    first = order[np.unique(hits.query[order], return_index=True)[1]]
+    first = best_hits(hits)
     best = dict(zip(hits.query[first].tolist(), hits.target[first].tolist(), strict=True))
     targets: dict[int, set[int]] = {}
     for q, r in zip(hits.query.tolist(), hits.target.tolist(), strict=True):
@@ -55,12 +48,9 @@ def main() -> None:
     print(f"test proteins with a DIAMOND hit: {int(hit.sum())} of {len(hit)}")
     for run in args.runs:
         model, cfg = load_protclip_run(run)
-        ref = model.transfer_reference
-        _, offset, feats = term_table(gsd.ontologies, cfg["protclip"].get("text_path"))
-        emb, terms = heldout_term_scores(model, gsd, feats, offset, cfg["protclip"].get("eval_max_len", 1024),
-                                         ("test",))
-        scores = ref.combine_parts(emb, terms, model.search_geometry)["test"]
-        _, idx = ref.neighbours(emb["test"], model.search_geometry)
+        emb, _, all_scores = run_scores(model, cfg, gsd, ("test",))
+        scores = all_scores["test"]
+        _, idx = model.transfer_reference.neighbours(emb["test"], model.search_geometry)
         top = idx[:, :10]
         best_in = np.mean([best[q] in top[q] for q in best])
         any_in = np.mean([bool(targets[q] & set(top[q].tolist())) for q in targets])

@@ -59,7 +59,7 @@ def table(split: str, seeds: list[int], rows: dict) -> None:
 def rescore(run: Path, gsd: GOSplitData) -> tuple[dict, dict]:
     """The metrics and valid/test GO scores of a finished run (``--rescore``), as `train_protclip` makes them."""
     model, cfg = load_protclip_run(run)
-    terms, scores = run_scores(model, cfg, gsd, ("valid", "test"))
+    _, terms, scores = run_scores(model, cfg, gsd, ("valid", "test"))
     out = json.loads((run / "eval.json").read_text())
     out.update({p: summarise_metrics(gsd, p, scores[p]) for p in scores},
                term_only={"test": summarise_metrics(gsd, "test", terms["test"])})

@@ -360,7 +360,7 @@ def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pyt
     ref = back.transfer_reference.embeddings
     assert ref.shape == (32, 8) and torch.allclose(ref.norm(dim=-1), torch.ones(32), atol=1e-5)
     assert torch.allclose(ref, embed_protein_spaces(back, gsd.sequences("train"))[1], atol=1e-5)
-    again = summarise_metrics(gsd, "test", run_scores(back, back_cfg, gsd)[1]["test"])
+    again = summarise_metrics(gsd, "test", run_scores(back, back_cfg, gsd)[2]["test"])
     assert again == pytest.approx(out_head["test"])
 
     # predict needs the GO graph's full term list, which the made-up split's training used as well

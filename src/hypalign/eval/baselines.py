@@ -100,15 +100,18 @@ def choose_alpha(
 IDENTITY_BOUNDS = (40.0, 70.0)
 
 
+def best_hits(hits: Hits) -> np.ndarray:
+    """Row of each query's best hit (highest bitscore) in ``hits``, one per query that has any, by query."""
+    order = np.lexsort((-hits.bitscore, hits.query))
+    return order[np.unique(hits.query[order], return_index=True)[1]]
+
+
 def identity_groups(hits: Hits, n_queries: int, bounds: Sequence[float] = IDENTITY_BOUNDS) -> np.ndarray:
-    """Group of each query by the percent identity of its best hit (highest bitscore): ``-1`` without a hit,
+    """Group of each query by the percent identity of its best hit (:func:`best_hits`): ``-1`` without a hit,
     else ``searchsorted(bounds, pident, 'right')`` (default: 0 below 40 %, 1 for 40-70 %, 2 from 70 %)."""
     g = np.full(n_queries, -1, dtype=np.int64)
-    if len(hits):
-        order = np.lexsort((-hits.bitscore, hits.query))
-        first = np.unique(hits.query[order], return_index=True)[1]
-        best = order[first]
-        g[hits.query[best]] = np.searchsorted(np.asarray(bounds, np.float64), hits.pident[best], side="right")
+    best = best_hits(hits)
+    g[hits.query[best]] = np.searchsorted(np.asarray(bounds, np.float64), hits.pident[best], side="right")
     return g
 
 

@@ -86,16 +86,17 @@ def evaluate_scores(gsd: GOSplitData, ontology: str, part: str, scores: np.ndarr
     y = gsd.truth[ontology][part]
     if scores.shape != y.shape:
         raise ValueError(f"scores shaped {scores.shape}, expected {y.shape} ({part} proteins x {ontology} terms)")
-    specific = gsd.specific[ontology][part] if not fmax_only else []
     if rows is not None:
         y, scores = y[rows], scores[rows]
-        specific = [t for t, r in zip(specific, rows, strict=True) if r] if specific else specific
     root = gsd.ontologies[ontology].root
     keep = np.ones(y.shape[1], dtype=bool)
     keep[root] = False
     if fmax_only:
         return {"fmax": fmax(scores[:, keep], y[:, keep]).fmax}
     remap = np.cumsum(keep) - 1
+    specific = gsd.specific[ontology][part]
+    if rows is not None:
+        specific = [t for t, r in zip(specific, rows, strict=True) if r]
     spec = [remap[t[t != root]] for t in specific]
     return go_prediction_metrics(scores[:, keep], y[:, keep], spec, aupr=not fast)
 
@@ -545,13 +546,13 @@ def embed_protein_spaces(model: Any, seqs: list[str], max_len: int = 1024, batch
     was = model.training
     model.eval()
     order = np.argsort([len(s) for s in seqs], kind="stable")
-    shared, homology, where = [], [], []
+    shared, search, where = [], [], []
     for s in range(0, len(seqs), batch_size):
         idx = order[s : s + batch_size]
         ids, mask = tokenize([seqs[i] for i in idx], max_len)
         a, b = model.encode_protein_search(ids, mask)
         shared.append(a)
-        homology.append(b)
+        search.append(b)
         where.append(idx)
     model.train(was)
     if not shared:
@@ -564,7 +565,7 @@ def embed_protein_spaces(model: Any, seqs: list[str], max_len: int = 1024, batch
         return out
 
     a = unsort(shared)
-    return a, (a if homology[0] is shared[0] else unsort(homology))
+    return a, (a if search[0] is shared[0] else unsort(search))
 
 
 def embed_proteins(model: Any, seqs: list[str], max_len: int = 1024, batch_size: int = 64) -> torch.Tensor:
@@ -826,19 +827,20 @@ def predict_go(model: Any, cfg: dict[str, Any], seqs: list[str], top: int = 20,
 
 
 def run_scores(model: Any, cfg: dict[str, Any], gsd: GOSplitData, parts: tuple[str, ...] = ("test",),
-               ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, np.ndarray]]]:
-    """``(term scores, GO scores)`` of a loaded run (:func:`load_protclip_run`) on ``parts`` of ``gsd``, each
-    ``{part: {ontology: matrix}}``; the GO scores blend in its nearest-neighbour transfer when it has one."""
+               ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, np.ndarray]], dict[str, dict[str, np.ndarray]]]:
+    """``(embeddings, term scores, GO scores)`` of a loaded run (:func:`load_protclip_run`) on ``parts`` of
+    ``gsd``: ``{part: embeddings in model.search_geometry}`` (:func:`heldout_term_scores`) and
+    ``{part: {ontology: matrix}}`` twice; the GO scores blend in its nearest-neighbour transfer when it has one."""
     pc = cfg["protclip"]
     _, offset, feats = term_table(gsd.ontologies, pc.get("text_path"))
     emb, terms = heldout_term_scores(model, gsd, feats, offset, pc.get("eval_max_len", 1024), parts)
     reference = getattr(model, "transfer_reference", None)
-    return terms, (reference.combine_parts(emb, terms, model.search_geometry) if reference is not None
-                   else terms)
+    return emb, terms, (reference.combine_parts(emb, terms, model.search_geometry) if reference is not None
+                        else terms)
 
 
 def evaluate_run(run: Any, part: str = "test") -> dict[str, float]:
     """Every GO metric of a trained run on its own split's ``part`` (the split is re-read from its files)."""
     model, cfg = load_protclip_run(run)
     gsd = prepare_go_split(cfg["protclip"]["split"], seed=0)
-    return summarise_metrics(gsd, part, run_scores(model, cfg, gsd, (part,))[1][part])
+    return summarise_metrics(gsd, part, run_scores(model, cfg, gsd, (part,))[2][part])
