@@ -74,6 +74,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--objectives", default=ProtCLIPConfig.objectives, help="as `train protclip --objectives`")
     ap.add_argument("--homology-head", action="store_true", help="as `train protclip --homology-head`")
+    ap.add_argument("--homology-remote", type=float, default=ProtCLIPConfig.homology_remote,
+                    help="as `train protclip --homology-remote`")
     ap.add_argument("--runs", default="runs/bench-protclip")
     ap.add_argument("--rescore", action="store_true", help="score runs that already finished instead of training")
     ap.add_argument("--json", default=None)
@@ -90,7 +92,7 @@ def main() -> None:
                 run = Path(args.runs) / f"{split}-{geom}-s{seed}"
                 t = time.perf_counter()
                 cfg = ProtCLIPConfig(split=split, geometry=geom, objectives=args.objectives,
-                                     homology_head=args.homology_head)
+                                     homology_head=args.homology_head, homology_remote=args.homology_remote)
                 tc = TrainConfig(run_dir=str(run), epochs=args.epochs, lr=1e-3, warmup_steps=50, grad_clip=1.0,
                                  eval_every=0, progress=False, seed=seed, log_every=50)
                 if args.rescore and (run / "eval.json").is_file():  # a finished run: score it again

@@ -167,6 +167,13 @@ def test_homolog_lists_are_each_family_without_itself_and_cached(tmp_path: Path,
     for i in range(len(ids)):
         got = targets[indptr[i] : indptr[i + 1]].tolist()
         assert sorted(got) == [j for j in range(len(ids)) if fam[j] == fam[i] and j != i and fam[i] >= 0]
+    _, same, pident = seqtools.homolog_lists(ids, seqs, threads=2, identity=True)  # from the cache
+    assert (same == targets).all() and pident.shape == targets.shape
+    hits = diamond_blastp(ids, seqs, ids, seqs, threads=2)  # each pair's identity is that of its best hit
+    for i in range(len(ids)):
+        for t, p in zip(targets[indptr[i] : indptr[i + 1]], pident[indptr[i] : indptr[i + 1]], strict=True):
+            pair = (hits.query == i) & (hits.target == t)
+            assert p == pytest.approx(hits.pident[pair][np.argmax(hits.bitscore[pair])], abs=1e-3)
     cut = seqtools.homolog_lists(ids, seqs, max_target_seqs=2, threads=2)  # at most 2 each
     assert (np.diff(cut[0]) == np.where(np.array(fam) >= 0, 2, 0)).all()
 

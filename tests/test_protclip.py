@@ -337,7 +337,7 @@ def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pyt
     from hypalign.encoders.protein import ESM_TOKENS
 
     task = ProtCLIPTask(replace(cfg, objectives="gc,homology"), gsd=gsd)
-    indptr, targets = task.homologs
+    indptr, targets, _ = task.homologs
     train_seqs = gsd.sequences("train")
     fam = [train_seqs[r].endswith(kinase) for r in range(len(train_seqs))]
     assert all(fam[int(t)] == fam[r] for r in range(len(fam)) for t in targets[indptr[r] : indptr[r + 1]])
@@ -451,3 +451,31 @@ def test_cone_objectives_apply_in_the_lorentz_model_only() -> None:
     assert resolve_objectives(ProtCLIPConfig(geometry="poincare", objectives="paper")) == ("gc", "mlm", "bsr", "pda")
     assert resolve_objectives(ProtCLIPConfig(w_entail=0.0)) == ("gc", "term", "homology")
     assert resolve_objectives(ProtCLIPConfig(w_homology=0.0)) == ("gc", "term", "entail")
+
+
+def test_draw_homologs_prefers_remote_partners_when_asked() -> None:
+    """``homology_remote`` = p: a partner among the protein's < 40 %-identity homologs with probability p
+    (where it has any), else uniform over all its homologs; a protein without homologs pairs with itself."""
+    from hypalign.recipes.protclip import REMOTE_IDENTITY, draw_homologs
+
+    # protein 0: homologs 1 (90 %), 2 (35 %), 3 (25 %); 1: only 0 (90 %); 2: none; 3: only 0 (25 %)
+    indptr = np.array([0, 3, 4, 4, 5])
+    targets = np.array([1, 2, 3, 0, 0])
+    pident = np.array([90.0, 35.0, 25.0, 90.0, 25.0], np.float32)
+    homologs = (indptr, targets, pident)
+    rows = np.repeat(np.arange(4), 3000)
+    rng = np.random.default_rng(0)
+    far = draw_homologs(homologs, rows, rng, remote=1.0)
+    assert set(far[rows == 0].tolist()) == {2, 3}  # never the 90 % homolog
+    assert (far[rows == 1] == 0).all() and (far[rows == 2] == 2).all() and (far[rows == 3] == 0).all()
+    assert all(pident[indptr[0]:indptr[1]][targets[indptr[0]:indptr[1]] == t][0] < REMOTE_IDENTITY
+               for t in far[rows == 0].tolist())
+    uniform = draw_homologs(homologs, rows, rng, remote=0.0)
+    share = np.bincount(uniform[rows == 0], minlength=4)[1:] / 3000
+    assert np.allclose(share, 1 / 3, atol=0.04)
+    half = draw_homologs(homologs, rows, rng, remote=0.5)  # P(90 % homolog) = 0.5 * 1/3
+    assert abs(np.mean(half[rows == 0] == 1) - 1 / 6) < 0.03
+    with pytest.raises(InputError, match="homology remote"):
+        from hypalign.recipes.protclip import ProtCLIPConfig, check_config
+
+        check_config(ProtCLIPConfig(homology_remote=1.5))

@@ -160,6 +160,9 @@ def protclip(
     homology_head: Annotated[bool, typer.Option(help="Pair homologs (and search neighbours for transfer) on the "
                                                      "unit sphere of a separate projection head instead of the "
                                                      "GO space.")] = False,
+    homology_remote: Annotated[float, typer.Option(help="Probability of drawing the homolog partner among the "
+                                                        "remote ones (< 40 % identity) when a protein has any.",
+                                                   min=0.0, max=1.0)] = 0.0,
     objectives: Annotated[str, typer.Option(help="Comma-separated: gc (protein-text InfoNCE), term (GO term "
                                                  "matching), entail (cones, lorentz), hierarchy (GO terms "
                                                  "entail their descendants, lorentz), homology (a protein and one "
@@ -198,7 +201,7 @@ def protclip(
                          emb_dim=emb, geometry=geometry.value, c=c, term_score=term_score, text_path=text_encoder,
                          batch_size=batch_size, max_len=max_len, negative_terms=negative_terms,
                          description=description, w_gc=w_gc, w_term=w_term, w_entail=w_entail, w_homology=w_homology,
-                         homology_head=homology_head,
+                         homology_head=homology_head, homology_remote=homology_remote,
                          transfer_k=transfer_k, objectives=objectives, sampling=sampling)
     tc = TrainConfig(run_dir=str(out), epochs=epochs, max_steps=max_steps, optimizer="adamw", lr=lr,
                      weight_decay=weight_decay, warmup_steps=warmup, schedule="cosine", grad_clip=grad_clip or None,

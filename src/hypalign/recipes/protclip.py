@@ -226,9 +226,33 @@ class ProtCLIPConfig:
     n_prototypes: int = 512
     w_homology: float = 1.0  # "homology": a protein and one of its training-set homologs (DIAMOND) pair up
     homology_head: bool = False  # homolog objective and transfer in a separate head (unit sphere), not the GO space
+    # probability of drawing the homolog partner among the remote ones (< REMOTE_IDENTITY % identity) when any
+    homology_remote: float = 0.0
 
 
 OBJECTIVES = ("gc", "term", "entail", "hierarchy", "homology", "mlm", "bsr", "pda")
+#: percent identity below which a training homolog counts as remote (``homology_remote``): the test proteins
+#: of a hard split share < 30 % identity with every training protein, and DIAMOND's hits for them mostly < 40 %
+REMOTE_IDENTITY = 40.0
+
+
+def draw_homologs(homologs: tuple[np.ndarray, np.ndarray, np.ndarray], rows: np.ndarray, rng: np.random.Generator,
+                  remote: float = 0.0) -> np.ndarray:
+    """One homolog partner per protein of ``rows`` (positions among the training proteins): uniform over its
+    homologs (``homologs``: ``(indptr, targets, pident)`` of :func:`~hypalign.data.seqtools.homolog_lists`),
+    the protein itself when it has none; with probability ``remote``, uniform over its remote homologs
+    (pident < :data:`REMOTE_IDENTITY`) instead, where it has any."""
+    indptr, targets, pident = homologs
+    lo, n = indptr[rows], indptr[rows + 1] - indptr[rows]
+    partner = rows.copy()
+    has = n > 0
+    partner[has] = targets[lo[has] + (rng.random(int(has.sum())) * n[has]).astype(np.int64)]
+    if remote > 0:
+        for j in np.flatnonzero(has & (rng.random(len(rows)) < remote)).tolist():
+            far = np.flatnonzero(pident[lo[j]:lo[j] + n[j]] < REMOTE_IDENTITY)
+            if len(far):
+                partner[j] = targets[lo[j] + far[rng.integers(len(far))]]
+    return partner
 
 
 def resolve_objectives(cfg: ProtCLIPConfig) -> tuple[str, ...]:
@@ -272,6 +296,8 @@ def check_config(cfg: ProtCLIPConfig) -> None:
         raise InputError(f"sampling {cfg.sampling!r}: expected uniform or property")
     if cfg.description not in ("terms", "text"):
         raise InputError(f"description {cfg.description!r}: expected terms or text")
+    if not 0.0 <= cfg.homology_remote <= 1.0:
+        raise InputError(f"homology remote: a probability in [0, 1], got {cfg.homology_remote}")
     if cfg.homology_head and "homology" not in resolve_objectives(cfg):
         raise InputError("homology head: needs the homology objective (in --objectives, weight > 0)")
 
@@ -304,6 +330,9 @@ class ProtCLIPTask(Task):
       so that nearest-neighbour transfer in the learned space finds a query's homologs (no alignment at
       prediction time; the aligner only labels training pairs). In the shared space, or with
       ``homology_head`` on the unit sphere of a separate projection, where the transfer then searches.
+      ``homology_remote`` = p: with probability p the partner is drawn among the protein's remote
+      homologs (< :data:`REMOTE_IDENTITY` % identity) when it has any — the kind of homolog a query of a
+      hard split has among the training proteins, which the top-bitscore lists of large families crowd out.
 
     ProtCLIP's own objectives (spec §3.3; ``objectives="paper"`` or listed one by one; weights 0.3, 0.7, 1.0):
 
@@ -386,7 +415,8 @@ class ProtCLIPTask(Task):
         if "homology" in self.objectives:  # positions (in the training rows) of each protein's homologs
             from hypalign.data.seqtools import homolog_lists
 
-            self.homologs = homolog_lists(self.gsd.accessions("train"), self.gsd.sequences("train"), say=say)
+            self.homologs = homolog_lists(self.gsd.accessions("train"), self.gsd.sequences("train"), say=say,
+                                          identity=True)
         if "hierarchy" in self.objectives:  # every (ancestor, term) pair of the GO graphs (is_a + part_of)
             pairs = [np.stack([np.asarray(a, np.int64) + self.offset[o], np.full(len(a), i + self.offset[o])], 1)
                      for o in onts for i, a in enumerate(self.gsd.ontologies[o].ancestors) if len(a)]
@@ -433,11 +463,7 @@ class ProtCLIPTask(Task):
         if {"term", "entail"} & set(objs):
             batch["term_text"] = self.term_features[batch["cand"]]
         if "homology" in objs:  # a random homolog (or the protein itself), with its own random crop
-            indptr, targets = self.homologs
-            n = indptr[rows + 1] - indptr[rows]
-            has = n > 0
-            partner = rows.copy()
-            partner[has] = targets[indptr[rows[has]] + (rng.random(int(has.sum())) * n[has]).astype(np.int64)]
+            partner = draw_homologs(self.homologs, rows, rng, cfg.homology_remote)
             pseqs = [self.gsd.data.sequences[i] for i in self.gsd.rows["train"][partner].tolist()]
             batch["pair_ids"], batch["pair_mask"] = tokenize(pseqs, cfg.max_len, crop="random", rng=rng)
         if "hierarchy" in objs and len(self.hierarchy_pairs):
