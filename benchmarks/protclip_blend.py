@@ -47,8 +47,9 @@ def main() -> None:
             for rest in ("model", "none"):
                 row = []
                 for p in parts:
-                    mixed = bl.blend(dia[p], scores[p][o], al)
-                    mixed[~has[p]] = scores[p][o][~has[p]] if rest == "model" else 0.0
+                    mixed = bl.blend(dia[p], scores[p][o], al, has[p])  # no hit: the model alone
+                    if rest == "none":
+                        mixed[~has[p]] = 0.0
                     row.append(f"{fmax(p, mixed):.4f}")
                 print(f"| alpha {al}, no hit: {rest} | " + " | ".join(row) + " |", flush=True)
 

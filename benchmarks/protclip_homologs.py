@@ -1,13 +1,14 @@
 """Does nearest-neighbour transfer in a ProtCLIP model's space find a query's homologs? (issue 6 diagnosis)
 
-    python benchmarks/protclip_homologs.py --split small-hard RUN [RUN ...] [--time-search]
+    python benchmarks/protclip_homologs.py --split small-hard [RUN ...] [--time-search]
 
 For each trained run (``hypalign train protclip`` / ``benchmarks/protclip_small.py`` run directories on the
 split): among the test proteins with a DIAMOND hit in the training proteins, the share whose best hit
 (highest bitscore) is among the model's 10 nearest training proteins, and the share with any hit there;
 then Fmax / MRR of the model and of DIAMOND + frequency on the test proteins with and without a hit.
-Also the training proteins' homolog lists used by the ``homology`` objective (``--time-search``: search
-again without the cache and time it).
+Also the training proteins' homolog lists used by the ``homology`` objective — how many, their identities,
+the share below ``REMOTE_IDENTITY`` (``--time-search``: search again without the cache and time it); without
+a RUN only these and the test proteins' DIAMOND hits.
 """
 
 from __future__ import annotations
@@ -21,23 +22,34 @@ import numpy as np
 
 from hypalign.data.seqtools import homolog_lists
 from hypalign.eval.baselines import best_hits
-from hypalign.recipes.protclip import evaluate_scores, load_protclip_run, prepare_go_split, run_baselines, run_scores
+from hypalign.recipes.protclip import (
+    REMOTE_IDENTITY,
+    evaluate_scores,
+    load_protclip_run,
+    prepare_go_split,
+    run_baselines,
+    run_scores,
+)
 
 ONTS = ("BP", "MF", "CC")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("runs", nargs="*", type=Path)
     ap.add_argument("--split", default="small-hard")
     ap.add_argument("--time-search", action="store_true", help="run the all-against-all search again, timed")
     args = ap.parse_args()
     gsd = prepare_go_split(args.split)
     t = time.perf_counter()
-    indptr, _ = homolog_lists(gsd.accessions("train"), gsd.sequences("train"), cache=not args.time_search)
+    indptr, _, pident = homolog_lists(gsd.accessions("train"), gsd.sequences("train"), cache=not args.time_search)
     n = np.diff(indptr)
     print(f"training proteins with a homolog: {(n > 0).mean():.1%} of {len(n)}, median {statistics.median(n[n > 0])} "
           f"(search {'timed' if args.time_search else 'or cache'}: {time.perf_counter() - t:.0f} s)", flush=True)
+    remote = pident < REMOTE_IDENTITY
+    with_remote = np.bincount(np.repeat(np.arange(len(n)), n)[remote], minlength=len(n)) > 0
+    print(f"pair identity median {np.median(pident):.1f} %; remote pairs (< {REMOTE_IDENTITY:.0f} %) "
+          f"{remote.mean():.1%}; training proteins with a remote homolog {with_remote.mean():.1%}", flush=True)
     base = run_baselines(gsd, "test", aupr=False)
     hits, hit = base["hits"]["test"], base["groups"]["test"] >= 0
     first = best_hits(hits)
@@ -45,7 +57,8 @@ def main() -> None:
     targets: dict[int, set[int]] = {}
     for q, r in zip(hits.query.tolist(), hits.target.tolist(), strict=True):
         targets.setdefault(q, set()).add(r)
-    print(f"test proteins with a DIAMOND hit: {int(hit.sum())} of {len(hit)}")
+    print(f"test proteins with a DIAMOND hit: {int(hit.sum())} of {len(hit)}, best hit < {REMOTE_IDENTITY:.0f} % "
+          f"identity for {int((base['groups']['test'] == 0).sum())}", flush=True)
     for run in args.runs:
         model, cfg = load_protclip_run(run)
         emb, _, all_scores = run_scores(model, cfg, gsd, ("test",))

@@ -162,13 +162,12 @@ def test_homolog_lists_are_each_family_without_itself_and_cached(tmp_path: Path,
     monkeypatch.setenv("HYPALIGN_CACHE_DIR", str(tmp_path))
     ids, seqs, fam = families(5, 4, seed=2)
     ids, seqs, fam = [*ids, "LONE"], [*seqs, "".join(np.random.default_rng(9).choice(AA, 160))], [*fam, -1]
-    indptr, targets = seqtools.homolog_lists(ids, seqs, threads=2)
+    indptr, targets, pident = seqtools.homolog_lists(ids, seqs, threads=2)
     assert indptr.shape == (len(ids) + 1,) and indptr[-1] == len(targets)
     for i in range(len(ids)):
         got = targets[indptr[i] : indptr[i + 1]].tolist()
         assert sorted(got) == [j for j in range(len(ids)) if fam[j] == fam[i] and j != i and fam[i] >= 0]
-    _, same, pident = seqtools.homolog_lists(ids, seqs, threads=2, identity=True)  # from the cache
-    assert (same == targets).all() and pident.shape == targets.shape
+    assert pident.shape == targets.shape
     hits = diamond_blastp(ids, seqs, ids, seqs, threads=2)  # each pair's identity is that of its best hit
     for i in range(len(ids)):
         for t, p in zip(targets[indptr[i] : indptr[i + 1]], pident[indptr[i] : indptr[i + 1]], strict=True):
@@ -182,7 +181,7 @@ def test_homolog_lists_are_each_family_without_itself_and_cached(tmp_path: Path,
 
     monkeypatch.setattr(seqtools, "diamond_blastp", no_diamond)
     again = seqtools.homolog_lists(ids, seqs, threads=2)
-    assert (again[0] == indptr).all() and (again[1] == targets).all()
+    assert (again[0] == indptr).all() and (again[1] == targets).all() and (again[2] == pident).all()
     with pytest.raises(AssertionError, match="cached"):  # another set is not served from the cache
         seqtools.homolog_lists(ids[:-1], seqs[:-1], threads=2)
 

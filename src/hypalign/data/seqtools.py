@@ -156,14 +156,14 @@ def diamond_blastp(
 
 def homolog_lists(
     ids: Sequence[str], seqs: Sequence[str], evalue: float = 1e-3, max_target_seqs: int = 25,
-    threads: int | None = None, cache: bool = True, say: object = None, identity: bool = False,
-) -> tuple[np.ndarray, ...]:
+    threads: int | None = None, cache: bool = True, say: object = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each sequence's homologs within the set: DIAMOND ``blastp --more-sensitive`` all against all
     (e-value <= ``evalue``, up to ``max_target_seqs`` hits besides itself), self-hits removed.
 
-    Returns CSR-style ``(indptr, targets)``: the homologs of sequence ``i`` are
-    ``targets[indptr[i]:indptr[i + 1]]`` (positions in ``ids``), best bitscore first; ``identity=True``:
-    ``(indptr, targets, pident)`` with the percent identity of each pair's best hit. Cached under
+    Returns CSR-style ``(indptr, targets, pident)``: the homologs of sequence ``i`` are
+    ``targets[indptr[i]:indptr[i + 1]]`` (positions in ``ids``), best bitscore first, ``pident`` the percent
+    identity of each pair's best hit. Cached under
     ``$HYPALIGN_CACHE_DIR/homologs/`` by a hash of the ids, sequences and settings (20k proteins: ~2.5 min
     on 2 cores the first time)."""
     import hashlib
@@ -177,7 +177,7 @@ def homolog_lists(
     path = cache_dir() / "homologs" / f"{h.hexdigest()[:24]}.npz"
     if cache and path.is_file():
         with np.load(path) as z:
-            return (z["indptr"], z["targets"], z["pident"]) if identity else (z["indptr"], z["targets"])
+            return z["indptr"], z["targets"], z["pident"]
     if callable(say):
         say(f"finding homologs among {len(ids)} sequences (DIAMOND all against all; cached afterwards)")
     hits = diamond_blastp(ids, seqs, ids, seqs, evalue=evalue, max_target_seqs=max_target_seqs + 1, threads=threads)
@@ -199,4 +199,4 @@ def homolog_lists(
                 np.savez(fh, indptr=indptr, targets=t, pident=pid)
 
         atomic_write(path, write)
-    return (indptr, t, pid) if identity else (indptr, t)
+    return indptr, t, pid

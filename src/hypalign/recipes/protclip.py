@@ -415,8 +415,7 @@ class ProtCLIPTask(Task):
         if "homology" in self.objectives:  # positions (in the training rows) of each protein's homologs
             from hypalign.data.seqtools import homolog_lists
 
-            self.homologs = homolog_lists(self.gsd.accessions("train"), self.gsd.sequences("train"), say=say,
-                                          identity=True)
+            self.homologs = homolog_lists(self.gsd.accessions("train"), self.gsd.sequences("train"), say=say)
         if "hierarchy" in self.objectives:  # every (ancestor, term) pair of the GO graphs (is_a + part_of)
             pairs = [np.stack([np.asarray(a, np.int64) + self.offset[o], np.full(len(a), i + self.offset[o])], 1)
                      for o in onts for i, a in enumerate(self.gsd.ontologies[o].ancestors) if len(a)]
