@@ -290,6 +290,28 @@ def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pyt
     assert set(out["transfer"]["alpha"]) == {"BP", "MF", "CC"} and "BP/fmax" in out["term_only"]["test"]
     assert all(k in (25, 32) for k in out["transfer"]["ks"].values())  # 25, or all 32 training proteins
 
+    # the split's table (`hypalign protein baselines --run`): the run's model scores as eval.json says, next to
+    # the baselines and model + DIAMOND (the made-up families share their cores: DIAMOND finds them)
+    from hypalign.errors import InputError
+    from hypalign.recipes.protclip import compare_runs
+
+    table = compare_runs([tmp_path / "run"], gsd=gsd, threads=1)
+    assert list(table["metrics"]) == ["model (lorentz)", "frequency", "diamond", "diamond+frequency",
+                                      "model (lorentz) + DIAMOND"]
+    assert table["n_test"] == 8 and table["diamond_coverage"] == 1.0
+    for o in ("BP", "MF", "CC"):
+        assert table["metrics"]["model (lorentz)"][o]["fmax"] == pytest.approx(out["test"][f"{o}/fmax"])
+        assert table["metrics"]["model (lorentz)"][o]["mrr"] == pytest.approx(out["test"][f"{o}/mrr"])
+        assert table["metrics"]["diamond"][o]["fmax"] == 1.0  # one term per family, every test protein has a hit
+        assert "aupr" in table["metrics"]["model (lorentz) + DIAMOND"][o]
+    other = tmp_path / "other"
+    other.mkdir()
+    cfg_json = js.loads((tmp_path / "run" / "config.json").read_text())
+    cfg_json["protclip"]["split"] = "small-random"
+    (other / "config.json").write_text(js.dumps(cfg_json))
+    with pytest.raises(InputError, match="different splits"):
+        compare_runs([tmp_path / "run", other], gsd=gsd)
+
     # metrics on a subset of the proteins equal those of a split holding only that subset
     from hypalign.recipes.protclip import evaluate_scores
 

@@ -36,24 +36,27 @@ def split(
 @protein_app.command("baselines")
 @user_errors
 def baselines(
-    split_: Annotated[str, typer.Option("--split", help=SPLIT_HELP)] = "small-hard",
+    split_: Annotated[str | None, typer.Option("--split", help=SPLIT_HELP + " Default: the runs' split, "
+                                                                "else small-hard.")] = None,
+    run: Annotated[list[Path] | None, typer.Option("--run", help="A `hypalign train protclip` run to put in the "
+                                                                  "table (its model and model + DIAMOND); "
+                                                                  "repeat for several.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
     threads: Annotated[int | None, typer.Option(help="Threads for DIAMOND (default: all cores).")] = None,
 ) -> None:
-    """Term frequency, DIAMOND transfer and DIAMOND blended with frequency on a split's test proteins."""
-    from hypalign.recipes.protclip import prepare_go_split, run_baselines
+    """Term frequency, DIAMOND transfer and DIAMOND blended with frequency on a split's test proteins; with
+    --run, also each trained model and model + DIAMOND (weights chosen on the valid proteins)."""
+    from hypalign.recipes.protclip import compare_runs
 
-    gsd = prepare_go_split(split_)
     say = None if json_out else (lambda m: console.print(m, highlight=False))
-    res = run_baselines(gsd, "test", threads=threads, say=say)
+    res = compare_runs(run or [], split_, threads=threads, say=say)
     if json_out:
-        typer.echo(json.dumps({"metrics": res["metrics"], "alpha": res["alpha"],
-                               "diamond_coverage": res["coverage"]}, indent=2))
+        typer.echo(json.dumps(res, indent=2))
         return
     from rich.table import Table
 
-    table = Table(title=f"{split_}: GO prediction baselines on {len(gsd.rows['test'])} test proteins "
-                        f"(DIAMOND hit for {res['coverage']:.1%})")
+    table = Table(title=f"{res['split']}: GO prediction on {res['n_test']} test proteins "
+                        f"(DIAMOND hit for {res['diamond_coverage']:.1%})")
     table.add_column("method")
     for k in ("Fmax", "AUPR", "MRR", "hits@10"):
         table.add_column(f"{k} BP / MF / CC", justify="right")

@@ -151,12 +151,12 @@ def run_baselines(gsd: GOSplitData, part: str = "test", threads: int | None = No
 
 
 def blend_with_diamond(gsd: GOSplitData, base: dict[str, Any], scores: dict[str, dict[str, np.ndarray]],
-                       part: str = "test") -> tuple[dict[str, float], dict[str, list[float]]]:
+                       part: str = "test", aupr: bool = False) -> tuple[dict[str, float], dict[str, list[float]]]:
     """"Model + DIAMOND": the model's GO scores (``scores[part][ontology]``, ``scores["valid"]`` too) blended
     with DIAMOND transfer as the baselines blend it with frequency (one weight per identity group of the
     best hit, chosen by Fmax on valid; the model alone where DIAMOND finds nothing). ``base``: the result of
-    :func:`run_baselines` on the same split and part. Returns Fmax, MRR and hits@k per ontology (no AUPR) and
-    the weights."""
+    :func:`run_baselines` on the same split and part. Returns Fmax, MRR and hits@k per ontology (and AUPR
+    with ``aupr``) and the weights."""
     out: dict[str, float] = {}
     alphas: dict[str, list[float]] = {}
     n_groups = len(bl.IDENTITY_BOUNDS) + 1
@@ -168,7 +168,7 @@ def blend_with_diamond(gsd: GOSplitData, base: dict[str, Any], scores: dict[str,
         alphas[o], _ = bl.choose_group_alphas(fmax_valid, dia_valid, scores["valid"][o], base["groups"]["valid"],
                                               n_groups)
         res = evaluate_scores(gsd, o, part, bl.blend_groups(dia, scores[part][o], alphas[o], base["groups"][part]),
-                              fast=True)
+                              fast=not aupr)
         out.update({f"{o}/{k}": v for k, v in res.items() if k != "n_proteins"})
     return out, alphas
 
@@ -869,3 +869,47 @@ def evaluate_run(run: Any, part: str = "test") -> dict[str, float]:
     model, cfg = load_protclip_run(run)
     gsd = prepare_go_split(cfg["protclip"]["split"], seed=0)
     return summarise_metrics(gsd, part, run_scores(model, cfg, gsd, (part,))[2][part])
+
+
+def compare_runs(runs: list[Any], split: str | None = None, threads: int | None = None,
+                 say: Any = None, aupr: bool = True, gsd: GOSplitData | None = None) -> dict[str, Any]:
+    """Issue 6's table for one split: every trained run's model (term scores + its transfer, as
+    ``hypalign predict`` scores), term frequency, DIAMOND, DIAMOND blended with frequency (:func:`run_baselines`)
+    and each run's model + DIAMOND (:func:`blend_with_diamond`), all on the split's test proteins with the
+    weights chosen on its valid proteins. ``runs`` must share one split (``split`` defaults to theirs;
+    with no runs, the baselines of ``split`` alone); ``gsd``: that split already loaded (or made-up data).
+
+    Returns ``{"split", "n_test", "diamond_coverage", "metrics": {method: {ontology: {"fmax", "aupr", "mrr",
+    "hits@1", "hits@10", ...}}}}``; ``aupr=False`` leaves out AUPR, the slowest metric.
+    """
+    from pathlib import Path
+
+    from hypalign.errors import InputError
+    from hypalign.train.checkpoint import read_run_config
+
+    log = say if callable(say) else (lambda msg: None)
+    runs = [Path(r) for r in runs]
+    splits = {str(r): read_run_config(r, "protclip")["protclip"]["split"] for r in runs}
+    if len(set(splits.values())) > 1:
+        raise InputError("runs trained on different splits cannot share one table: "
+                         + ", ".join(f"{r} ({s})" for r, s in splits.items()))
+    if runs and split is not None and split != next(iter(splits.values())):
+        raise InputError(f"--split {split} but {runs[0]} was trained on {splits[str(runs[0])]}")
+    split = next(iter(splits.values())) if runs else (split or "small-hard")
+    gsd = gsd if gsd is not None else prepare_go_split(split)
+    base = run_baselines(gsd, "test", threads=threads, say=say, aupr=aupr)
+    rows: dict[str, dict[str, dict[str, float]]] = {}
+    geoms = [read_run_config(r, "protclip")["protclip"]["geometry"] for r in runs]
+    for run, geom in zip(runs, geoms, strict=True):
+        label = f"model ({geom})" if geoms.count(geom) == 1 else f"model ({geom}, {run.name})"
+        log(f"scoring {run} ({label})")
+        model, cfg = load_protclip_run(run)
+        _, _, scores = run_scores(model, cfg, gsd, ("valid", "test"))
+        rows[label] = {o: evaluate_scores(gsd, o, "test", scores["test"][o], fast=not aupr) for o in gsd.ontologies}
+        combined, _ = blend_with_diamond(gsd, base, scores, aupr=aupr)
+        rows[f"{label} + DIAMOND"] = {o: {k.split("/", 1)[1]: v for k, v in combined.items() if k.startswith(o + "/")}
+                                      for o in gsd.ontologies}
+    model_rows = {k: v for k, v in rows.items() if not k.endswith("+ DIAMOND")}
+    ordered = {**model_rows, **base["metrics"], **{k: v for k, v in rows.items() if k.endswith("+ DIAMOND")}}
+    return {"split": split, "n_test": len(gsd.rows["test"]), "diamond_coverage": base["coverage"],
+            "metrics": ordered}
