@@ -20,6 +20,7 @@ from hypalign.errors import InputError
 from hypalign.eval import baselines as bl
 from hypalign.eval.function import (
     CAFA_THRESHOLDS,
+    FmaxByProtein,
     _threshold_counts,
     filtered_term_ranks,
     fmax,
@@ -109,6 +110,32 @@ def test_blend_weights_per_identity_group_of_the_best_hit() -> None:
     assert alphas == pytest.approx([0.2, 0.5, 0.8]) and best == pytest.approx(0.0, abs=1e-6)
     _, v = bl.choose_alpha(metric, a, b, groups >= 0)
     assert v < best  # one weight for all groups is worse here
+
+
+def test_fmax_by_protein_matches_fmax_and_speeds_the_group_search_without_changing_it() -> None:
+    rng = np.random.default_rng(4)
+    y = rng.random((300, 40)) < 0.15
+    y[:20] = False  # proteins without a true term do not count
+    keep = np.ones(40, dtype=bool)
+    keep[0] = False  # e.g. the root left out
+    m = FmaxByProtein(y, columns=keep)
+    s = np.round(rng.random((300, 40)), 3).astype(np.float32)
+    assert m(s) == pytest.approx(fmax(s[:, keep], y[:, keep]).fmax, abs=1e-12)
+    # a blend of DIAMOND-like sparse scores with frequency-like ones; three identity groups and no-hit rows
+    a = np.where(rng.random((300, 40)) < 0.2, y * 0.6 + rng.random((300, 40)) * 0.4, 0.0).astype(np.float32)
+    b = np.tile(y.mean(0), (300, 1)).astype(np.float32)
+    groups = rng.integers(-1, 3, 300)
+
+    def plain(x: np.ndarray) -> float:
+        return fmax(x[:, keep], y[:, keep]).fmax
+
+    fast_al, fast_v = bl.choose_group_alphas(m, a, b, groups, 3)
+    slow_al, slow_v = bl.choose_group_alphas(plain, a, b, groups, 3)
+    assert fast_al == slow_al and fast_v == pytest.approx(slow_v, abs=1e-12)
+    assert fast_v == pytest.approx(plain(bl.blend_groups(a, b, fast_al, groups)), abs=1e-12)
+    assert fast_v >= max(plain(bl.blend_groups(a, b, [w] * 3, groups)) for w in (0.0, 1.0))
+    with pytest.raises(ValueError, match="no protein has a true annotation"):
+        FmaxByProtein(np.zeros((3, 4)))
 
 
 def test_embedding_transfer_weights_by_softmax_of_distance() -> None:
@@ -202,6 +229,27 @@ def test_hard_split_keeps_families_together_and_held_out_below_30_percent() -> N
     assert info["clusters"] == 40 and "mmseqs" in info["tools"]
     again, _ = hard_split(ids, seqs, {"train": 120, "valid": 20, "test": 20}, seed=3, threads=2)
     assert again == parts  # deterministic
+
+
+def test_hard_split_of_the_whole_pool_keeps_every_survivor_when_the_check_drops_many(monkeypatch) -> None:
+    """``full-hard`` has no larger sample to draw from: when the DIAMOND check leaves fewer held-out proteins
+    than aimed at, all survivors are kept and the shortfall recorded; a sampled pool (``small``) raises."""
+    from hypalign.data import seqtools
+
+    ids, seqs, _ = families(40, 5, seed=1)
+    real = seqtools.diamond_blastp
+
+    def copies_in_train(qids, qseqs, tids, tseqs, **kw):  # the first 30 held-out proteins get a 100 % twin in train
+        return real(qids, qseqs, tids, list(qseqs[:30]) + list(tseqs[30:]), **kw)
+
+    monkeypatch.setattr(seqtools, "diamond_blastp", copies_in_train)
+    want = {"train": 120, "valid": 20, "test": 20}
+    parts, info = hard_split(ids, seqs, want, seed=3, threads=2)
+    # held out before the check: 40 test then 40 valid candidates; 30 test candidates fail it
+    assert info["dropped_by_identity_check"] == 30 and info["held_out_short_of_target"] == {"test": 10}
+    assert {k: len(v) for k, v in parts.items()} == {"train": 120, "valid": 20, "test": 10}
+    with pytest.raises(RuntimeError, match="only 10 test proteins left"):
+        hard_split(ids, seqs, want, pool_size=len(ids), seed=3, threads=2)
 
 
 def test_random_split_is_seeded_and_disjoint() -> None:

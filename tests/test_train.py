@@ -222,6 +222,9 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path: Path) -> 
         assert torch.equal(a[k], b[k]), k
     steps = [json.loads(x)["step"] for x in (cut / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
     assert steps == list(range(4, 65, 4))  # the resumed log has each step once
+    # elapsed_s goes on from the checkpoint's clock (>= 20 steps at 0.05 s each before the kill), not from 0
+    elapsed = [json.loads(x)["elapsed_s"] for x in (cut / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+    assert elapsed == sorted(elapsed) and elapsed[-1] >= 1.0
     ref_lines = (ref / "metrics.jsonl").read_text().splitlines()
     np.testing.assert_array_equal(steps, [json.loads(x)["step"] for x in ref_lines if '"loss"' in x])
 

@@ -227,12 +227,17 @@ def hard_split(
     bad = {held[q] for q in close.query.tolist()}
     any_hit = {held[q] for q in hits.query.tolist()}
     out: dict[str, list[str]] = {"train": [ids[i] for i in train]}
+    short: dict[str, int] = {}
     for part in ("test", "valid"):
         keep = [i for i in got[part] if i not in bad]
         if len(keep) < want[part]:
-            raise RuntimeError(f"hard split: only {len(keep)} {part} proteins left after the identity filter "
-                               f"(wanted {want[part]}); use another seed")
-        pick = np.sort(rng.choice(len(keep), want[part], replace=False))
+            if pool_size is not None:
+                raise RuntimeError(f"hard split: only {len(keep)} {part} proteins left after the identity filter "
+                                   f"(wanted {want[part]}); use another seed")
+            # the whole pool: no larger sample to draw from, so keep every protein that passed the check
+            log(f"{part}: {len(keep)} proteins passed the identity check (aimed at {want[part]}); keeping all")
+            short[part] = want[part] - len(keep)
+        pick = np.sort(rng.choice(len(keep), min(want[part], len(keep)), replace=False))
         out[part] = [ids[keep[i]] for i in pick]
     info = {
         "criteria": f"mmseqs2 easy-cluster --min-seq-id {HARD_IDENTITY / 100} -c {HARD_COVERAGE} --cov-mode 0 "
@@ -241,7 +246,7 @@ def hard_split(
                     "training protein dropped",
         "pool_size": len(ids), "clusters": n_clusters, "dropped_by_identity_check": len(bad),
         "held_out_with_any_diamond_hit": len(any_hit), "held_out_checked": len(held),
-        "cluster_seconds": round(t_cluster, 1), "check_seconds": round(t_check, 1),
+        "held_out_short_of_target": short, "cluster_seconds": round(t_cluster, 1), "check_seconds": round(t_check, 1),
         "tools": {"mmseqs": tool_version("mmseqs"), "diamond": tool_version("diamond")},
     }
     return out, info

@@ -127,9 +127,31 @@ def choose_group_alphas(
 ) -> tuple[list[float], float]:
     """Per-group ``alpha`` maximising ``metric(blend_groups(a, b, ·, groups))`` (on validation data):
     the best single ``alpha`` for all groups first, then coordinate ascent, one group at a time, ``rounds``
-    times (a group changes only when the metric strictly improves)."""
-    al, best = choose_alpha(metric, a, b, groups >= 0, alphas)
-    cur = [al] * n_groups
+    times (a group changes only when the metric strictly improves).
+
+    A ``metric`` that comes apart by row (``counts(scores)`` -> per-row statistics, ``value(counts)`` ->
+    the metric, as :class:`hypalign.eval.function.FmaxByProtein`) is searched without re-scoring: each
+    ``alpha``'s blend is counted once and every assignment of weights to groups is assembled from those
+    rows (the same values, ``len(alphas)`` passes over the matrices instead of ~6 times as many)."""
+    groups = np.asarray(groups)
+    if hasattr(metric, "counts") and hasattr(metric, "value"):
+        tables = np.stack([metric.counts(blend_groups(a, b, [float(al)] * n_groups, groups)) for al in alphas])
+        rows = np.arange(len(groups))
+        index = {float(al): i for i, al in enumerate(alphas)}
+
+        def score(weights: list[float]) -> float:
+            pick = np.array([index[w] for w in weights])[np.maximum(groups, 0)]
+            return float(metric.value(tables[pick, rows]))  # type: ignore[attr-defined]
+    else:
+        def score(weights: list[float]) -> float:
+            return float(metric(blend_groups(a, b, weights, groups)))
+
+    best_al, best = float(alphas[0]), -np.inf
+    for al in alphas:  # one weight for every group
+        v = score([float(al)] * n_groups)
+        if v > best:
+            best_al, best = float(al), v
+    cur = [best_al] * n_groups
     for _ in range(rounds):
         changed = False
         for k in range(n_groups):
@@ -139,7 +161,7 @@ def choose_group_alphas(
                 if float(cand) == cur[k]:
                     continue
                 trial = [*cur[:k], float(cand), *cur[k + 1 :]]
-                v = metric(blend_groups(a, b, trial, groups))
+                v = score(trial)
                 if v > best:
                     cur, best, changed = trial, float(v), True
         if not changed:

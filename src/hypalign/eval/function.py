@@ -70,13 +70,16 @@ def fmax(scores: np.ndarray, truth: np.ndarray, thresholds: np.ndarray | str | N
         if thresholds != "all":
             raise ValueError("thresholds must be an array, None (CAFA 0.01..1.00) or 'all'")
         thresholds = np.unique(s)
-    n_true = y.sum(1)
     thr = np.asarray(thresholds, dtype=np.float64)
     if len(thr) and np.all(np.diff(thr) > 0) and len(thr) <= 10_000:
         n_pred_t, tp_t = _threshold_counts(s, y, thr)  # (proteins, thresholds), one pass over the matrix
     else:
         n_pred_t = np.stack([(s >= t).sum(1) for t in thr], 1) if len(thr) else np.zeros((len(s), 0))
         tp_t = np.stack([((s >= t) & y).sum(1) for t in thr], 1) if len(thr) else np.zeros((len(s), 0))
+    return _fmax_from_counts(n_pred_t, tp_t, y.sum(1), thr)
+
+
+def _fmax_from_counts(n_pred_t: np.ndarray, tp_t: np.ndarray, n_true: np.ndarray, thr: np.ndarray) -> FmaxResult:
     best = FmaxResult(0.0, float("nan"), 0.0, 0.0, 0.0)
     for k, t in enumerate(thr):
         n_pred, tp = n_pred_t[:, k], tp_t[:, k]
@@ -89,6 +92,43 @@ def fmax(scores: np.ndarray, truth: np.ndarray, thresholds: np.ndarray | str | N
         if f > best.fmax:
             best = FmaxResult(f, float(t), pr, rc, float(covered.mean()))
     return best
+
+
+class FmaxByProtein:
+    """Protein-centric Fmax taken apart by protein, for searches over score matrices that differ in some
+    rows only (blend weights per group of proteins): :meth:`counts` gives each protein's number of
+    predicted and of correctly predicted terms at every CAFA threshold, :meth:`value` the Fmax of any
+    stack of such rows (one per protein of ``truth``, in order) — the same figure :func:`fmax` gives for
+    the matrix those rows came from. ``columns``: the terms that count (e.g. all but the root)."""
+
+    def __init__(self, truth: np.ndarray, columns: np.ndarray | None = None) -> None:
+        y = np.asarray(truth).astype(bool)
+        self.columns = columns
+        self.y = y if columns is None else y[:, columns]
+        self.annotated = self.y.any(1)
+        if not self.annotated.any():
+            raise ValueError("no protein has a true annotation")
+        self.n_true = self.y[self.annotated].sum(1)
+        self.thr = CAFA_THRESHOLDS
+
+    def counts(self, scores: np.ndarray) -> np.ndarray:
+        """``(proteins, 2, thresholds)``: ``#(scores >= t)`` and ``#(true terms with score >= t)`` per protein."""
+        s = np.asarray(scores)
+        if self.columns is not None:
+            s = s[:, self.columns]
+        if s.shape != self.y.shape:
+            raise ValueError(f"scores shaped {s.shape}, expected {self.y.shape}")
+        out = np.zeros((len(s), 2, len(self.thr)))
+        n_pred, tp = _threshold_counts(np.asarray(s[self.annotated], np.float64), self.y[self.annotated], self.thr)
+        out[self.annotated, 0], out[self.annotated, 1] = n_pred, tp
+        return out
+
+    def value(self, counts: np.ndarray) -> float:
+        c = counts[self.annotated]
+        return _fmax_from_counts(c[:, 0], c[:, 1], self.n_true, self.thr).fmax
+
+    def __call__(self, scores: np.ndarray) -> float:
+        return self.value(self.counts(scores))
 
 
 def _threshold_counts(s: np.ndarray, y: np.ndarray, thr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ from hypalign.data.go import Ontology
 from hypalign.data.protein import ONTOLOGIES, GODataset, metastudent_go_dataset
 from hypalign.data.splits import PARTS, Split, load_split
 from hypalign.eval import baselines as bl
-from hypalign.eval.function import fmax, go_prediction_metrics
+from hypalign.eval.function import FmaxByProtein, fmax, go_prediction_metrics
 from hypalign.train import Task, TrainConfig, Trainer
 from hypalign.train import distributed as dist_utils
 from hypalign.train.checkpoint import unwrap
@@ -101,6 +101,14 @@ def evaluate_scores(gsd: GOSplitData, ontology: str, part: str, scores: np.ndarr
     return go_prediction_metrics(scores[:, keep], y[:, keep], spec, aupr=not fast)
 
 
+def fmax_metric(gsd: GOSplitData, ontology: str, part: str = "valid") -> FmaxByProtein:
+    """Fmax of ``part`` (root left out, as :func:`evaluate_scores`) as a callable that comes apart by protein,
+    for the blend-weight searches (:func:`~hypalign.eval.baselines.choose_group_alphas`)."""
+    keep = np.ones(gsd.truth[ontology][part].shape[1], dtype=bool)
+    keep[gsd.ontologies[ontology].root] = False
+    return FmaxByProtein(gsd.truth[ontology][part], columns=keep)
+
+
 def diamond_hits(gsd: GOSplitData, part: str, threads: int | None = None) -> bl.Hits:
     """DIAMOND blastp (``--more-sensitive``, e <= 1e-3, 25 targets) of a held-out part against train."""
     from hypalign.data.seqtools import diamond_blastp
@@ -134,10 +142,7 @@ def run_baselines(gsd: GOSplitData, part: str = "test", threads: int | None = No
         freq = {p: bl.term_frequency_scores(y, len(gsd.rows[p])) for p in hits}
         dia = {p: bl.diamond_transfer_scores(hits[p], y, len(gsd.rows[p])) for p in hits}
 
-        def fmax_valid(s: np.ndarray, o: str = o) -> float:
-            return evaluate_scores(gsd, o, "valid", s, fmax_only=True)["fmax"]
-
-        alpha[o], _ = bl.choose_group_alphas(fmax_valid, dia["valid"], freq["valid"], groups["valid"],
+        alpha[o], _ = bl.choose_group_alphas(fmax_metric(gsd, o), dia["valid"], freq["valid"], groups["valid"],
                                              len(bl.IDENTITY_BOUNDS) + 1)
         scores_valid["frequency"][o], scores_valid["diamond"][o] = freq["valid"], dia["valid"]
         blended = bl.blend_groups(dia[part], freq[part], alpha[o], groups[part])
@@ -161,12 +166,9 @@ def blend_with_diamond(gsd: GOSplitData, base: dict[str, Any], scores: dict[str,
     alphas: dict[str, list[float]] = {}
     n_groups = len(bl.IDENTITY_BOUNDS) + 1
     for o in gsd.ontologies:
-        def fmax_valid(sc: np.ndarray, o: str = o) -> float:
-            return evaluate_scores(gsd, o, "valid", sc, fmax_only=True)["fmax"]
-
         dia_valid, dia = base["scores_valid"]["diamond"][o], base["scores"]["diamond"][o]
-        alphas[o], _ = bl.choose_group_alphas(fmax_valid, dia_valid, scores["valid"][o], base["groups"]["valid"],
-                                              n_groups)
+        alphas[o], _ = bl.choose_group_alphas(fmax_metric(gsd, o), dia_valid, scores["valid"][o],
+                                              base["groups"]["valid"], n_groups)
         res = evaluate_scores(gsd, o, part, bl.blend_groups(dia, scores[part][o], alphas[o], base["groups"][part]),
                               fast=not aupr)
         out.update({f"{o}/{k}": v for k, v in res.items() if k != "n_proteins"})
@@ -741,6 +743,8 @@ def fit_transfer(model: Any, gsd: GOSplitData, valid_embeddings: torch.Tensor, v
     ``model.search_geometry``, and their term scores ``valid_terms``)."""
     log = say if callable(say) else (lambda msg: None)
     t0 = time.perf_counter()
+    log(f"nearest-neighbour transfer: embedding the {len(gsd.split.train)} training proteins, then choosing "
+        "k, tau and alpha on the valid proteins")
     ref = TransferReference(embed_protein_spaces(model, gsd.sequences("train"), max_len)[1],
                             {o: gsd.truth[o]["train"] for o in gsd.ontologies}, k)
     d, i = ref.neighbours(valid_embeddings, model.search_geometry)
@@ -788,6 +792,8 @@ def train_protclip(cfg: ProtCLIPConfig, train: TrainConfig, gsd: GOSplitData | N
         run = Path(train.run_dir)
         model, gsd = task.model, task.gsd
         model.save_pretrained(run / "model")
+        log = say if callable(say) else (lambda msg: None)
+        log(f"model saved to {run / 'model'}; embedding the valid and test proteins against every GO term")
         # each held-out part embedded once: term scores, transfer fitting (valid) and every metric reuse it
         emb, terms = heldout_term_scores(model, gsd, task.term_features, task.offset, cfg.eval_max_len)
         scores = terms

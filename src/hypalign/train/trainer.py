@@ -285,7 +285,7 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
 
-        step, epoch, micro_done, best_value = 0, 0, 0, None
+        step, epoch, micro_done, best_value, elapsed_before = 0, 0, 0, None, 0.0
         metrics: dict[str, float] = {}
         if cfg.resume:
             ckpt = find_checkpoint(self.run_dir, "latest")
@@ -300,6 +300,7 @@ class Trainer:
             _set_rng_state(state["rng"][min(self.rank, len(state["rng"]) - 1)])
             step, epoch, micro_done = meta["step"], meta["epoch"], meta["micro_in_epoch"]
             best_value = meta.get("best_value")
+            elapsed_before = float(meta.get("elapsed_s", 0.0))  # training time of the runs before this one
             metrics = meta.get("metrics", {})
             self._truncate_metrics(step)
         elif self.is_main:
@@ -314,8 +315,10 @@ class Trainer:
                     raise InputError("--tensorboard needs the tensorboard package (pip install tensorboard)") from None
                 self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
 
-        t_start, cpu_start = time.perf_counter(), time.process_time()
-        last_save = [t_start]
+        # elapsed_s (logs, checkpoints, FitResult.seconds) counts the training kept in the checkpoint across
+        # resumes: the clock starts where the resumed checkpoint stopped it
+        last_save = [time.perf_counter()]
+        t_start, cpu_start = last_save[0] - elapsed_before, time.process_time()
 
         def checkpoint(tag: str, epoch_: int, micro_: int, collective: bool = True) -> None:
             # 'latest' is written by all ranks together (every rank's RNG state is gathered so that a
@@ -334,7 +337,8 @@ class Trainer:
             if scaler is not None:
                 state["scaler"] = scaler.state_dict()
             meta = {"step": step, "epoch": epoch_, "micro_in_epoch": micro_, "metrics": metrics,
-                    "best_value": best_value, "best_metric": cfg.best_metric}
+                    "best_value": best_value, "best_metric": cfg.best_metric,
+                    "elapsed_s": time.perf_counter() - t_start}
             save_checkpoint(self.run_dir, tag, model, state, meta)
 
         def run_eval(epoch_: int) -> None:
