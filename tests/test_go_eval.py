@@ -329,9 +329,33 @@ def test_small_hard_split_on_swissprot_has_no_close_homolog_in_train() -> None:
     assert s.info is not None and "min-seq-id 0.3" in s.info["criteria"]
     data = metastudent_go_dataset()
     seq = dict(zip(data.accessions, data.sequences, strict=True))
-    hits = diamond_blastp(s.test, [seq[a] for a in s.test], s.train, [seq[a] for a in s.train])
+    hits = diamond_blastp(s.test, [seq[a] for a in s.test], s.train, [seq[a] for a in s.train], max_target_seqs=0)
     assert not ((hits.pident >= 30) & (hits.shorter_coverage >= 0.5)).any()
     assert 0 < len(set(hits.query.tolist())) < len(s.test)  # weaker hits remain for some: the baseline's case
+
+
+@pytest.mark.slow
+def test_full_hard_split_on_swissprot_has_no_close_homolog_in_train() -> None:
+    """The real full-hard split (made on first use, ~21 min on 2 cores): disjoint parts, train 80 % of the
+    pool, held-out parts at most 5 % each, and DIAMOND finds no close training homolog for 1,000 test and
+    1,000 valid proteins drawn at random (the whole check takes ~9 min; this re-check ~3 min)."""
+    from hypalign.data.protein import metastudent_go_dataset
+    from hypalign.data.splits import load_split
+
+    s = load_split("full-hard")
+    data = metastudent_go_dataset()
+    n = len(data)
+    parts = [set(s.train), set(s.valid), set(s.test)]
+    assert sum(map(len, parts)) == len(parts[0] | parts[1] | parts[2]) <= n
+    assert s.info is not None and s.info["dropped_by_identity_check"] > 0
+    # whole clusters, >= 10 % of the pool to each held-out part before the check; train is all the rest
+    assert len(s.train) + s.info["held_out_checked"] == n and len(s.train) <= n - 4 * round(0.05 * n)
+    assert 0 < len(s.valid) <= round(0.05 * n) and 0 < len(s.test) <= round(0.05 * n)
+    seq = dict(zip(data.accessions, data.sequences, strict=True))
+    rng = np.random.default_rng(0)
+    held = [a for part in (s.test, s.valid) for a in rng.choice(part, 1000, replace=False).tolist()]
+    hits = diamond_blastp(held, [seq[a] for a in held], s.train, [seq[a] for a in s.train], max_target_seqs=0)
+    assert not ((hits.pident >= 30) & (hits.shorter_coverage >= 0.5)).any()
 
 
 def test_cli_baselines_on_a_split_directory_of_swissprot_accessions(tmp_path: Path) -> None:
@@ -366,3 +390,25 @@ def test_cli_baselines_on_a_split_directory_of_swissprot_accessions(tmp_path: Pa
             assert m["mrr"] == pytest.approx(out["metrics"][method][ont]["mrr"])
     bad = runner.invoke(app, ["protein", "baselines", "--split", str(tmp_path / "nope")])
     assert bad.exit_code == 2 and "neither a built-in split" in bad.output
+
+
+def test_outdated_cached_hard_split_is_remade_and_the_old_one_kept(tmp_path: Path, monkeypatch) -> None:
+    """A hard split cached by the version 1 identity check (25 DIAMOND targets per query) is moved to NAME-v1
+    and made again; an up-to-date one is read as is."""
+    from hypalign.data import splits
+
+    monkeypatch.setenv("HYPALIGN_CACHE_DIR", str(tmp_path))
+    d = splits.split_dir("small-hard")
+    write_split(d, {"train": ["A", "B"], "valid": ["C"], "test": ["D"]}, {"name": "small-hard", "clusters": 3})
+    made: list[str] = []
+
+    def fake_make(name: str, out: Path, seed: int = 0, **kw) -> None:
+        made.append(name)
+        write_split(out, {"train": ["A"], "valid": ["C"], "test": ["B"]}, {"check_version": 2})
+
+    monkeypatch.setattr(splits, "make_split", fake_make)
+    s = splits.load_split("small-hard")
+    assert made == ["small-hard"] and s.test == ["B"]
+    assert read_split(d.with_name("small-hard-v1")).test == ["D"]
+    assert s.fingerprint() != read_split(d.with_name("small-hard-v1")).fingerprint()
+    assert splits.load_split("small-hard").test == ["B"] and made == ["small-hard"]  # current: not remade

@@ -311,6 +311,12 @@ def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pyt
     (other / "config.json").write_text(js.dumps(cfg_json))
     with pytest.raises(InputError, match="different splits"):
         compare_runs([tmp_path / "run", other], gsd=gsd)
+    # the run records its split's fingerprint and is never scored on another split of the same name
+    assert cfg_json["protclip"]["split_fingerprint"] == split.fingerprint() != Split(accs[:30], accs[30:40],
+                                                                                       accs[40:]).fingerprint()
+    moved = prepare_go_split(Split(accs[:30], accs[30:40], accs[40:]), data=data)
+    with pytest.raises(InputError, match=r"was trained on split small-hard with fingerprint [0-9a-f]{16}, but"):
+        compare_runs([tmp_path / "run"], gsd=moved)
 
     # metrics on a subset of the proteins equal those of a split holding only that subset
     from hypalign.recipes.protclip import evaluate_scores
@@ -422,6 +428,13 @@ def test_protclip_on_swissprot_small_random_two_steps_then_eval_run(tmp_path: Pa
 
     metrics = js.loads(ev.stdout.strip().splitlines()[-1])
     assert 0.0 < metrics["MF/fmax"] <= 1.0 and 0.0 < metrics["CC/mrr"] <= 1.0
+    # scored on another split (here: one training protein moved to test) -> a clear error, not silent leakage
+    from hypalign.data.splits import load_split, write_split
+
+    s = load_split("small-random")
+    write_split(tmp_path / "other", {"train": s.train[1:], "valid": s.valid, "test": [s.train[0], *s.test]}, {})
+    bad = CliRunner().invoke(app, ["eval", str(run), "--split", str(tmp_path / "other")])
+    assert bad.exit_code == 2 and "fingerprint" in bad.output
 
 
 def test_protclip_under_ddp_two_gloo_processes(tmp_path: Path) -> None:

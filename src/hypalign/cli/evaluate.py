@@ -94,6 +94,9 @@ def run(
     embeddings_out: Annotated[Path | None, typer.Option(help="Also write the test embeddings (.npy).")] = None,
     plot: Annotated[Path | None, typer.Option(help="Draw the test embeddings in the Poincaré disk (.png).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+    split: Annotated[str | None, typer.Option(help="protclip: the directory of the split the run was trained on, "
+                                                   "when its built-in name now resolves to another (fingerprints "
+                                                   "must match).")] = None,
 ) -> None:
     """Evaluate a trained run: Recall@K and MAP@R on the held-out classes (hypvit), reconstruction (hierarchy),
     GO Fmax/AUPR/MRR on the split's test proteins (protclip)."""
@@ -112,7 +115,7 @@ def run(
     if recipe == "protclip":
         from hypalign.recipes.protclip import evaluate_run
 
-        result = evaluate_run(run_dir)
+        result = evaluate_run(run_dir, split=split)
         return print_metrics(result, as_json, title=f"{run_dir} (GO prediction on the split's test proteins)")
     if recipe != "hypvit":
         raise InputError(f"{run_dir}: recipe {recipe!r} has no evaluation here")

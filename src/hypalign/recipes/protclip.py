@@ -25,7 +25,7 @@ from hypalign.eval import baselines as bl
 from hypalign.eval.function import FmaxByProtein, fmax, go_prediction_metrics
 from hypalign.train import Task, TrainConfig, Trainer
 from hypalign.train import distributed as dist_utils
-from hypalign.train.checkpoint import unwrap
+from hypalign.train.checkpoint import read_run_config, unwrap
 
 
 @dataclass
@@ -230,6 +230,7 @@ class ProtCLIPConfig:
     homology_head: bool = False  # homolog objective and transfer in a separate head (unit sphere), not the GO space
     # probability of drawing the homolog partner among the remote ones (< REMOTE_IDENTITY % identity) when any
     homology_remote: float = 0.0
+    split_fingerprint: str = ""  # recorded at training (Split.fingerprint): the exact split behind the name
 
 
 OBJECTIVES = ("gc", "term", "entail", "hierarchy", "homology", "mlm", "bsr", "pda")
@@ -781,6 +782,9 @@ def train_protclip(cfg: ProtCLIPConfig, train: TrainConfig, gsd: GOSplitData | N
     check_config(cfg)  # before minutes of data loading (the task checks again: it can be built alone)
     dist_utils.init_from_env()
     task = ProtCLIPTask(cfg, seed=train.seed, gsd=gsd, say=say)
+    if train.resume:  # the checkpoint must continue on the split it started on
+        check_run_split(train.run_dir, read_run_config(train.run_dir, "protclip"), task.gsd)
+    cfg.split_fingerprint = task.gsd.split.fingerprint()
     if keep_task is not None:
         keep_task["task"] = task
     if train.best_metric is None:
@@ -821,7 +825,6 @@ def load_protclip_run(run: str | Any) -> tuple[Any, dict[str, Any]]:
 
     from hypalign.errors import InputError
     from hypalign.models.protclip import ProtCLIP
-    from hypalign.train.checkpoint import read_run_config
 
     run = Path(run)
     cfg = read_run_config(run, "protclip")
@@ -870,10 +873,32 @@ def run_scores(model: Any, cfg: dict[str, Any], gsd: GOSplitData, parts: tuple[s
                         else terms)
 
 
-def evaluate_run(run: Any, part: str = "test") -> dict[str, float]:
-    """Every GO metric of a trained run on its own split's ``part`` (the split is re-read from its files)."""
+def check_run_split(run: Any, cfg: dict[str, Any], gsd: GOSplitData) -> None:
+    """Refuse to score (or resume) a run on a split other than the one it was trained on: the run's recorded
+    :meth:`~hypalign.data.splits.Split.fingerprint` must match ``gsd``'s (runs from before fingerprints were
+    recorded get a warning instead)."""
+    import warnings
+
+    from hypalign.errors import InputError
+
+    want, name = cfg["protclip"].get("split_fingerprint", ""), cfg["protclip"]["split"]
+    have = gsd.split.fingerprint()
+    where = gsd.split.path or "the given split"
+    if not want:
+        warnings.warn(f"{run} records no split fingerprint (trained before they were recorded): make sure "
+                      f"{where} is the split it was trained on", stacklevel=2)
+    elif want != have:
+        raise InputError(f"{run} was trained on split {name} with fingerprint {want}, but {where} has fingerprint "
+                         f"{have} (a remade or different split); pass --split with the directory of the split it was "
+                         "trained on (an outdated built-in hard split is kept beside it as NAME-v1)")
+
+
+def evaluate_run(run: Any, part: str = "test", split: str | None = None) -> dict[str, float]:
+    """Every GO metric of a trained run on its own split's ``part`` (the split is re-read from its files;
+    ``split``: a directory holding that split, when its built-in name now resolves to another)."""
     model, cfg = load_protclip_run(run)
-    gsd = prepare_go_split(cfg["protclip"]["split"], seed=0)
+    gsd = prepare_go_split(split or cfg["protclip"]["split"], seed=0)
+    check_run_split(run, cfg, gsd)
     return summarise_metrics(gsd, part, run_scores(model, cfg, gsd, (part,))[2][part])
 
 
@@ -891,18 +916,18 @@ def compare_runs(runs: list[Any], split: str | None = None, threads: int | None 
     from pathlib import Path
 
     from hypalign.errors import InputError
-    from hypalign.train.checkpoint import read_run_config
 
     log = say if callable(say) else (lambda msg: None)
     runs = [Path(r) for r in runs]
-    splits = {str(r): read_run_config(r, "protclip")["protclip"]["split"] for r in runs}
+    cfgs = {str(r): read_run_config(r, "protclip") for r in runs}
+    splits = {r: (c["protclip"]["split"], c["protclip"].get("split_fingerprint", "")) for r, c in cfgs.items()}
     if len(set(splits.values())) > 1:
         raise InputError("runs trained on different splits cannot share one table: "
-                         + ", ".join(f"{r} ({s})" for r, s in splits.items()))
-    if runs and split is not None and split != next(iter(splits.values())):
-        raise InputError(f"--split {split} but {runs[0]} was trained on {splits[str(runs[0])]}")
-    split = next(iter(splits.values())) if runs else (split or "small-hard")
+                         + ", ".join(f"{r} ({s}{' ' + f if f else ''})" for r, (s, f) in splits.items()))
+    split = split or (next(iter(splits.values()))[0] if runs else "small-hard")
     gsd = gsd if gsd is not None else prepare_go_split(split)
+    for r, c in cfgs.items():  # --split may name another directory, but it must hold the runs' split
+        check_run_split(r, c, gsd)
     base = run_baselines(gsd, "test", threads=threads, say=say, aupr=aupr)
     rows: dict[str, dict[str, dict[str, float]]] = {}
     geoms = [read_run_config(r, "protclip")["protclip"]["geometry"] for r in runs]
