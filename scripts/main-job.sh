@@ -22,7 +22,7 @@ elif [ -d "$run/latest" ]; then
 else
   say "hypalign train protclip --split small-hard -o $run --eval-every 0 $*"
   say "(first run: reads Swiss-Prot, makes the split with mmseqs2 and DIAMOND, encodes the GO term names;"
-  say " then ~25 min of training and ~7 min fitting the nearest-neighbour transfer on 2 cores)"
+  say " then ~26 min of training and ~5 min fitting the nearest-neighbour transfer on 2 cores; ~46 min in all)"
   "$hyp" train protclip --split small-hard -o "$run" --eval-every 0 "$@"
 fi
 say "hypalign protein baselines --run $run  (DIAMOND on the valid and test proteins, ~5 min)"
