@@ -336,9 +336,9 @@ def test_small_hard_split_on_swissprot_has_no_close_homolog_in_train() -> None:
 
 @pytest.mark.slow
 def test_full_hard_split_on_swissprot_has_no_close_homolog_in_train() -> None:
-    """The real full-hard split (made on first use, ~21 min on 2 cores): disjoint parts, train 80 % of the
+    """The real full-hard split (made on first use, ~27 min on 2 cores): disjoint parts, train 80 % of the
     pool, held-out parts at most 5 % each, and DIAMOND finds no close training homolog for 1,000 test and
-    1,000 valid proteins drawn at random (the whole check takes ~9 min; this re-check ~3 min)."""
+    1,000 valid proteins drawn at random (the whole check over every hit takes ~18 min)."""
     from hypalign.data.protein import metastudent_go_dataset
     from hypalign.data.splits import load_split
 

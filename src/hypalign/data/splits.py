@@ -17,7 +17,7 @@ names are made on first use from metastudent-data and cached under
 Sizes: ``small`` = 20,000 train / 2,000 valid / 2,000 test; ``full-random`` = the whole pool with 5 %
 valid and 5 % test. ``full-hard`` deals 10 % of the pool to test and to valid candidates each (twice
 5 %), the rest (80 %) to train, and keeps every candidate that passes the DIAMOND check (up to 5 %
-each; seed 0: 268,154 / 10,104 / 13,581, since 65 % of the candidates had a close training homolog that
+each; seed 0: 268,154 / 9,654 / 13,082, since 66 % of the candidates had a close training homolog that
 MMseqs2 at ``-s 4`` had put in another cluster). The pool is
 :func:`hypalign.data.protein.metastudent_go_dataset` (the 335,262 Swiss-Prot proteins annotated in BP,
 MF and CC).
@@ -226,8 +226,8 @@ def hard_split(
         pool = np.arange(len(accessions))
     ids = [accessions[i] for i in pool]
     seqs = [sequences[i] for i in pool]
-    log(f"clustering {len(ids)} sequences with mmseqs2 at 30 % identity (measured on 2 cores: ~80 s for "
-        "small's 30,000, 12 min for the whole pool)")
+    log(f"clustering {len(ids)} sequences with mmseqs2 at 30 % identity (measured on 2 cores: ~1 min for "
+        "small's 30,000, 9-12 min for the whole pool)")
     t = time.perf_counter()
     labels = mmseqs_cluster(ids, seqs, min_seq_id=HARD_IDENTITY / 100, coverage=HARD_COVERAGE,
                             sensitivity=CLUSTER_SENSITIVITY, threads=threads)
@@ -252,7 +252,7 @@ def hard_split(
     train = got["train"][: want["train"]]  # dropping training proteins never creates a similarity
     held = got["test"] + got["valid"]
     log(f"checking {len(held)} held-out proteins against {len(train)} training proteins with DIAMOND "
-        "(measured on 2 cores: 25 s for small, 9 min for full)")
+        "(measured on 2 cores: 20 s for small, 15-18 min for full)")
     t = time.perf_counter()
     hits = diamond_blastp([ids[i] for i in held], [seqs[i] for i in held], [ids[i] for i in train],
                           [seqs[i] for i in train], max_target_seqs=0, threads=threads)  # every hit
