@@ -90,9 +90,10 @@ def load_split(spec: str | os.PathLike[str], seed: int = 0, build: bool = True) 
     s = str(spec)
     if s in BUILTIN:
         d = split_dir(s if seed == 0 else f"{s}-seed{seed}")
-        if (d / "test.txt").is_file() and s.endswith("-hard") and build:
-            old = read_split(d)
-            version = (old.info or {}).get("check_version", 1)
+        if (d / "test.txt").is_file() and s.endswith("-hard") and build:  # split.json alone says the version
+            info_path = d / "split.json"
+            info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+            version = info.get("check_version", 1)
             if version < HARD_CHECK_VERSION:
                 keep = d.with_name(f"{d.name}-v{version}")
                 _say(f"the cached split {s} ({d}) was made with the version {version} identity check, which looked "

@@ -930,7 +930,7 @@ def compare_runs(runs: list[Any], split: str | None = None, threads: int | None 
         check_run_split(r, c, gsd)
     base = run_baselines(gsd, "test", threads=threads, say=say, aupr=aupr)
     rows: dict[str, dict[str, dict[str, float]]] = {}
-    geoms = [read_run_config(r, "protclip")["protclip"]["geometry"] for r in runs]
+    geoms = [cfgs[str(r)]["protclip"]["geometry"] for r in runs]
     for run, geom in zip(runs, geoms, strict=True):
         label = f"model ({geom})" if geoms.count(geom) == 1 else f"model ({geom}, {run.name})"
         log(f"scoring {run} ({label})")
