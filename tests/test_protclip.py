@@ -226,8 +226,8 @@ def test_segment_alignment_by_hand() -> None:
     assert float(loss) == pytest.approx(float(ref), rel=1e-5)
 
 
-def tiny_char_bert(path: Path) -> Path:
-    """A randomly initialised 1-layer BERT whose WordPiece vocabulary spells every word letter by letter."""
+def tiny_char_bert(path: Path, layers: int = 1) -> Path:
+    """A randomly initialised BERT (``layers`` layers) whose WordPiece vocabulary spells every word letter by letter."""
     import string
 
     from transformers import BertConfig, BertModel, BertTokenizerFast
@@ -238,12 +238,22 @@ def tiny_char_bert(path: Path) -> Path:
     (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
     BertTokenizerFast(vocab_file=str(path / "vocab.txt")).save_pretrained(path)
     torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=layers, num_attention_heads=2,
                          intermediate_size=32, max_position_embeddings=512)).save_pretrained(path)
     return path
 
 
-def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(scope="module")
+def char_bert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A 2-layer :func:`tiny_char_bert` and a cache directory shared by this module's training tests: the
+    tiny encoder spells every real GO term name letter by letter (~40k names), so each test embedding them
+    afresh would cost about a minute."""
+    root = tmp_path_factory.mktemp("char-bert")
+    return tiny_char_bert(root / "bert", layers=2), root / "cache"
+
+
+def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                char_bert: tuple[Path, Path]) -> None:
     """Made-up proteins with real GO terms, a tiny text encoder and a tiny CNN: a few steps of training, the
     run directory, evaluation on valid/test, and `hypalign predict` on a FASTA (plus its record-named error)."""
     import json as js
@@ -256,8 +266,8 @@ def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pyt
     from hypalign.recipes.protclip import ProtCLIPConfig, prepare_go_split, train_protclip
     from hypalign.train import TrainConfig
 
-    monkeypatch.setenv("HYPALIGN_CACHE_DIR", str(tmp_path / "cache"))
-    text = tiny_char_bert(tmp_path / "bert")
+    text, cache = char_bert
+    monkeypatch.setenv("HYPALIGN_CACHE_DIR", str(cache))
     rng = np.random.default_rng(0)
     kinase = "MKKLLVAGGAGFIGSHLVDRLLEEG"  # two made-up "families" with different functions
     transporter = "MSTWQRPLLAAIVLLGFSSWHPQY"
@@ -467,6 +477,8 @@ def test_protclip_under_ddp_two_gloo_processes(tmp_path: Path) -> None:
     (["--term-score", "cosine"], "term score 'cosine'"),
     (["--sampling", "random"], "sampling 'random'"),
     (["--homology-head", "--w-homology", "0"], "homology head: needs the homology objective"),
+    (["--text-tune", "1", "--description", "text"], "text tune: needs --description terms"),
+    (["--text-tune", "1", "--objectives", "gc,term,hierarchy"], "objective(s) hierarchy read frozen"),
 ])
 def test_train_protclip_rejects_bad_options_before_loading_data(tmp_path: Path, options: list[str],
                                                                 message: str) -> None:
@@ -514,3 +526,90 @@ def test_draw_homologs_prefers_remote_partners_when_asked() -> None:
         from hypalign.recipes.protclip import ProtCLIPConfig, check_config
 
         check_config(ProtCLIPConfig(homology_remote=1.5))
+
+
+def test_tuned_text_layers_start_at_the_frozen_sentence_embedding(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Token states below the top layer (cached once) + the pretrained top layer, pooled = the frozen encoder's
+    sentence embedding (float16 states: to 2e-3); asking for more layers than the encoder has is an error."""
+    import json as js
+
+    from transformers import AutoConfig
+
+    from hypalign.encoders.text import SentenceEncoder, pad_token_states, token_states_cached
+    from hypalign.errors import InputError
+    from hypalign.models.protclip import TunedTextLayers
+
+    monkeypatch.setenv("HYPALIGN_CACHE_DIR", str(tmp_path / "cache"))
+    bert = tiny_char_bert(tmp_path / "bert", layers=3)
+    texts = ["protein kinase activity", "atp binding", "regulation of transcription, dna-templated", "membrane"]
+    states, offsets = token_states_cached(texts, bert, tuned_layers=1)
+    assert states.dtype == np.float16 and len(offsets) == 5 and offsets[-1] == len(states)
+    again = token_states_cached(texts, bert, tuned_layers=1)  # from the cache
+    np.testing.assert_array_equal(again[0], states)
+    config = js.loads(AutoConfig.from_pretrained(bert).to_json_string())
+    layers = TunedTextLayers(config, 1)
+    layers.load_pretrained_layers(str(bert))
+    layers.eval()
+    x, m = pad_token_states(states, offsets, np.arange(4))
+    with torch.no_grad():
+        ours = layers(x, m).numpy()
+    ref = SentenceEncoder(bert).encode(texts)
+    err = float(np.abs(ours - ref).max())
+    assert err < 2e-3
+    untrained = TunedTextLayers(config, 1).eval()  # another random top layer: a different embedding
+    with torch.no_grad():
+        assert float(np.abs(untrained(x, m).numpy() - ref).max()) > 3 * err
+    with pytest.raises(InputError, match="has 3 layers; tune 1 to 3, not 4"):
+        token_states_cached(texts, bert, tuned_layers=4)
+
+
+def test_protclip_with_a_tuned_text_tower_trains_saves_and_scores_with_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, char_bert: tuple[Path, Path]) -> None:
+    """--text-tune 1: the text encoder's top layer trains (its weights move at their own learning rate), is
+    saved with the model, and the reloaded run scores GO terms through it (the same scores as at the end of
+    training; frozen features would give others)."""
+    from hypalign.data.protein import GODataset
+    from hypalign.data.splits import Split
+    from hypalign.recipes.protclip import (
+        ProtCLIPConfig,
+        load_protclip_run,
+        prepare_go_split,
+        run_scores,
+        term_table,
+        train_protclip,
+    )
+    from hypalign.train import TrainConfig
+
+    bert, cache = char_bert
+    monkeypatch.setenv("HYPALIGN_CACHE_DIR", str(cache))
+    rng = np.random.default_rng(1)
+    go = [("GO:0016301", "GO:0016310", "GO:0005737"), ("GO:0005215", "GO:0006810", "GO:0016020")]
+    accs = [f"Q{i:05d}" for i in range(40)]
+    seqs = ["".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), 30)) for _ in accs]
+    terms = {o: [[go[i % 2][k]] for i in range(40)] for k, o in enumerate(("MF", "BP", "CC"))}
+    gsd = prepare_go_split(Split(accs[:24], accs[24:32], accs[32:]), data=GODataset(accs, seqs, terms))
+    cfg = ProtCLIPConfig(cnn_dim=16, cnn_layers=2, hidden=32, emb_dim=8, text_path=str(bert), batch_size=8,
+                         max_len=48, negative_terms=16, text_tune=1, text_lr=1e-2, transfer_k=0,
+                         objectives="gc,term,entail")
+    kept: dict = {}
+    tc = TrainConfig(run_dir=str(tmp_path / "run"), epochs=2, lr=3e-3, progress=False, threads=1)
+    out = train_protclip(cfg, tc, gsd=gsd, keep_task=kept)
+    task = kept["task"]
+    groups = task.param_groups(task.model, tc)
+    tuned_ids = {id(p) for g in groups if g.get("lr") == 1e-2 for p in g["params"]}
+    assert tuned_ids == {id(p) for p in task.model.text_layers.parameters()}
+    from transformers import AutoModel
+
+    start = AutoModel.from_pretrained(str(bert)).encoder.layer[1].state_dict()
+    now = task.model.text_layers.layers[0].state_dict()
+    assert max(float((now[k] - start[k]).abs().max()) for k in start) > 1e-3  # the tuned layer moved
+    model, run_cfg = load_protclip_run(tmp_path / "run")
+    assert hasattr(model, "text_layers") and run_cfg["protclip"]["text_tune"] == 1
+    scores = run_scores(model, run_cfg, gsd)[2]["test"]
+    for o in ("BP", "MF", "CC"):
+        np.testing.assert_allclose(scores[o], kept["scores"]["test"][o], atol=1e-5)
+    frozen = term_table(gsd.ontologies, str(bert))[2]
+    tuned = term_table(gsd.ontologies, str(bert), model=model)[2]
+    assert tuned.shape == frozen.shape and float((tuned - frozen).abs().max()) > 1e-3
+    assert 0.0 <= out["test"]["BP/fmax"] <= 1.0

@@ -145,7 +145,10 @@ def protclip(
                                                  "or entailment.")] = "auto",
     emb: Annotated[int, typer.Option(help="Embedding dimension.", min=2)] = 128,
     text_encoder: Annotated[str | None, typer.Option(help="Local sentence-encoder directory (default: the "
-                                                          "shipped MiniLM); kept frozen.")] = None,
+                                                          "shipped MiniLM); frozen unless --text-tune.")] = None,
+    text_tune: Annotated[int, typer.Option(help="Train the sentence encoder's top N layers with the model "
+                                                "(0 = frozen, as ProtCLIP).", min=0)] = 0,
+    text_lr: Annotated[float, typer.Option(help="Learning rate of the tuned text layers.")] = 5e-5,
     batch_size: Annotated[int, typer.Option(help="Proteins per step.", min=2)] = 64,
     max_len: Annotated[int, typer.Option(help="Training crop in tokens (random offset).", min=16)] = 256,
     negative_terms: Annotated[int, typer.Option(help="Random GO terms per batch besides the batch's own.")] = 512,
@@ -199,6 +202,7 @@ def protclip(
     esm = encoder != "cnn"
     cfg = ProtCLIPConfig(split=split, encoder="esm" if esm else "cnn", encoder_path=encoder if esm else None,
                          emb_dim=emb, geometry=geometry.value, c=c, term_score=term_score, text_path=text_encoder,
+                         text_tune=text_tune, text_lr=text_lr,
                          batch_size=batch_size, max_len=max_len, negative_terms=negative_terms,
                          description=description, w_gc=w_gc, w_term=w_term, w_entail=w_entail, w_homology=w_homology,
                          homology_head=homology_head, homology_remote=homology_remote,

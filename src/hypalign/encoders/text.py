@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -123,3 +124,73 @@ def encode_cached(texts: Sequence[str], path: str | os.PathLike[str] | None = No
 
     atomic_write(f, write)
     return arr
+
+
+def token_states_cached(texts: Sequence[str], path: str | os.PathLike[str] | None, tuned_layers: int,
+                        max_length: int = 64, batch_size: int = 128,
+                        say: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-token hidden states of ``texts`` *below* the top ``tuned_layers`` layers of a local sentence encoder
+    (embeddings + the frozen lower layers), for :class:`TunedTextLayers` to finish: ``(states, offsets)`` with
+    ``states`` ``(total tokens, hidden)`` float16 (real tokens only, padding dropped) and text ``i``'s tokens
+    at ``states[offsets[i]:offsets[i + 1]]``. The frozen part runs once; cached like :func:`encode_cached`."""
+    import hashlib
+
+    import torch
+
+    from hypalign.data.protein import cache_dir
+    from hypalign.io import atomic_write
+
+    model_dir = Path(path) if path is not None else minilm_path()
+    h = hashlib.sha256(f"states|{model_dir.resolve()}|{max_length}|{tuned_layers}".encode())
+    for t in texts:
+        h.update(t.encode("utf-8", "replace"))
+        h.update(b"\0")
+    f = cache_dir() / "text" / f"{h.hexdigest()[:24]}.npz"
+    if f.is_file():
+        with np.load(f) as z:
+            if len(z["offsets"]) == len(texts) + 1:
+                return z["states"], z["offsets"]
+    enc = SentenceEncoder(model_dir, max_length=max_length)
+    n_layers = int(enc.model.config.num_hidden_layers)
+    if not 1 <= tuned_layers <= n_layers:
+        raise InputError(f"text tuning: {model_dir.name} has {n_layers} layers; tune 1 to {n_layers}, "
+                         f"not {tuned_layers}")
+    if say is not None:
+        say(f"running {len(texts)} texts through the frozen {n_layers - tuned_layers} of {n_layers} layers "
+            f"of {model_dir.name} (cached for later runs)")
+    parts: list[np.ndarray | None] = [None] * len(texts)
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            idx = order[start : start + batch_size]
+            batch = enc.tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
+                                  return_tensors="pt")
+            hidden = enc.model(**batch, output_hidden_states=True).hidden_states[n_layers - tuned_layers]
+            for j, i in enumerate(idx.tolist()):
+                parts[i] = hidden[j, batch["attention_mask"][j].bool()].numpy().astype(np.float16)
+    lengths = np.array([len(p) for p in parts], dtype=np.int64)  # type: ignore[arg-type]
+    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    states = np.concatenate(parts) if len(parts) else np.zeros((0, enc.dim), np.float16)  # type: ignore[arg-type]
+
+    def write(p: Path) -> None:
+        with open(p, "wb") as fh:
+            np.savez(fh, states=states, offsets=offsets)
+
+    atomic_write(f, write)
+    return states, offsets
+
+
+def pad_token_states(states: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[Any, Any]:
+    """``(float32 (len(rows), T, hidden), bool (len(rows), T))`` padded token states of texts ``rows``
+    (:func:`token_states_cached`), ``T`` the longest of them."""
+    import torch
+
+    lo, hi = offsets[rows], offsets[np.asarray(rows) + 1]
+    n = hi - lo
+    width = max(1, int(n.max()) if len(n) else 1)
+    mask = np.arange(width)[None, :] < n[:, None]
+    out = np.zeros((len(rows), width, states.shape[1]), dtype=np.float32)
+    src = (lo[:, None] + np.arange(width)[None, :])[mask]
+    out[mask] = states[src]
+    return torch.from_numpy(out), torch.from_numpy(mask)
+

@@ -5,7 +5,9 @@ Towers (spec §3.3; MERU §3 for the hyperbolic lift):
 * protein: :class:`~hypalign.encoders.protein.ResidueCNN` (CPU default) or ESM-2 from a local
   directory → ``Linear–ReLU–Linear`` projection;
 * text: *frozen* sentence-encoder features (MiniLM by default; ProtCLIP freezes PubMedBERT) →
-  ``Linear–ReLU–Linear`` projection; GO term names and protein descriptions share this tower.
+  ``Linear–ReLU–Linear`` projection; GO term names and protein descriptions share this tower. With
+  ``text_tune_layers = n`` the encoder's top ``n`` layers are part of the model and train
+  (:class:`TunedTextLayers`; the lower layers stay frozen, their token states computed once).
 
 The projected vector ``u`` is scaled by a learnable ``exp(alpha)`` (MERU's ``visual_alpha`` /
 ``textual_alpha``, initialised to ``1/sqrt(emb_dim)``) and lifted with ``expmap0`` (Lorentz,
@@ -64,6 +66,47 @@ class FragmentDecoder(nn.Module):
         return residues + att @ self.v(text)
 
 
+class TunedTextLayers(nn.Module):
+    """The top ``n_layers`` transformer layers of a BERT-like sentence encoder, trainable ("tuned" text tower),
+    finishing the frozen lower layers' token states (:func:`~hypalign.encoders.text.token_states_cached`):
+    ``pooled = normalize(mean over real tokens of layers(states))`` — with the pretrained weights
+    (:meth:`load_pretrained_layers`) exactly the frozen sentence embedding, so tuning starts from it.
+
+    Built from the encoder's config (``config``: its ``to_dict()``) so that ``from_pretrained`` needs no
+    original directory; layer ``i`` here is layer ``L - n_layers + i`` there."""
+
+    def __init__(self, config: dict[str, Any], n_layers: int) -> None:
+        super().__init__()
+        from transformers import AutoConfig, AutoModel
+
+        rest = {k: v for k, v in config.items() if k != "model_type"}
+        cfg = AutoConfig.for_model(config["model_type"], **{**rest, "num_hidden_layers": n_layers})
+        base = AutoModel.from_config(cfg)
+        layers = getattr(getattr(base, "encoder", None), "layer", None)
+        if not isinstance(layers, nn.ModuleList):
+            raise ValueError(f"text tuning needs a BERT-like encoder (encoder.layer); got {type(base).__name__}")
+        self.layers = layers
+        self.n_layers = n_layers
+
+    def load_pretrained_layers(self, path: str) -> None:
+        """Copy the top ``n_layers`` layers' weights from the local encoder directory ``path``."""
+        from transformers import AutoModel
+
+        src = AutoModel.from_pretrained(path, local_files_only=True).encoder.layer
+        for mine, theirs in zip(self.layers, list(src)[len(src) - self.n_layers :], strict=True):
+            mine.load_state_dict(theirs.state_dict())
+
+    def forward(self, states: Tensor, mask: Tensor) -> Tensor:
+        h = states.float()
+        # additive attention mask (batch, 1, 1, tokens): eager and SDPA attention both add it to the scores
+        ext = (~mask)[:, None, None, :].to(h.dtype) * torch.finfo(h.dtype).min
+        for layer in self.layers:
+            out = layer(h, attention_mask=ext)
+            h = out[0] if isinstance(out, tuple) else out
+        m = mask.unsqueeze(-1).to(h.dtype)
+        return nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp_min(1e-9), dim=-1)
+
+
 class PrototypeBank(nn.Module):
     """PDA's property-prototype memory (``AttrProtoBank``): ``u = gumbel_softmax(x W^T, tau) W`` over
     ``n`` learned prototypes ``W`` (soft, ``hard=False``; ``tau = 0.9`` as in the reference code)."""
@@ -86,7 +129,8 @@ class ProtCLIP(nn.Module, PyTorchModelHubMixin):
                  geometry: str = "lorentz", c: float = 1.0, n_terms: int = 0,
                  encoder_config: dict[str, Any] | None = None, term_score: str = "similarity",
                  mlm: bool = False, bsr: bool = False, pda: bool = False, n_prototypes: int = 512,
-                 homology: bool = False, homology_head: bool = False) -> None:
+                 homology: bool = False, homology_head: bool = False, text_tune_layers: int = 0,
+                 text_config: dict[str, Any] | None = None) -> None:
         super().__init__()
         if homology_head and not homology:
             raise ValueError("homology_head needs homology=True (the head is trained by the homolog objective)")
@@ -122,6 +166,10 @@ class ProtCLIP(nn.Module, PyTorchModelHubMixin):
             self.prototype_bank = PrototypeBank(n_prototypes, emb_dim)
             self.local_logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
         self.text_proj = _mlp(text_dim, hidden, emb_dim)
+        if text_tune_layers > 0:  # the sentence encoder's top layers train too (see TunedTextLayers)
+            if text_config is None:
+                raise ValueError("text_tune_layers > 0 needs text_config (the sentence encoder's config)")
+            self.text_layers = TunedTextLayers(text_config, text_tune_layers)
         if geometry == "lorentz":
             self.geometry: Manifold = Lorentz(c)
         elif geometry == "poincare":
@@ -187,10 +235,17 @@ class ProtCLIP(nn.Module, PyTorchModelHubMixin):
         else:
             pooled = self.protein_encoder(ids, mask)
         out["protein"], out["protein_search"] = self._heads(pooled)
-        out["desc"] = self.encode_text(batch["desc"])
+        if "term_states" in batch:  # tuned text tower: GO term names through its top layers, once per step
+            pooled_terms = self.text_layers(batch["term_states"], batch["term_state_mask"])
+            out["terms"] = self.encode_text(pooled_terms)
+            # a description ("terms"): the mean of its annotated terms' features, as the frozen tower has it
+            desc = nn.functional.normalize(batch["desc_weights"] @ pooled_terms, dim=-1)
+            out["desc"] = self.encode_text(desc)
+        else:
+            out["desc"] = self.encode_text(batch["desc"])
         if "pair_ids" in batch:
             out["pair"] = self.encode_protein_search(batch["pair_ids"], batch["pair_mask"])[1]
-        if "term_text" in batch:
+        if "term_text" in batch and "terms" not in out:
             out["terms"] = self.encode_text(batch["term_text"])
         if "hier_general_text" in batch:
             out["hier_general"] = self.encode_text(batch["hier_general_text"])

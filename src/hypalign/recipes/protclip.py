@@ -175,16 +175,42 @@ def blend_with_diamond(gsd: GOSplitData, base: dict[str, Any], scores: dict[str,
     return out, alphas
 
 
-def term_table(ontologies: dict[str, Ontology], text_path: str | None = None,
-               say: Any = None) -> tuple[list[str], dict[str, int], torch.Tensor]:
+def term_table(ontologies: dict[str, Ontology], text_path: str | None = None, say: Any = None,
+               model: Any = None) -> tuple[list[str], dict[str, int], torch.Tensor]:
     """The model's GO term axis: names of every term of the ontologies one after another, each ontology's
-    offset on that axis, and the frozen text features of the names (:func:`encode_cached`)."""
+    offset on that axis, and the text features of the names: frozen (:func:`encode_cached`), or — for a
+    ``model`` with a tuned text tower (``text_layers``) — through its tuned top layers
+    (:func:`tuned_text_features`)."""
     from hypalign.encoders.text import encode_cached
 
     onts = list(ontologies)
     names = [n for o in onts for n in ontologies[o].names]
     offset = dict(zip(onts, np.cumsum([0] + [len(ontologies[o]) for o in onts[:-1]]).tolist(), strict=True))
+    if model is not None and hasattr(model, "text_layers"):
+        from hypalign.encoders.text import token_states_cached
+
+        states, offsets = token_states_cached(names, text_path, model.text_layers.n_layers, say=say)
+        return names, offset, tuned_text_features(model, states, offsets)
     return names, offset, torch.from_numpy(encode_cached(names, text_path, say=say))
+
+
+@torch.no_grad()
+def tuned_text_features(model: Any, states: np.ndarray, offsets: np.ndarray, batch_size: int = 512) -> torch.Tensor:
+    """Sentence features of every text of ``(states, offsets)`` (:func:`~hypalign.encoders.text.token_states_cached`)
+    through the model's tuned text layers, in eval mode (no dropout); texts of similar length batched together."""
+    from hypalign.encoders.text import pad_token_states
+
+    was = model.training
+    model.eval()
+    n = len(offsets) - 1
+    order = np.argsort(np.diff(offsets), kind="stable")
+    out = torch.empty((n, states.shape[1]))
+    for s in range(0, n, batch_size):
+        idx = order[s : s + batch_size]
+        x, m = pad_token_states(states, offsets, idx)
+        out[torch.from_numpy(idx)] = model.text_layers(x, m)
+    model.train(was)
+    return out
 
 
 # ---- the model: task for the shared trainer ------------------------------------------------------------
@@ -203,7 +229,9 @@ class ProtCLIPConfig:
     geometry: str = "lorentz"  # lorentz | poincare | sphere
     c: float = 1.0
     term_score: str = "auto"  # auto (entailment in hyperbolic space, cosine on the sphere) | similarity | entailment
-    text_path: str | None = None  # frozen sentence encoder (default: the shipped MiniLM)
+    text_path: str | None = None  # sentence encoder (default: the shipped MiniLM)
+    text_tune: int = 0  # top layers of the sentence encoder trained with the rest (0 = frozen, ProtCLIP's choice)
+    text_lr: float = 5e-5  # learning rate of those layers (a pretrained transformer: BERT fine-tuning's range)
     batch_size: int = 64
     max_len: int = 256  # training crop (random offset), tokens incl. <cls>/<eos>
     eval_max_len: int = 1024
@@ -303,6 +331,15 @@ def check_config(cfg: ProtCLIPConfig) -> None:
         raise InputError(f"homology remote: a probability in [0, 1], got {cfg.homology_remote}")
     if cfg.homology_head and "homology" not in resolve_objectives(cfg):
         raise InputError("homology head: needs the homology objective (in --objectives, weight > 0)")
+    if cfg.text_tune < 0:
+        raise InputError(f"text tune: a number of layers >= 0, got {cfg.text_tune}")
+    if cfg.text_tune > 0:
+        if cfg.description != "terms":
+            raise InputError("text tune: needs --description terms (descriptions are pooled from the tuned term names)")
+        frozen_only = sorted({"hierarchy", "bsr", "pda"} & set(resolve_objectives(cfg)))
+        if frozen_only:
+            raise InputError(f"text tune: objective(s) {', '.join(frozen_only)} read frozen term features; "
+                             "drop them or use --text-tune 0")
 
 
 def resolve_term_score(cfg: ProtCLIPConfig) -> str:
@@ -397,13 +434,28 @@ class ProtCLIPTask(Task):
                 prop = y.indices[y.indptr[r] : y.indptr[r + 1]]
                 parts.append(self.gsd.ontologies[o].most_specific(np.sort(prop)) + self.offset[o])
             self.specific.append(np.concatenate(parts))
+        text_config = None
+        if cfg.text_tune:  # the frozen lower layers run once; the top cfg.text_tune layers train with the model
+            import json
+
+            from transformers import AutoConfig
+
+            from hypalign.encoders.text import minilm_path, token_states_cached
+
+            text_dir = cfg.text_path or str(minilm_path())
+            self.term_states, self.term_state_offsets = token_states_cached(self.term_names, text_dir, cfg.text_tune,
+                                                                            say=say)
+            text_config = json.loads(AutoConfig.from_pretrained(text_dir, local_files_only=True).to_json_string())
         self.model = ProtCLIP(encoder=cfg.encoder, encoder_path=cfg.encoder_path, cnn_dim=cfg.cnn_dim,
                               cnn_layers=cfg.cnn_layers, text_dim=self.term_features.shape[1], hidden=cfg.hidden,
                               emb_dim=cfg.emb_dim, geometry=cfg.geometry, c=cfg.c, n_terms=len(self.term_names),
                               term_score=resolve_term_score(cfg), mlm="mlm" in self.objectives,
                               bsr="bsr" in self.objectives, pda="pda" in self.objectives,
                               homology="homology" in self.objectives, homology_head=cfg.homology_head,
-                              n_prototypes=cfg.n_prototypes)
+                              n_prototypes=cfg.n_prototypes, text_tune_layers=cfg.text_tune,
+                              text_config=text_config)
+        if cfg.text_tune:
+            self.model.text_layers.load_pretrained_layers(text_dir)
         if cfg.sampling == "property":
             from hypalign.data.protein import property_driven_sample
 
@@ -454,7 +506,9 @@ class ProtCLIPTask(Task):
         y = self.train_truth[rows]
         pos = np.unique(y.indices)
         neg = rng.integers(0, y.shape[1], self.cfg.negative_terms)
-        cand = np.unique(np.r_[pos, neg])
+        tuned = self.cfg.text_tune > 0
+        own = [np.concatenate(list(self.annotated[r].values())) for r in rows.tolist()] if tuned else []
+        cand = np.unique(np.concatenate([pos, neg, *own]))
         labels = torch.from_numpy(np.asarray(y[:, cand].todense(), dtype=np.float32))
         ent = np.array([rng.choice(self.specific[r]) if len(self.specific[r]) else -1 for r in rows.tolist()])
         ent_pos = np.searchsorted(cand, ent.clip(min=0))
@@ -462,7 +516,17 @@ class ProtCLIPTask(Task):
                  "labels": labels, "ent_rows": torch.from_numpy(np.flatnonzero(ent >= 0)),
                  "ent_cols": torch.from_numpy(ent_pos[ent >= 0])}
         objs, cfg = self.objectives, self.cfg
-        if {"term", "entail"} & set(objs):
+        if tuned:  # term names through the tuned layers in the model's forward; descriptions pooled from them
+            from hypalign.encoders.text import pad_token_states
+
+            batch["term_states"], batch["term_state_mask"] = pad_token_states(self.term_states,
+                                                                              self.term_state_offsets, cand)
+            w = np.zeros((len(rows), len(cand)), dtype=np.float32)
+            for b, t in enumerate(own):
+                if len(t):
+                    np.add.at(w[b], np.searchsorted(cand, t), 1.0 / len(t))
+            batch["desc_weights"] = torch.from_numpy(w)
+        elif {"term", "entail"} & set(objs):
             batch["term_text"] = self.term_features[batch["cand"]]
         if "homology" in objs:  # a random homolog (or the protein itself), with its own random crop
             partner = draw_homologs(self.homologs, rows, rng, cfg.homology_remote)
@@ -542,12 +606,36 @@ class ProtCLIPTask(Task):
     def batch_items(self, batch: Any) -> int:
         return int(batch["ids"].shape[0])
 
+    def param_groups(self, model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+        """The trainer's groups (decay on matrices only); tuned text layers in groups of their own at ``text_lr``."""
+        from hypalign.train.optim import param_groups
+
+        groups = param_groups(model, cfg.weight_decay)
+        if not self.cfg.text_tune:
+            return groups
+        text = {id(p) for p in unwrap(model).text_layers.parameters()}
+        out = []
+        for g in groups:
+            rest = [p for p in g["params"] if id(p) not in text]
+            tuned = [p for p in g["params"] if id(p) in text]
+            if rest:
+                out.append({**g, "params": rest})
+            if tuned:
+                out.append({**g, "params": tuned, "lr": self.cfg.text_lr})
+        return out
+
+    def text_features(self, model: nn.Module) -> torch.Tensor:
+        """The GO term names' text features as the model sees them now: frozen, or through its tuned layers."""
+        if self.cfg.text_tune:
+            return tuned_text_features(unwrap(model), self.term_states, self.term_state_offsets)
+        return self.term_features
+
     # -- evaluation ----------------------------------------------------------------------------------------
     def evaluate(self, model: nn.Module, part: str = "valid", full: bool = False) -> dict[str, float]:
         """Fmax and MRR per ontology of the term scores on ``part`` (the trainer's validation; ``full``: every
         metric of :func:`evaluate_scores`). The final, transfer-blended metrics come from :func:`train_protclip`."""
-        scores = predict_scores(unwrap(model), self.gsd.sequences(part), self.gsd.ontologies, self.term_features,
-                                self.offset, self.cfg.eval_max_len)
+        scores = predict_scores(unwrap(model), self.gsd.sequences(part), self.gsd.ontologies,
+                                self.text_features(model), self.offset, self.cfg.eval_max_len)
         return summarise_metrics(self.gsd, part, scores, full)
 
 
@@ -799,7 +887,7 @@ def train_protclip(cfg: ProtCLIPConfig, train: TrainConfig, gsd: GOSplitData | N
         log = say if callable(say) else (lambda msg: None)
         log(f"model saved to {run / 'model'}; embedding the valid and test proteins against every GO term")
         # each held-out part embedded once: term scores, transfer fitting (valid) and every metric reuse it
-        emb, terms = heldout_term_scores(model, gsd, task.term_features, task.offset, cfg.eval_max_len)
+        emb, terms = heldout_term_scores(model, gsd, task.text_features(model), task.offset, cfg.eval_max_len)
         scores = terms
         if cfg.transfer_k > 0:
             reference = fit_transfer(model, gsd, emb["valid"], terms["valid"], cfg.transfer_k, cfg.eval_max_len, say)
@@ -845,7 +933,7 @@ def predict_go(model: Any, cfg: dict[str, Any], seqs: list[str], top: int = 20,
     if sum(len(x) for x in onts.values()) != model.term_bias.shape[0]:
         raise InputError(f"the model scores {model.term_bias.shape[0]} GO terms but this GO graph has "
                          f"{sum(len(x) for x in onts.values())}; it was trained on another metastudent-data version")
-    _, offset, feats = term_table(onts, cfg["protclip"].get("text_path"))
+    _, offset, feats = term_table(onts, cfg["protclip"].get("text_path"), model=model)
     scores = predict_scores(model, seqs, {o: onts[o] for o in ontologies}, feats, offset,
                             cfg["protclip"].get("eval_max_len", 1024), getattr(model, "transfer_reference", None))
     out: list[dict[str, list[tuple[str, str, float]]]] = []
@@ -866,7 +954,7 @@ def run_scores(model: Any, cfg: dict[str, Any], gsd: GOSplitData, parts: tuple[s
     ``gsd``: ``{part: embeddings in model.search_geometry}`` (:func:`heldout_term_scores`) and
     ``{part: {ontology: matrix}}`` twice; the GO scores blend in its nearest-neighbour transfer when it has one."""
     pc = cfg["protclip"]
-    _, offset, feats = term_table(gsd.ontologies, pc.get("text_path"))
+    _, offset, feats = term_table(gsd.ontologies, pc.get("text_path"), model=model)
     emb, terms = heldout_term_scores(model, gsd, feats, offset, pc.get("eval_max_len", 1024), parts)
     reference = getattr(model, "transfer_reference", None)
     return emb, terms, (reference.combine_parts(emb, terms, model.search_geometry) if reference is not None
