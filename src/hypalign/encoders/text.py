@@ -93,23 +93,29 @@ class SentenceEncoder:
         return out
 
 
+def _cache_file(key: str, texts: Sequence[str], suffix: str) -> Path:
+    """``$HYPALIGN_CACHE_DIR/text/<sha256 of key and texts>{suffix}``."""
+    import hashlib
+
+    from hypalign.data.protein import cache_dir
+
+    h = hashlib.sha256(key.encode())
+    for t in texts:
+        h.update(t.encode("utf-8", "replace"))
+        h.update(b"\0")
+    return cache_dir() / "text" / f"{h.hexdigest()[:24]}{suffix}"
+
+
 def encode_cached(texts: Sequence[str], path: str | os.PathLike[str] | None = None, max_length: int = 256,
                   batch_size: int = 64, say: Callable[[str], None] | None = None) -> np.ndarray:
     """:meth:`SentenceEncoder.encode` with an on-disk cache keyed by the model directory and the texts.
 
     Frozen text towers (ProtCLIP keeps its text encoder fixed) need each text embedded once; the
     array is stored as ``.npy`` under ``$HYPALIGN_CACHE_DIR/text/`` (written atomically)."""
-    import hashlib
-
-    from hypalign.data.protein import cache_dir
     from hypalign.io import atomic_write
 
     model_dir = Path(path) if path is not None else minilm_path()
-    h = hashlib.sha256(f"{model_dir.resolve()}|{max_length}".encode())
-    for t in texts:
-        h.update(t.encode("utf-8", "replace"))
-        h.update(b"\0")
-    f = cache_dir() / "text" / f"{h.hexdigest()[:24]}.npy"
+    f = _cache_file(f"{model_dir.resolve()}|{max_length}", texts, ".npy")
     if f.is_file():
         arr = np.load(f)
         if arr.shape[0] == len(texts):
@@ -133,19 +139,12 @@ def token_states_cached(texts: Sequence[str], path: str | os.PathLike[str] | Non
     (embeddings + the frozen lower layers), for :class:`TunedTextLayers` to finish: ``(states, offsets)`` with
     ``states`` ``(total tokens, hidden)`` float16 (real tokens only, padding dropped) and text ``i``'s tokens
     at ``states[offsets[i]:offsets[i + 1]]``. The frozen part runs once; cached like :func:`encode_cached`."""
-    import hashlib
-
     import torch
 
-    from hypalign.data.protein import cache_dir
     from hypalign.io import atomic_write
 
     model_dir = Path(path) if path is not None else minilm_path()
-    h = hashlib.sha256(f"states|{model_dir.resolve()}|{max_length}|{tuned_layers}".encode())
-    for t in texts:
-        h.update(t.encode("utf-8", "replace"))
-        h.update(b"\0")
-    f = cache_dir() / "text" / f"{h.hexdigest()[:24]}.npz"
+    f = _cache_file(f"states|{model_dir.resolve()}|{max_length}|{tuned_layers}", texts, ".npz")
     if f.is_file():
         with np.load(f) as z:
             if len(z["offsets"]) == len(texts) + 1:
