@@ -4,7 +4,7 @@ Builds ``small-hard`` both ways from metastudent-data (same seed, same clusters,
 then re-checks each version's held-out proteins against its training proteins with *every* DIAMOND hit
 and counts those with a close (>= 30 % identity over >= 50 % of the shorter sequence) training homolog:
 v1 lets some through, v2 none. Also prints how many test proteins the two versions share. Nothing is
-written to the split cache (the splits live in memory). ~4 min on 2 cores.
+written to the split cache (the splits live in memory). ~6 min on 2 cores (2026-11-23, --threads 1).
 
     python benchmarks/hard_split_check.py
 """

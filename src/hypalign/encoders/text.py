@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hypalign.errors import InputError, MissingDataError
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 def minilm_path() -> Path:
@@ -179,17 +182,16 @@ def token_states_cached(texts: Sequence[str], path: str | os.PathLike[str] | Non
     return states, offsets
 
 
-def pad_token_states(states: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[Any, Any]:
+def pad_token_states(states: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[Tensor, Tensor]:
     """``(float32 (len(rows), T, hidden), bool (len(rows), T))`` padded token states of texts ``rows``
     (:func:`token_states_cached`), ``T`` the longest of them."""
     import torch
 
     lo, hi = offsets[rows], offsets[np.asarray(rows) + 1]
     n = hi - lo
-    width = max(1, int(n.max()) if len(n) else 1)
+    width = max(1, int(n.max(initial=0)))
     mask = np.arange(width)[None, :] < n[:, None]
     out = np.zeros((len(rows), width, states.shape[1]), dtype=np.float32)
     src = (lo[:, None] + np.arange(width)[None, :])[mask]
     out[mask] = states[src]
     return torch.from_numpy(out), torch.from_numpy(mask)
-
