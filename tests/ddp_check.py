@@ -57,7 +57,7 @@ def main() -> None:
 
     run = out / "run"
     task = ToyTask()
-    Trainer(task, config(str(run), epochs=2, threads=1)).fit()
+    Trainer(task, config(str(run), epochs=2, threads=1, device="cpu")).fit()
     flat = torch.cat([p.detach().flatten() for p in task.model.parameters()])
     gathered = [torch.empty_like(flat) for _ in range(world)]
     dist.all_gather(gathered, flat)

@@ -298,8 +298,9 @@ def test_cli_train_eval_embed_on_digits(tmp_path: Path) -> None:
 def test_ddp_two_gloo_processes(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     script = Path(__file__).parent / "ddp_check.py"
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                    str(script), str(tmp_path)], check=True, env=env, timeout=300, capture_output=True)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                        str(script), str(tmp_path)], env=env, timeout=300, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-4000:]
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
     assert r0["world"] == 2 and r0["loss"] == pytest.approx(r0["ref_loss"], rel=1e-6)
     # DDP-averaged gradient of the gathered loss == one process's gradient over the whole batch

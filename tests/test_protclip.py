@@ -16,6 +16,7 @@ from hypalign.errors import InputError
 from hypalign.geometry import Lorentz, Sphere
 from hypalign.losses.contrastive import clip_loss, entailment_loss, term_matching_loss
 from hypalign.models.protclip import ProtCLIP
+from protein_fixtures import KINASE, tiny_char_bert, two_families
 
 
 def esm_dir(tmp: Path) -> Path:
@@ -226,32 +227,6 @@ def test_segment_alignment_by_hand() -> None:
     assert float(loss) == pytest.approx(float(ref), rel=1e-5)
 
 
-def tiny_char_bert(path: Path, layers: int = 1) -> Path:
-    """A randomly initialised BERT (``layers`` layers) whose WordPiece vocabulary spells every word letter by letter."""
-    import string
-
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    chars = list(string.ascii_lowercase + string.digits + "-,;:()'/")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{c}" for c in chars)]
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(vocab_file=str(path / "vocab.txt")).save_pretrained(path)
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=layers, num_attention_heads=2,
-                         intermediate_size=32, max_position_embeddings=512)).save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def char_bert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A 2-layer :func:`tiny_char_bert` and a cache directory shared by this module's training tests: the
-    tiny encoder spells every real GO term name letter by letter (~40k names), so each test embedding them
-    afresh would cost about a minute."""
-    root = tmp_path_factory.mktemp("char-bert")
-    return tiny_char_bert(root / "bert", layers=2), root / "cache"
-
-
 def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 char_bert: tuple[Path, Path]) -> None:
     """Made-up proteins with real GO terms, a tiny text encoder and a tiny CNN: a few steps of training, the
@@ -268,18 +243,7 @@ def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pyt
 
     text, cache = char_bert
     monkeypatch.setenv("HYPALIGN_CACHE_DIR", str(cache))
-    rng = np.random.default_rng(0)
-    kinase = "MKKLLVAGGAGFIGSHLVDRLLEEG"  # two made-up "families" with different functions
-    transporter = "MSTWQRPLLAAIVLLGFSSWHPQY"
-    accs, seqs, terms = [], [], {"BP": [], "MF": [], "CC": []}
-    for i in range(48):
-        fam = i % 2
-        core = kinase if fam == 0 else transporter
-        seqs.append("".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), 10)) + core * 2)
-        accs.append(f"P{i:05d}")
-        terms["MF"].append(["GO:0016301"] if fam == 0 else ["GO:0005215"])  # kinase activity / transporter activity
-        terms["BP"].append(["GO:0016310"] if fam == 0 else ["GO:0006810"])  # phosphorylation / transport
-        terms["CC"].append(["GO:0005737"] if fam == 0 else ["GO:0016020"])  # cytoplasm / membrane
+    accs, seqs, terms = two_families()
     data = GODataset(accs, seqs, terms)
     split = Split(accs[:32], accs[32:40], accs[40:])
     gsd = prepare_go_split(split, data=data)
@@ -377,7 +341,7 @@ def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pyt
     task = ProtCLIPTask(replace(cfg, objectives="gc,homology"), gsd=gsd)
     indptr, targets, _ = task.homologs
     train_seqs = gsd.sequences("train")
-    fam = [train_seqs[r].endswith(kinase) for r in range(len(train_seqs))]
+    fam = [train_seqs[r].endswith(KINASE) for r in range(len(train_seqs))]
     assert all(fam[int(t)] == fam[r] for r in range(len(fam)) for t in targets[indptr[r] : indptr[r + 1]])
     for spec in task.batches(0):
         b = task.make_batch(spec)
@@ -458,8 +422,9 @@ def test_protclip_under_ddp_two_gloo_processes(tmp_path: Path) -> None:
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     script = Path(__file__).parent / "ddp_protclip_check.py"
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                    str(script), str(tmp_path)], check=True, env=env, timeout=300, capture_output=True)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                        str(script), str(tmp_path)], env=env, timeout=300, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-4000:]
     r0, r1 = (js.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
     assert r0["world"] == 2
     for geometry in ("lorentz", "sphere", "lorentz+head"):
@@ -603,7 +568,7 @@ def test_protclip_with_a_tuned_text_tower_trains_saves_and_scores_with_it(
 
     start = AutoModel.from_pretrained(str(bert)).encoder.layer[1].state_dict()
     now = task.model.text_layers.layers[0].state_dict()
-    assert max(float((now[k] - start[k]).abs().max()) for k in start) > 1e-3  # the tuned layer moved
+    assert max(float((now[k].cpu() - start[k]).abs().max()) for k in start) > 1e-3  # the tuned layer moved
     model, run_cfg = load_protclip_run(tmp_path / "run")
     assert hasattr(model, "text_layers") and run_cfg["protclip"]["text_tune"] == 1
     scores = run_scores(model, run_cfg, gsd)[2]["test"]

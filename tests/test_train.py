@@ -142,20 +142,21 @@ def test_trainer_run_directory_and_metrics(tmp_path: Path) -> None:
 
 
 def test_grad_accumulation_equals_one_big_batch(tmp_path: Path) -> None:
+    # on the CPU, whatever the machine has: the two runs must draw the same dropout masks and sum alike
     a = ToyTask(batch=32)
     a.model.eval()  # no dropout: the two runs see the same arithmetic
-    Trainer(a, config(str(tmp_path / "a"), epochs=2, warmup_steps=0)).fit()
+    Trainer(a, config(str(tmp_path / "a"), epochs=2, warmup_steps=0, device="cpu")).fit()
     b = ToyTask(batch=16)
     b.model.eval()
 
     b.batches = lambda e: [i for big in a.batches(e) for i in big.split(16)]  # type: ignore[method-assign]
-    Trainer(b, config(str(tmp_path / "b"), epochs=2, warmup_steps=0, grad_accum=2)).fit()
+    Trainer(b, config(str(tmp_path / "b"), epochs=2, warmup_steps=0, grad_accum=2, device="cpu")).fit()
     for (n, pa), pb in zip(a.model.named_parameters(), b.model.parameters(), strict=False):
         torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6, msg=n)
 
 
 def test_bf16_autocast_runs_on_cpu(tmp_path: Path) -> None:
-    res = Trainer(ToyTask(), config(str(tmp_path / "r"), epochs=1, precision="bf16")).fit()
+    res = Trainer(ToyTask(), config(str(tmp_path / "r"), epochs=1, precision="bf16", device="cpu")).fit()
     assert math.isfinite(res.metrics["mse"])
 
 
@@ -238,3 +239,25 @@ def test_read_run_config_names_what_the_directory_is(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="recipe 'hypvit', expected protclip"):
         read_run_config(tmp_path, "protclip")
     assert read_run_config(tmp_path, "hypvit") == {"recipe": "hypvit"}
+
+
+def test_device_choice_is_checked_with_clear_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hypalign.train import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(InputError, match="expected auto, cpu, cuda or cuda:N"):
+        resolve_device("banana")
+    # a machine with one GPU, as torch would report it: auto picks cuda:LOCAL_RANK; a second process has none
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert resolve_device("auto") == torch.device("cuda", 0)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(InputError, match="LOCAL_RANK=1 but only 1 CUDA device"):
+        resolve_device("auto")
+    with pytest.raises(InputError, match="cuda:3: only 1 CUDA device"):
+        resolve_device("cuda:3")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(InputError, match="no CUDA device is visible"):
+        resolve_device("cuda")

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hypalign.train import Task, TrainConfig, Trainer
+from hypalign.train import Task, TrainConfig, Trainer, model_device
 
 
 class ToyTask(Task):
@@ -40,7 +40,8 @@ class ToyTask(Task):
         return ((model(x) - y) ** 2).mean()
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        return {"mse": float(((model(self.x) - self.y) ** 2).mean())}
+        dev = model_device(model)  # the trainer hands the model over on its device
+        return {"mse": float(((model(self.x.to(dev)) - self.y.to(dev)) ** 2).mean())}
 
 
 def config(run_dir: str, **kw: Any) -> TrainConfig:

@@ -36,7 +36,7 @@ from hypalign.eval.hierarchy import link_prediction, reconstruction
 from hypalign.io import atomic_write_json, atomic_write_text, save_npy
 from hypalign.losses.hierarchy import negative_mask
 from hypalign.models.hierarchy import HIERARCHY_MODELS, HierarchyEmbedding
-from hypalign.train import Task, TrainConfig, Trainer
+from hypalign.train import Task, TrainConfig, Trainer, resolve_device
 
 
 @dataclass
@@ -201,6 +201,11 @@ def train_hierarchy(cfg: HierarchyConfig, train: TrainConfig, hierarchy: Hierarc
     # run fastest single-threaded (its OpenMP pool only contends with them)
     hierarchy_loss.THREADS = train.threads or os.cpu_count() or 1
     train.threads = 1
+    # the fused kernels are CPU code (numba); a GPU would only hold the embedding table
+    if train.device == "auto":
+        train.device = "cpu"
+    elif resolve_device(train.device).type != "cpu":
+        raise InputError(f"device {train.device!r}: hierarchy embedding trains on the CPU (fused numba kernels)")
     task = HierarchyTask(h, cfg, seed=train.seed)
     trainer = Trainer(task, train, extra_config={"recipe": "hierarchy", "hierarchy": asdict(cfg),
                                                  "nodes": h.n_nodes, "closure_pairs": len(task.pairs)})

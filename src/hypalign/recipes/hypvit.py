@@ -24,7 +24,7 @@ from hypalign.errors import InputError
 from hypalign.eval.retrieval import retrieval_metrics
 from hypalign.losses.pairwise import pairwise_ce_loss
 from hypalign.models.hypvit import HypViT
-from hypalign.train import Task, TrainConfig, Trainer
+from hypalign.train import Task, TrainConfig, Trainer, model_device
 from hypalign.train import distributed as dist_utils
 
 RECALL_KS = {"digits": (1, 2, 4, 8), "folder": (1, 2, 4, 8), "cub": (1, 2, 4, 8, 16, 32), "cars": (1, 2, 4, 8, 16, 32),
@@ -129,11 +129,11 @@ class HypViTTask(Task):
     def embed_split(self, model: HypViT, split: ImageSplit, features: bool = False) -> torch.Tensor:
         ds = SplitDataset(split, self.test_tf, augment=False)
         out = []
-        bs = self.cfg.eval_batch_size
+        bs, dev = self.cfg.eval_batch_size, model_device(model)
         for s in range(0, len(ds), bs):
-            x = torch.stack([ds.load(i, 0) for i in range(s, min(len(ds), s + bs))])
-            out.append(model.features(x) if features else model(x))
-        return torch.cat(out).detach()
+            x = torch.stack([ds.load(i, 0) for i in range(s, min(len(ds), s + bs))]).to(dev)
+            out.append((model.features(x) if features else model(x)).detach().float().cpu())
+        return torch.cat(out)
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         m: HypViT = model  # type: ignore[assignment]
@@ -163,7 +163,7 @@ def unwrap_geometry(model: nn.Module) -> Any:
 
 def train_hypvit(cfg: HypViTConfig, train: TrainConfig, splits: dict[str, ImageSplit] | None = None) -> dict[str, Any]:
     """Train, evaluate, save ``runs/NAME/model/`` (``save_pretrained``) and ``eval.json``."""
-    dist_utils.init_from_env()  # under torchrun: join first, so the sampler knows its rank
+    dist_utils.init_from_env(device=train.device)  # under torchrun: join first, so the sampler knows its rank
     task = HypViTTask(cfg, seed=train.seed, splits=splits)
     if train.best_metric is None:
         train.best_metric, train.best_mode = "recall@1", "max"

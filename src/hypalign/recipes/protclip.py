@@ -23,7 +23,7 @@ from hypalign.data.protein import ONTOLOGIES, GODataset, metastudent_go_dataset
 from hypalign.data.splits import PARTS, Split, load_split
 from hypalign.eval import baselines as bl
 from hypalign.eval.function import FmaxByProtein, fmax, go_prediction_metrics
-from hypalign.train import Task, TrainConfig, Trainer
+from hypalign.train import Task, TrainConfig, Trainer, model_device
 from hypalign.train import distributed as dist_utils
 from hypalign.train.checkpoint import read_run_config, unwrap
 
@@ -202,13 +202,14 @@ def tuned_text_features(model: Any, states: np.ndarray, offsets: np.ndarray, bat
 
     was = model.training
     model.eval()
+    dev = model_device(model)
     n = len(offsets) - 1
     order = np.argsort(np.diff(offsets), kind="stable")
     out = torch.empty((n, states.shape[1]))
     for s in range(0, n, batch_size):
         idx = order[s : s + batch_size]
         x, m = pad_token_states(states, offsets, idx)
-        out[torch.from_numpy(idx)] = model.text_layers(x, m)
+        out[torch.from_numpy(idx)] = model.text_layers(x.to(dev), m.to(dev)).float().cpu()
     model.train(was)
     return out
 
@@ -661,14 +662,16 @@ def embed_protein_spaces(model: Any, seqs: list[str], max_len: int = 1024, batch
 
     was = model.training
     model.eval()
+    dev = model_device(model)
     order = np.argsort([len(s) for s in seqs], kind="stable")
-    shared, search, where = [], [], []
+    shared, search, where, same = [], [], [], True
     for s in range(0, len(seqs), batch_size):
         idx = order[s : s + batch_size]
         ids, mask = tokenize([seqs[i] for i in idx], max_len)
-        a, b = model.encode_protein_search(ids, mask)
-        shared.append(a)
-        search.append(b)
+        a, b = model.encode_protein_search(ids.to(dev), mask.to(dev))
+        same = same and b is a
+        shared.append(a.float().cpu())
+        search.append(b.float().cpu())
         where.append(idx)
     model.train(was)
     if not shared:
@@ -681,7 +684,7 @@ def embed_protein_spaces(model: Any, seqs: list[str], max_len: int = 1024, batch
         return out
 
     a = unsort(shared)
-    return a, (a if search[0] is shared[0] else unsort(search))
+    return a, (a if same else unsort(search))
 
 
 def embed_proteins(model: Any, seqs: list[str], max_len: int = 1024, batch_size: int = 64) -> torch.Tensor:
@@ -696,11 +699,12 @@ def term_scores(model: Any, p: torch.Tensor, ontologies: dict[str, Ontology], te
     ancestors (max)."""
     from hypalign.eval.function import propagate
 
-    out = {}
+    dev = model_device(model)
+    p, out = p.to(dev), {}
     for o, ont in ontologies.items():
-        idx = torch.arange(offset[o], offset[o] + len(ont))
-        t = model.encode_text(term_features[idx])
-        out[o] = propagate(torch.sigmoid(model.term_logits(p, t, idx)).numpy(), ont.ancestors)
+        idx = torch.arange(offset[o], offset[o] + len(ont), device=dev)
+        t = model.encode_text(term_features[idx.cpu()].to(dev))
+        out[o] = propagate(torch.sigmoid(model.term_logits(p, t, idx)).float().cpu().numpy(), ont.ancestors)
     return out
 
 
@@ -868,7 +872,7 @@ def train_protclip(cfg: ProtCLIPConfig, train: TrainConfig, gsd: GOSplitData | N
     from hypalign.io import atomic_write_json
 
     check_config(cfg)  # before minutes of data loading (the task checks again: it can be built alone)
-    dist_utils.init_from_env()
+    dist_utils.init_from_env(device=train.device)
     task = ProtCLIPTask(cfg, seed=train.seed, gsd=gsd, say=say)
     if train.resume:  # the checkpoint must continue on the split it started on
         check_run_split(train.run_dir, read_run_config(train.run_dir, "protclip"), task.gsd)

@@ -34,11 +34,11 @@ def mips_vectors(x: torch.Tensor, geometry: Manifold, role: str) -> torch.Tensor
         raise ValueError(f"role must be 'gallery' or 'query', got {role!r}")
     x = x.float() if not x.is_floating_point() or x.dtype in (torch.float16, torch.bfloat16) else x
     if isinstance(geometry, PoincareBall):
-        geometry_c = geometry.c.to(x.dtype)
+        geometry_c = geometry.c.to(dtype=x.dtype, device=x.device)
         x = poincare_to_lorentz(x, geometry_c)
         return mips_vectors(x, Lorentz(float(geometry_c)), role)
     if isinstance(geometry, Lorentz):
-        xt = time_component(x, geometry.c.to(x.dtype)).unsqueeze(-1)
+        xt = time_component(x, geometry.c.to(dtype=x.dtype, device=x.device)).unsqueeze(-1)
         return torch.cat([x, xt if role == "gallery" else -xt], dim=-1)
     if isinstance(geometry, Sphere):
         return geometry.project(x)
@@ -59,7 +59,7 @@ def _faiss_available() -> bool:
 
 def _ip_topk_torch(q: torch.Tensor, g: torch.Tensor, k: int, workspace_bytes: int) -> torch.Tensor:
     rows = max(1, int(workspace_bytes // max(1, g.shape[0] * g.element_size())))
-    out = torch.empty((q.shape[0], k), dtype=torch.int64)
+    out = torch.empty((q.shape[0], k), dtype=torch.int64, device=q.device)
     with torch.no_grad():
         for s in range(0, q.shape[0], rows):
             scores = q[s : s + rows] @ g.T
@@ -71,9 +71,9 @@ def _ip_topk_faiss(q: torch.Tensor, g: torch.Tensor, k: int) -> torch.Tensor:
     import faiss
 
     index = faiss.IndexFlatIP(g.shape[1])
-    index.add(np.ascontiguousarray(g.numpy(), dtype=np.float32))
-    _, idx = index.search(np.ascontiguousarray(q.numpy(), dtype=np.float32), k)
-    return torch.from_numpy(idx)
+    index.add(np.ascontiguousarray(g.cpu().numpy(), dtype=np.float32))
+    _, idx = index.search(np.ascontiguousarray(q.cpu().numpy(), dtype=np.float32), k)
+    return torch.from_numpy(idx).to(q.device)
 
 
 def rerank(
@@ -91,8 +91,8 @@ def rerank(
     itself when searching a set against itself). Invalid candidates (``-1``) are dropped.
     """
     n, kc = candidates.shape
-    out_d = torch.full((n, k), float("inf"), dtype=torch.float32)
-    out_i = torch.full((n, k), -1, dtype=torch.int64)
+    out_d = torch.full((n, k), float("inf"), dtype=torch.float32, device=queries.device)
+    out_i = torch.full((n, k), -1, dtype=torch.int64, device=queries.device)
     cache = geometry.gallery_cache(gallery)
     with torch.no_grad():
         for s in range(0, n, chunk):
@@ -132,9 +132,11 @@ def knn(
 
     Returns:
         ``(distances, indices)``, each ``(n, k)``, nearest first; ``-1`` / ``inf`` pad when the
-        gallery has fewer than ``k`` eligible points.
+        gallery has fewer than ``k`` eligible points. On the queries' device (CUDA tensors are
+        searched on the GPU by the torch backend; faiss searches a CPU copy).
     """
-    q, g = torch.as_tensor(queries), torch.as_tensor(gallery)
+    q = torch.as_tensor(queries)
+    g = torch.as_tensor(gallery).to(q.device)
     if q.dim() != 2 or g.dim() != 2 or q.shape[1] != g.shape[1]:
         raise ValueError(f"knn: expected (n, D) queries and (m, D) gallery, got {tuple(q.shape)} and {tuple(g.shape)}")
     if k < 1:
@@ -149,5 +151,5 @@ def knn(
     qv = mips_vectors(q.float(), geometry, "query").contiguous()
     gv = mips_vectors(g.float(), geometry, "gallery").contiguous()
     cand = _ip_topk_faiss(qv, gv, kc) if backend == "faiss" else _ip_topk_torch(qv, gv, kc, workspace_bytes)
-    exclude = torch.arange(q.shape[0]) if exclude_self else None
+    exclude = torch.arange(q.shape[0], device=q.device) if exclude_self else None
     return rerank(q, g, cand, geometry, k, exclude)

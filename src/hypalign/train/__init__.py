@@ -1,6 +1,7 @@
 """The shared trainer: :class:`Trainer` runs a recipe's :class:`Task` under a :class:`TrainConfig`."""
 
 from hypalign.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from hypalign.train.device import model_device, resolve_device, to_device
 from hypalign.train.optim import RiemannianSGD, param_groups
 from hypalign.train.schedule import LRSchedule
 from hypalign.train.trainer import FitResult, Task, TrainConfig, Trainer, seed_everything
@@ -14,7 +15,10 @@ __all__ = [
     "Trainer",
     "find_checkpoint",
     "load_checkpoint",
+    "model_device",
     "param_groups",
+    "resolve_device",
     "save_checkpoint",
     "seed_everything",
+    "to_device",
 ]

@@ -26,13 +26,19 @@ def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
 
 
-def init_from_env(backend: str | None = None) -> bool:
-    """Join the process group described by torchrun's environment; False when not launched by it."""
+def init_from_env(backend: str | None = None, device: str | torch.device = "auto") -> bool:
+    """Join the process group described by torchrun's environment; False when not launched by it.
+    ``backend``: default ``nccl`` when the training ``device`` (:func:`hypalign.train.device.resolve_device`)
+    is a CUDA device, else ``gloo``."""
     if is_distributed():
         return True
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
-    backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    if backend is None:
+        from hypalign.train.device import resolve_device
+
+        dev = device if isinstance(device, torch.device) else resolve_device(device)
+        backend = "nccl" if dev.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend)
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))

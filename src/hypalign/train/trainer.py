@@ -16,7 +16,9 @@ to evaluate (``evaluate``, through :mod:`hypalign.eval`). The :class:`Trainer` d
 * ``resume=True`` continues from ``latest/`` *exactly*: optimizer, scheduler and RNG states are
   restored and the epoch's remaining batches are replayed in the same order, so a run killed with
   SIGKILL and resumed ends with the same weights as one never interrupted (tested);
-* DDP under ``torchrun`` (rank 0 alone writes files and draws the rich progress bar).
+* DDP under ``torchrun`` (rank 0 alone writes files and draws the rich progress bar);
+* the model on ``config.device`` (:func:`hypalign.train.device.resolve_device`): ``evaluate`` receives it
+  there and moves its inputs to :func:`~hypalign.train.device.model_device`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import random
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -40,6 +41,7 @@ from hypalign.errors import InputError
 from hypalign.io import atomic_write_json
 from hypalign.train import distributed as dist_utils
 from hypalign.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint, unwrap
+from hypalign.train.device import resolve_device, to_device
 from hypalign.train.optim import LazyAdam, RiemannianSGD, clip_grad_norm, param_groups
 from hypalign.train.schedule import LRSchedule
 
@@ -154,24 +156,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        return torch.device("cpu")
-    return torch.device(name)
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch
-
-
 def _rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
     state = {
@@ -204,10 +188,10 @@ class Trainer:
         self.task, self.cfg = task, config
         self.extra_config = extra_config or {}
         self.run_dir = Path(config.run_dir)
-        self.distributed = dist_utils.init_from_env()
+        self.device = resolve_device(config.device)
+        self.distributed = dist_utils.init_from_env(device=self.device)
         self.rank = dist_utils.rank()
         self.is_main = self.rank == 0
-        self.device = resolve_device(config.device)
         if config.threads:
             torch.set_num_threads(config.threads)
         self._tb: Any = None
