@@ -18,7 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from hypalign.eval import baselines as bl
-from hypalign.recipes.protclip import diamond_hits, evaluate_scores, load_protclip_run, prepare_go_split, run_scores
+from hypalign.recipes.protclip import (
+    diamond_hits,
+    evaluate_scores,
+    fmax_metric,
+    load_protclip_run,
+    prepare_go_split,
+    run_scores,
+)
 
 
 def main() -> None:
@@ -40,7 +47,21 @@ def main() -> None:
         def fmax(p: str, s: np.ndarray, o: str = o) -> float:
             return evaluate_scores(gsd, o, p, s, fmax_only=True)["fmax"]
 
+        # the blend of protclip_small.py (weights per identity group of the best hit, chosen on valid, the model
+        # alone without a hit), and the same with a weight of its own for the proteins without a hit
+        ng = len(bl.IDENTITY_BOUNDS) + 1
+        grp = {p: bl.identity_groups(hits[p], len(gsd.rows[p])) for p in parts}
+        freq = {p: bl.term_frequency_scores(gsd.truth[o]["train"], len(gsd.rows[p])) for p in parts}
+        chosen = {}
+        for other, sc in (("model", {p: scores[p][o] for p in parts}), ("frequency", freq)):
+            for name, gs, n in ((f"DIAMOND + {other} per group, no hit: {other}", grp, ng),
+                                (f"DIAMOND + {other} per group + no-hit weight",
+                                 {p: bl.no_hit_group(grp[p], ng) for p in parts}, ng + 1)):
+                w, _ = bl.choose_group_alphas(fmax_metric(gsd, o), dia["valid"], sc["valid"], gs["valid"], n)
+                chosen[name] = (w, [fmax(p, bl.blend_groups(dia[p], sc[p], w, gs[p])) for p in parts])
         print(f"\n{o}\n| scores | valid Fmax | test Fmax |\n|---|---|---|")
+        for name, (w, v) in chosen.items():
+            print(f"| {name} (valid-chosen {w}) | {v[0]:.4f} | {v[1]:.4f} |")
         print("| DIAMOND alone | " + " | ".join(f"{fmax(p, dia[p]):.4f}" for p in parts) + " |")
         print("| model alone | " + " | ".join(f"{fmax(p, scores[p][o]):.4f}" for p in parts) + " |")
         for al in args.alphas:

@@ -110,6 +110,19 @@ def test_blend_weights_per_identity_group_of_the_best_hit() -> None:
     assert alphas == pytest.approx([0.2, 0.5, 0.8]) and best == pytest.approx(0.0, abs=1e-6)
     _, v = bl.choose_alpha(metric, a, b, groups >= 0)
     assert v < best  # one weight for all groups is worse here
+    # the queries without a hit as a fourth group: their weight scales b down there (a is 0 without a hit)
+    weighted = bl.no_hit_group(groups, 3)
+    assert weighted.tolist() == [2, 0, 1, 3]
+    a0, b1 = a.copy(), np.ones((4, 2), np.float32)
+    a0[3] = 0.0
+    np.testing.assert_allclose(bl.blend_groups(a0, b1, [0.1, 0.5, 0.9, 0.4], weighted)[:, 0], [1.0, 1.0, 1.0, 0.6])
+    want[3] = 0.25  # only a scaled-down b fits the no-hit row
+
+    def metric2(s: np.ndarray) -> float:
+        return -float(np.abs(s[:, 0] - want).sum())
+
+    al4, best4 = bl.choose_group_alphas(metric2, a0, b * 0 + 0.5, weighted, 4)
+    assert al4[3] == pytest.approx(0.5) and best4 > bl.choose_group_alphas(metric2, a0, b * 0 + 0.5, groups, 3)[1]
 
 
 def test_fmax_by_protein_matches_fmax_and_speeds_the_group_search_without_changing_it() -> None:

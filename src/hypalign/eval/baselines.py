@@ -6,10 +6,12 @@
   of a query against the training proteins (DIAMOND blastp), ``score(t) = sum_h bits_h [t in
   terms(target_h)] / sum_h bits_h``; a query without hits scores 0 everywhere.
 * **blend** ``alpha * A + (1 - alpha) * B`` (DeepGOPlus combines DIAMOND with its CNN this way);
-  used for "DIAMOND blended with frequency" and "model + DIAMOND". Queries without a DIAMOND hit
-  get ``B`` alone. ``alpha`` is chosen on the validation split (:func:`choose_alpha`), one per
-  identity group of the query's best hit (:func:`identity_groups`, :func:`choose_group_alphas`): a
-  close homolog's annotations deserve more weight than a remote one's.
+  used for "DIAMOND blended with frequency" and "model + DIAMOND". ``alpha`` is chosen on the
+  validation split (:func:`choose_alpha`), one per identity group of the query's best hit
+  (:func:`identity_groups`, :func:`choose_group_alphas`): a close homolog's annotations deserve more
+  weight than a remote one's; the queries without a hit form a group of their own
+  (:func:`no_hit_group`), where the weight scales ``B`` down (CAFA's precision counts only proteins
+  with a prediction above the threshold).
 """
 
 from __future__ import annotations
@@ -113,6 +115,16 @@ def identity_groups(hits: Hits, n_queries: int, bounds: Sequence[float] = IDENTI
     best = best_hits(hits)
     g[hits.query[best]] = np.searchsorted(np.asarray(bounds, np.float64), hits.pident[best], side="right")
     return g
+
+
+def no_hit_group(groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """``groups`` with the queries without a hit (``-1``) as a group of their own, number ``n_groups``: blended
+    with a weight of their own, ``alpha * 0 + (1 - alpha) * b``, the other scores (frequency, the model) are
+    scaled down there so that they enter the predictions only below a higher threshold (``alpha = 1``: no
+    prediction without a hit, as DIAMOND alone). CAFA's protein-centric precision averages only over proteins
+    with a prediction above the threshold, so this weight decides how much the proteins without a hit cost it."""
+    g = np.asarray(groups)
+    return np.where(g < 0, n_groups, g)
 
 
 def blend_groups(a: np.ndarray, b: np.ndarray, alphas: Sequence[float], groups: np.ndarray) -> np.ndarray:

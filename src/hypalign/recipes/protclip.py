@@ -120,7 +120,8 @@ def diamond_hits(gsd: GOSplitData, part: str, threads: int | None = None) -> bl.
 def run_baselines(gsd: GOSplitData, part: str = "test", threads: int | None = None,
                   say: Any = None, aupr: bool = True) -> dict[str, Any]:
     """Term frequency, DIAMOND transfer, DIAMOND blended with frequency (one weight per identity group of
-    the best hit, :func:`~hypalign.eval.baselines.choose_group_alphas`, chosen by Fmax on valid).
+    the best hit and one for the proteins without a hit, :func:`~hypalign.eval.baselines.no_hit_group`,
+    :func:`~hypalign.eval.baselines.choose_group_alphas`, chosen by Fmax on valid).
 
     Returns ``{"metrics": {method: {ontology: metrics}}, "alpha": {ontology: [alpha per group]}, "coverage":
     share of ``part`` proteins with any DIAMOND hit, "scores": {method: {ontology: matrix}}, "scores_valid":
@@ -133,6 +134,8 @@ def run_baselines(gsd: GOSplitData, part: str = "test", threads: int | None = No
     hits = {p: diamond_hits(gsd, p, threads) for p in ("valid", part)}
     log(f"DIAMOND: {time.perf_counter() - t:.0f} s")
     groups = {p: bl.identity_groups(hits[p], len(gsd.rows[p])) for p in hits}
+    n_groups = len(bl.IDENTITY_BOUNDS) + 1
+    weighted = {p: bl.no_hit_group(g, n_groups) for p, g in groups.items()}  # no hit: a weight of its own
     metrics: dict[str, dict[str, dict[str, float]]] = {"frequency": {}, "diamond": {}, "diamond+frequency": {}}
     scores: dict[str, dict[str, np.ndarray]] = {k: {} for k in metrics}
     scores_valid: dict[str, dict[str, np.ndarray]] = {"frequency": {}, "diamond": {}}
@@ -142,10 +145,10 @@ def run_baselines(gsd: GOSplitData, part: str = "test", threads: int | None = No
         freq = {p: bl.term_frequency_scores(y, len(gsd.rows[p])) for p in hits}
         dia = {p: bl.diamond_transfer_scores(hits[p], y, len(gsd.rows[p])) for p in hits}
 
-        alpha[o], _ = bl.choose_group_alphas(fmax_metric(gsd, o), dia["valid"], freq["valid"], groups["valid"],
-                                             len(bl.IDENTITY_BOUNDS) + 1)
+        alpha[o], _ = bl.choose_group_alphas(fmax_metric(gsd, o), dia["valid"], freq["valid"], weighted["valid"],
+                                             n_groups + 1)
         scores_valid["frequency"][o], scores_valid["diamond"][o] = freq["valid"], dia["valid"]
-        blended = bl.blend_groups(dia[part], freq[part], alpha[o], groups[part])
+        blended = bl.blend_groups(dia[part], freq[part], alpha[o], weighted[part])
         for name, s in (("frequency", freq[part]), ("diamond", dia[part]), ("diamond+frequency", blended)):
             metrics[name][o] = evaluate_scores(gsd, o, part, s, fast=not aupr)
             scores[name][o] = s
@@ -159,17 +162,19 @@ def blend_with_diamond(gsd: GOSplitData, base: dict[str, Any], scores: dict[str,
                        part: str = "test", aupr: bool = False) -> tuple[dict[str, float], dict[str, list[float]]]:
     """"Model + DIAMOND": the model's GO scores (``scores[part][ontology]``, ``scores["valid"]`` too) blended
     with DIAMOND transfer as the baselines blend it with frequency (one weight per identity group of the
-    best hit, chosen by Fmax on valid; the model alone where DIAMOND finds nothing). ``base``: the result of
+    best hit and one that scales the model's scores where DIAMOND finds nothing, chosen by Fmax on valid:
+    :func:`~hypalign.eval.baselines.no_hit_group`). ``base``: the result of
     :func:`run_baselines` on the same split and part. Returns Fmax, MRR and hits@k per ontology (and AUPR
     with ``aupr``) and the weights."""
     out: dict[str, float] = {}
     alphas: dict[str, list[float]] = {}
     n_groups = len(bl.IDENTITY_BOUNDS) + 1
+    weighted = {p: bl.no_hit_group(base["groups"][p], n_groups) for p in ("valid", part)}
     for o in gsd.ontologies:
         dia_valid, dia = base["scores_valid"]["diamond"][o], base["scores"]["diamond"][o]
         alphas[o], _ = bl.choose_group_alphas(fmax_metric(gsd, o), dia_valid, scores["valid"][o],
-                                              base["groups"]["valid"], n_groups)
-        res = evaluate_scores(gsd, o, part, bl.blend_groups(dia, scores[part][o], alphas[o], base["groups"][part]),
+                                              weighted["valid"], n_groups + 1)
+        res = evaluate_scores(gsd, o, part, bl.blend_groups(dia, scores[part][o], alphas[o], weighted[part]),
                               fast=not aupr)
         out.update({f"{o}/{k}": v for k, v in res.items() if k != "n_proteins"})
     return out, alphas
