@@ -12,9 +12,11 @@ from typer.testing import CliRunner
 
 from hypalign.cli.main import app
 from hypalign.data.hierarchy import Hierarchy
+from hypalign.errors import InputError
 from hypalign.eval.hierarchy import link_prediction, reconstruction
 from hypalign.geometry import get_geometry
 from hypalign.losses.hierarchy import hierarchy_nll_fused, hierarchy_nll_loss, negative_mask
+from hypalign.models.hierarchy import HierarchyEmbedding
 from hypalign.recipes.hierarchy import (
     HierarchyConfig,
     HierarchyTask,
@@ -209,3 +211,42 @@ def test_non_finite_weights_surface_as_nan_loss_and_evaluation_error() -> None:
     with pytest.raises(InputError, match="contain NaN or inf"):
         reconstruction(w, anc, get_geometry("lorentz"))
 
+
+
+@pytest.mark.parametrize("model", ["lorentz", "poincare", "euclidean"])
+def test_hierarchy_init_places_each_level_one_step_further_out_near_its_parent(model: str) -> None:
+    from hypalign.eval.hierarchy import reconstruction
+    from hypalign.models.hierarchy import POINCARE_MAX_RADIUS, hierarchy_init
+
+    h = tree(4, 4)  # 341 nodes, depth 4
+    x = hierarchy_init(h.parents(), h.topological_order(), 8, model, c=2.0, spread=1.5, step=1.0, decay=0.5)
+    assert x.dtype == torch.float32 and torch.isfinite(x).all()
+    geo = HierarchyEmbedding(h.n_nodes, 8, model, c=2.0).geometry
+    origin = torch.zeros(1, 8)
+    r = geo.dist(x.double(), origin.double()).squeeze(-1) if model != "euclidean" else x.double().norm(dim=-1)
+    anc = h.ancestors()
+    depth = torch.tensor([len(a) for a in anc], dtype=torch.float64)  # a tree: depth = number of ancestors
+    torch.testing.assert_close(r, 0.1 + depth, rtol=1e-4, atol=1e-4)  # geodesic radius 0.1 + step * depth
+    assert float(r.max()) <= POINCARE_MAX_RADIUS + 1e-3
+    # already a fair embedding of the tree, unlike a random start
+    start = reconstruction(x, anc, geo)
+    rand = reconstruction(HierarchyEmbedding(h.n_nodes, 8, model, c=2.0).points(), anc, geo)
+    # (the same ranks in both hyperbolic models: one construction, two charts)
+    assert start["map"] > (0.7 if model != "euclidean" else 0.25) and rand["map"] < 0.05
+    with pytest.raises(InputError, match="init 'sarkar': expected random or hierarchy"):
+        HierarchyTask(h, HierarchyConfig(source="t", init="sarkar"))
+
+
+def test_hierarchy_init_uses_the_training_edges_only(tmp_path: Path) -> None:
+    h = tree(3, 3)
+    cfg = HierarchyConfig(source="tree", dim=5, negatives=10, batch_size=16, link_prediction=0.3, init="hierarchy")
+    task = HierarchyTask(h, cfg, seed=0)
+    held = task.test_edges
+    orphans = [v for v in set(held[:, 0].tolist()) if all((v, p) in {tuple(e) for e in held.tolist()}
+                                                            for p in h.parents()[v])]
+    assert orphans  # a tree node's one parent edge held out: it starts as a root would, at radius 0.1
+    r = task.model.geometry.dist(task.model.points()[orphans].double(), torch.zeros(1, 5).double())
+    torch.testing.assert_close(r, torch.full_like(r, 0.1), rtol=1e-4, atol=1e-5)
+    out = train_hierarchy(cfg, TrainConfig(run_dir=str(tmp_path / "r"), epochs=30, lr=0.3, optimizer="sparse_adam",
+                                           schedule="constant", progress=False, threads=1, device="cpu"), hierarchy=h)
+    assert out["map"] > 0.85 and "lp_mrr" in out  # (held-out ancestors count in the reconstruction)

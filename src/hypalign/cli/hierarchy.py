@@ -26,6 +26,11 @@ class OptimizerChoice(StrEnum):
     rsgd = "rsgd"
 
 
+class InitChoice(StrEnum):
+    random = "random"
+    hierarchy = "hierarchy"
+
+
 class MethodChoice(StrEnum):
     umap = "umap"
     tangent_pca = "tangent-pca"
@@ -48,6 +53,15 @@ def embed(
     batch_size: Annotated[int, typer.Option(help="Closure pairs per step.", min=1)] = 512,
     negatives: Annotated[int, typer.Option(help="Negatives per positive pair.", min=1)] = 50,
     burnin: Annotated[int, typer.Option(help="Burn-in epochs at lr/10.", min=0)] = 10,
+    init: Annotated[InitChoice, typer.Option(help="random: uniform near the origin (the papers); hierarchy: each "
+                                             "node near its parent's direction, one step further out "
+                                             "(see docs/hierarchy.md).")] = InitChoice.random,
+    init_spread: Annotated[float, typer.Option(help="--init hierarchy: direction noise below the roots.",
+                                               min=0.0)] = 1.5,
+    init_step: Annotated[float, typer.Option(help="--init hierarchy: geodesic radius added per level.",
+                                             min=0.0)] = 1.0,
+    init_decay: Annotated[float, typer.Option(help="--init hierarchy: noise factor per level.", min=0.0,
+                                              max=1.0)] = 0.5,
     link_prediction: Annotated[float, typer.Option(help="Hold out this fraction of transitive-reduction "
                                                         "edges and report link prediction.", min=0.0, max=0.5)] = 0.0,
     eval_every: Annotated[int, typer.Option(help="Evaluate (on a node sample) every N epochs; 0 = at the end.")] = 0,
@@ -67,7 +81,8 @@ def embed(
     from hypalign.train import TrainConfig
 
     cfg = HierarchyConfig(source=source, dim=dim, model=model.value, c=c, negatives=negatives, batch_size=batch_size,
-                          link_prediction=link_prediction, eval_nodes=eval_nodes, drop_invalid=drop_invalid)
+                          link_prediction=link_prediction, eval_nodes=eval_nodes, drop_invalid=drop_invalid,
+                          init=init.value, init_spread=init_spread, init_step=init_step, init_decay=init_decay)
     train = TrainConfig(run_dir=str(out), epochs=epochs, lr=lr, schedule="constant",
                         optimizer="sparse_adam" if optimizer.value == "adam" else optimizer.value,
                         burnin_epochs=burnin, eval_every=eval_every, seed=seed, resume=resume, log_every=20,

@@ -13,7 +13,8 @@ With ``sparse=True`` (default) the table gets sparse gradients (only the rows a 
 for ``SparseAdam`` or sparse Riemannian SGD: dense updates of a WordNet-sized table would cost
 more than the loss itself.
 
-Initialisation as in Nickel & Kiela (2017): uniform in ``[-init_scale, init_scale]``, near the origin.
+Initialisation as in Nickel & Kiela (2017): uniform in ``[-init_scale, init_scale]``, near the origin;
+or :func:`hierarchy_init` (placed from the hierarchy, copied into ``weight`` by the recipe).
 """
 
 from __future__ import annotations
@@ -75,3 +76,49 @@ class HierarchyEmbedding(nn.Module):
         max_norm = (1 - boundary_eps) / self.c**0.5
         norm = self.weight.norm(dim=-1, keepdim=True).clamp_min(1e-15)
         self.weight.mul_(torch.where(norm > max_norm, max_norm / norm, torch.ones_like(norm)))
+
+
+#: the largest geodesic radius a float32 Poincaré point keeps (|x| <= (1 - 1e-5)/sqrt(c) after projection)
+POINCARE_MAX_RADIUS = 12.0
+
+
+def hierarchy_init(parents: list[list[int]], order: list[int], dim: int, model: str = "lorentz", c: float = 1.0,
+                   spread: float = 1.5, step: float = 1.0, decay: float = 0.5, seed: int = 0) -> Tensor:
+    """Points placed from the hierarchy itself, one level further out per generation (a starting point for
+    training, in the spirit of the combinatorial constructions of Sarkar 2011 / Sala et al. 2018).
+
+    Roots lie at geodesic radius ``0.1`` in random directions. Each node, visited parents first (``order``),
+    takes the direction of its deepest parent ``p`` plus Gaussian noise ``spread * decay**depth(p)`` per
+    coordinate (renormalised: sibling subtrees fan out widely near the root and ever more narrowly below) at
+    geodesic radius ``r(p) + step``. Coordinates of ``model`` at curvature ``-c``: Lorentz space components
+    ``sinh(sqrt(c) r) / sqrt(c) * u``, Poincaré ``tanh(sqrt(c) r / 2) / sqrt(c) * u`` (the step shrunk so the
+    deepest node stays within radius :data:`POINCARE_MAX_RADIUS`, what float32 keeps inside the ball),
+    Euclidean ``r * u``. ``float32``, ``(len(parents), dim)``."""
+    import numpy as np
+
+    if model not in HIERARCHY_MODELS:
+        raise ValueError(f"unknown model {model!r}; expected one of {', '.join(HIERARCHY_MODELS)}")
+    rng = np.random.default_rng(seed)
+    n = len(parents)
+    dirs = np.zeros((n, dim))
+    depth = np.zeros(n, dtype=np.int64)
+    for v in order:
+        ps = parents[v]
+        if not ps:
+            d = rng.standard_normal(dim)
+        else:
+            p = max(ps, key=lambda q: depth[q])
+            depth[v] = depth[p] + 1
+            d = dirs[p] + spread * decay ** depth[p] * rng.standard_normal(dim)
+        dirs[v] = d / max(np.linalg.norm(d), 1e-12)
+    if model == "poincare" and depth.max() > 0:
+        step = min(step, (POINCARE_MAX_RADIUS - 0.1) / depth.max())
+    r = 0.1 + step * depth
+    sc = c**0.5
+    if model == "lorentz":
+        scale = np.sinh(sc * r) / sc
+    elif model == "poincare":
+        scale = np.tanh(sc * r / 2) / sc
+    else:
+        scale = r
+    return torch.from_numpy(scale[:, None] * dirs).float()

@@ -12,6 +12,9 @@ hierarchy with the shared :class:`hypalign.train.Trainer`:
   hyperboloid, so no projection is needed), or ``rsgd``
   (Riemannian SGD as in the papers: exact exponential map on the hyperboloid, rescaled gradient
   plus projection in the ball);
+* initialisation: uniform near the origin as in the papers (``init="random"``), or from the hierarchy
+  itself (``init="hierarchy"``: :func:`hypalign.models.hierarchy.hierarchy_init`, each node near its
+  parent's direction one level further out; built from the training edges only);
 * evaluation: reconstruction mean rank / MAP (:func:`hypalign.eval.hierarchy.reconstruction`) and,
   when ``link_prediction > 0``, ranks of held-out edges of the transitive reduction.
 
@@ -35,7 +38,7 @@ from hypalign.errors import InputError
 from hypalign.eval.hierarchy import link_prediction, reconstruction
 from hypalign.io import atomic_write_json, atomic_write_text, save_npy
 from hypalign.losses.hierarchy import negative_mask
-from hypalign.models.hierarchy import HIERARCHY_MODELS, HierarchyEmbedding
+from hypalign.models.hierarchy import HIERARCHY_MODELS, HierarchyEmbedding, hierarchy_init
 from hypalign.train import Task, TrainConfig, Trainer, resolve_device
 
 
@@ -51,6 +54,10 @@ class HierarchyConfig:
     eval_nodes: int = 2000  # nodes sampled for evaluations during training (0 = all); the final one uses all
     drop_invalid: bool = False
     init_scale: float = 1e-3
+    init: str = "random"  # random (the papers: uniform near the origin) | hierarchy (hierarchy_init)
+    init_spread: float = 1.5
+    init_step: float = 1.0
+    init_decay: float = 0.5
 
 
 def load_source(source: str, drop_invalid: bool = False) -> Hierarchy:
@@ -135,6 +142,14 @@ class HierarchyTask(Task):
         self.model: HierarchyEmbedding = HierarchyEmbedding(
             hierarchy.n_nodes, cfg.dim, cfg.model, cfg.c, cfg.init_scale, generator=gen
         )
+        if cfg.init == "hierarchy":  # from the training edges only: held-out links must not place their nodes
+            held = {tuple(e) for e in self.test_edges.tolist()}
+            parents = [[p for p in ps if (v, p) not in held] for v, ps in enumerate(hierarchy.parents())]
+            with torch.no_grad():
+                self.model.weight.copy_(hierarchy_init(parents, hierarchy.topological_order(), cfg.dim, cfg.model,
+                                                       cfg.c, cfg.init_spread, cfg.init_step, cfg.init_decay, seed))
+        elif cfg.init != "random":
+            raise InputError(f"init {cfg.init!r}: expected random or hierarchy")
         rng = np.random.default_rng(seed)
         n = hierarchy.n_nodes
         self.eval_sample = (
