@@ -707,9 +707,9 @@ def term_scores(model: Any, p: torch.Tensor, ontologies: dict[str, Ontology], te
     dev = model_device(model)
     p, out = p.to(dev), {}
     for o, ont in ontologies.items():
-        idx = torch.arange(offset[o], offset[o] + len(ont), device=dev)
-        t = model.encode_text(term_features[idx.cpu()].to(dev))
-        out[o] = propagate(torch.sigmoid(model.term_logits(p, t, idx)).float().cpu().numpy(), ont.ancestors)
+        idx = torch.arange(offset[o], offset[o] + len(ont))
+        t = model.encode_text(term_features[idx].to(dev))
+        out[o] = propagate(torch.sigmoid(model.term_logits(p, t, idx.to(dev))).float().cpu().numpy(), ont.ancestors)
     return out
 
 
