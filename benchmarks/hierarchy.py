@@ -7,11 +7,17 @@ wall-clock training time.
     python benchmarks/hierarchy.py                       # WordNet mammals, 10-d
     python benchmarks/hierarchy.py --gensim-seconds 400  # give gensim a longer budget
     python benchmarks/hierarchy.py --source wordnet:nouns --epochs 250 --gensim-seconds 0 --eval-nodes 5000
+    python benchmarks/hierarchy.py --source wordnet:nouns --preset deep --gensim-seconds 600 --eval-nodes 2000
+
+``--preset deep`` is the setting for deep hierarchies (docs/hierarchy.md): float64 Poincaré ball, Riemannian
+Adam (lr 0.07, cosine decay), placement from the hierarchy, 10 negatives of which 5 from the positive
+ancestor's descendants, batch 2048, 30 epochs, no burn-in. Single options given after it override it.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -21,6 +27,14 @@ from hypalign.eval.hierarchy import reconstruction
 from hypalign.geometry import PoincareBall
 from hypalign.recipes.hierarchy import HierarchyConfig, load_source, train_hierarchy
 from hypalign.train import TrainConfig
+
+PRESETS = {
+    "papers": {"model": "lorentz", "optimizer": "sparse_adam", "dtype": "float32", "init": "random",
+               "local_negatives": 0, "schedule": "constant", "burnin": 10},
+    "deep": {"model": "poincare", "optimizer": "radam", "dtype": "float64", "init": "hierarchy", "local_negatives": 5,
+             "schedule": "cosine", "burnin": 0, "lr": 0.07, "negatives": 10, "batch_size": 2048, "epochs": 30,
+             "eval_every": 10},
+}
 
 
 def run_gensim(h, dim: int, budget_s: float, chunk_epochs: int, nodes: np.ndarray | None) -> list[tuple[float, float]]:
@@ -56,14 +70,32 @@ def main() -> None:
     ap.add_argument("--gensim-seconds", type=float, default=120.0, help="gensim's training budget (0 = skip)")
     ap.add_argument("--gensim-chunk", type=int, default=25, help="gensim epochs between evaluations")
     ap.add_argument("--out", default="/tmp/hypalign-bench-hierarchy")
+    ap.add_argument("--preset", choices=["papers", "deep"], default="papers",
+                    help="papers: Lorentz, lazy Adam, random start (the defaults above); deep: see the module doc")
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--optimizer", default=None)
+    ap.add_argument("--dtype", default=None)
+    ap.add_argument("--init", default=None)
+    ap.add_argument("--local-negatives", type=int, default=None)
+    ap.add_argument("--schedule", default=None)
+    ap.add_argument("--burnin", type=int, default=None)
     args = ap.parse_args()
+    given = {a.split("=")[0].lstrip("-").replace("-", "_") for a in sys.argv[1:] if a.startswith("--")}
+    for k, v in PRESETS[args.preset].items():  # the preset, except where an option was given
+        if k not in given:
+            setattr(args, k, v)
 
     h = load_source(args.source)
     print(f"{args.source}: {h.n_nodes} nodes, {len(h.closure())} closure pairs, dim {args.dim}")
-    cfg = HierarchyConfig(source=args.source, dim=args.dim, negatives=args.negatives, batch_size=args.batch_size,
-                          eval_nodes=args.eval_nodes)
-    tc = TrainConfig(run_dir=args.out, epochs=args.epochs, lr=args.lr, optimizer="sparse_adam", schedule="constant",
-                     burnin_epochs=10, eval_every=args.eval_every, progress=False, save_interval_s=60, log_every=50)
+    cfg = HierarchyConfig(source=args.source, dim=args.dim, model=args.model, negatives=args.negatives,
+                          batch_size=args.batch_size, eval_nodes=args.eval_nodes, init=args.init,
+                          local_negatives=args.local_negatives, dtype=args.dtype)
+    tc = TrainConfig(run_dir=args.out, epochs=args.epochs, lr=args.lr, optimizer=args.optimizer,
+                     schedule=args.schedule, burnin_epochs=args.burnin, eval_every=args.eval_every, progress=False,
+                     save_interval_s=60, log_every=50)
+    print(f"hypalign preset {args.preset}: {args.model} {args.dtype}, {args.optimizer} lr {args.lr} "
+          f"({args.schedule}), init {args.init}, {args.negatives} negatives ({args.local_negatives} local), "
+          f"batch {args.batch_size}, {args.epochs} epochs, burn-in {args.burnin}")
     t = time.perf_counter()
     out = train_hierarchy(cfg, tc, hierarchy=h)
     wall = time.perf_counter() - t

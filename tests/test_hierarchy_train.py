@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from hypalign.recipes.hierarchy import (
     transitive_reduction,
 )
 from hypalign.train import TrainConfig
-from hypalign.train.optim import LazyAdam
+from hypalign.train.optim import LazyAdam, RiemannianAdam
 
 runner = CliRunner()
 
@@ -102,12 +103,15 @@ def test_lazy_adam_matches_dense_adam_on_touched_rows() -> None:
 
 
 @pytest.mark.parametrize(("model", "optimizer"), [("lorentz", "sparse_adam"), ("poincare", "rsgd"),
-                                                  ("lorentz", "rsgd"), ("euclidean", "sparse_adam")])
+                                                  ("lorentz", "rsgd"), ("euclidean", "sparse_adam"),
+                                                  ("poincare", "radam"), ("lorentz", "radam")])
 def test_small_tree_is_reconstructed(tmp_path: Path, model: str, optimizer: str) -> None:
     h = tree(3, 3)  # 40 nodes, 102 closure pairs
     lr = {("lorentz", "rsgd"): 3.0, ("euclidean", "sparse_adam"): 0.3}.get((model, optimizer), 1.0)
+    lr = 0.1 if optimizer == "radam" else lr
     out = train_hierarchy(
-        HierarchyConfig(source="tree", dim=5, model=model, negatives=10, batch_size=16),
+        HierarchyConfig(source="tree", dim=5, model=model, negatives=10, batch_size=16,
+                        dtype="float64" if optimizer == "radam" else "float32"),
         TrainConfig(run_dir=str(tmp_path / model), epochs=150, lr=lr, optimizer=optimizer, schedule="constant",
                     burnin_epochs=5, progress=False, threads=1, save_interval_s=60),
         hierarchy=h,
@@ -115,6 +119,7 @@ def test_small_tree_is_reconstructed(tmp_path: Path, model: str, optimizer: str)
     assert out["map"] > (0.85 if model == "euclidean" else 0.98), out
     emb = np.load(tmp_path / model / "embeddings.npy")
     assert emb.shape == (40, 5) and np.isfinite(emb).all()
+    assert emb.dtype == (np.float64 if optimizer == "radam" else np.float32)  # saved at the table's precision
     if model == "poincare":
         assert (np.linalg.norm(emb, axis=1) < 1).all()
     # the final numbers are those of the saved embeddings
@@ -122,13 +127,18 @@ def test_small_tree_is_reconstructed(tmp_path: Path, model: str, optimizer: str)
     assert reconstruction(torch.from_numpy(emb), h.ancestors(), geom)["map"] == pytest.approx(out["map"])
 
 
-def test_hierarchy_resume_continues_exactly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("deep", [False, True])
+def test_hierarchy_resume_continues_exactly(tmp_path: Path, deep: bool) -> None:
     h = tree(3, 3)
     cfg = HierarchyConfig(source="tree", dim=3, negatives=8, batch_size=16)
+    if deep:  # the deep-hierarchy setting: float64 ball, Riemannian Adam, placement, local negatives
+        cfg = HierarchyConfig(source="tree", dim=3, model="poincare", negatives=8, local_negatives=4, batch_size=16,
+                              dtype="float64", init="hierarchy")
 
     def tc(run: str, epochs: int, resume: bool = False) -> TrainConfig:
-        return TrainConfig(run_dir=str(tmp_path / run), epochs=epochs, lr=0.1, optimizer="sparse_adam",
-                           schedule="constant", progress=False, threads=1, resume=resume)
+        return TrainConfig(run_dir=str(tmp_path / run), epochs=epochs, lr=0.1,
+                           optimizer="radam" if deep else "sparse_adam", schedule="constant", progress=False,
+                           threads=1, resume=resume)
 
     train_hierarchy(cfg, tc("full", 6), hierarchy=h)
     train_hierarchy(cfg, tc("split", 3), hierarchy=h)
@@ -187,6 +197,34 @@ def test_cli_embed_eval_plot_and_outputs_feed_index_and_delta(tmp_path: Path) ->
     assert r.exit_code == 0 and "n0" in r.output
 
 
+def test_cli_deep_setting_writes_float64_embeddings_the_other_commands_read(tmp_path: Path) -> None:
+    h = tree(2, 7)  # 255 nodes, 7 levels
+    edges = tmp_path / "edges.tsv"
+    edges.write_text("".join(f"{h.names[c]}\t{h.names[p]}\n" for c, p in h.edges.tolist()))
+    run = tmp_path / "deep"
+    r = runner.invoke(app, ["hierarchy", "embed", f"file:{edges}", "-o", str(run), "--dim", "4", "--model", "poincare",
+                            "--dtype", "float64", "--optimizer", "radam", "--lr", "0.1", "--schedule", "cosine",
+                            "--init", "hierarchy", "--negatives", "10", "--local-negatives", "5", "--burnin", "0",
+                            "--epochs", "20", "--batch-size", "64", "--json", "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output.strip().splitlines()[-1])
+    assert res["map"] > 0.95, res
+    emb = np.load(run / "embeddings.npy")
+    assert emb.dtype == np.float64
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["hierarchy"]["dtype"] == "float64" and cfg["train"]["optimizer"] == "radam"
+    r = runner.invoke(app, ["hierarchy", "eval", str(run), "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["map"] == pytest.approx(res["map"]), r.output
+    r = runner.invoke(app, ["delta", str(run / "embeddings.npy"), "--metric", "poincare", "--json"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["index", "build", str(run / "embeddings.npy"), "--geometry", "poincare", "--c", "1",
+                            "--ids", str(run / "names.txt"), "-o", str(tmp_path / "idx")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["hierarchy", "embed", f"file:{edges}", "-o", str(tmp_path / "bad"),
+                            "--negatives", "4", "--local-negatives", "5"])
+    assert r.exit_code != 0 and "local negatives 5: expected 0 to negatives (4)" in r.output
+
+
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     r = runner.invoke(app, ["hierarchy", "embed", "nonsense", "-o", str(tmp_path / "r")])
     assert r.exit_code == 2 and "expected wordnet:nouns" in r.output
@@ -227,7 +265,7 @@ def test_hierarchy_init_places_each_level_one_step_further_out_near_its_parent(m
     anc = h.ancestors()
     depth = torch.tensor([len(a) for a in anc], dtype=torch.float64)  # a tree: depth = number of ancestors
     torch.testing.assert_close(r, 0.1 + depth, rtol=1e-4, atol=1e-4)  # geodesic radius 0.1 + step * depth
-    assert float(r.max()) <= POINCARE_MAX_RADIUS + 1e-3
+    assert float(r.max()) <= POINCARE_MAX_RADIUS[torch.float32] / 2.0**0.5 + 1e-3
     # already a fair embedding of the tree, unlike a random start
     start = reconstruction(x, anc, geo)
     rand = reconstruction(HierarchyEmbedding(h.n_nodes, 8, model, c=2.0).points(), anc, geo)
@@ -250,3 +288,102 @@ def test_hierarchy_init_uses_the_training_edges_only(tmp_path: Path) -> None:
     out = train_hierarchy(cfg, TrainConfig(run_dir=str(tmp_path / "r"), epochs=30, lr=0.3, optimizer="sparse_adam",
                                            schedule="constant", progress=False, threads=1, device="cpu"), hierarchy=h)
     assert out["map"] > 0.85 and "lp_mrr" in out  # (held-out ancestors count in the reconstruction)
+
+
+def test_riemannian_adam_matches_geoopt_in_one_dimension() -> None:
+    """In the 1-d Poincaré ball the per-row second moment is geoopt's per-coordinate one and the conformal
+    transport is the parallel transport: the same trajectory as geoopt's RiemannianAdam on PoincareBallExact."""
+    geoopt = pytest.importorskip("geoopt")
+    g = torch.Generator().manual_seed(0)
+    c = 0.25  # c and sqrt(c) exact in float32, which geoopt keeps its curvature in
+    x0 = (torch.rand(6, 1, generator=g, dtype=torch.float64) * 2 - 1) * 0.95 / c**0.5
+    ours = torch.nn.Parameter(x0.clone())
+    ref = geoopt.ManifoldParameter(x0.clone(), manifold=geoopt.PoincareBallExact(c=c))
+    o1 = RiemannianAdam([{"params": [ours], "manifold": "poincare", "c": c}], lr=0.05, betas=(0.8, 0.95))
+    o2 = geoopt.optim.RiemannianAdam([ref], lr=0.05, betas=(0.8, 0.95), eps=1e-12)
+    for _ in range(20):
+        grad = torch.randn(6, 1, generator=g, dtype=torch.float64)
+        ours.grad, ref.grad = grad.clone(), grad.clone()
+        o1.step()
+        o2.step()
+    torch.testing.assert_close(ours.detach(), ref.detach(), rtol=1e-9, atol=1e-12)
+    assert float((ours.detach() - x0).abs().min()) > 1e-3  # it moved
+
+
+# (not Lorentz at radius 20: its space components, ~1e8 there, cannot resolve a step of 0.01 in float64)
+@pytest.mark.parametrize(("model", "radius"), [("poincare", 0.5), ("poincare", 5.0), ("poincare", 20.0),
+                                               ("lorentz", 0.5), ("lorentz", 5.0), ("euclidean", 0.5),
+                                               ("euclidean", 20.0)])
+def test_riemannian_adam_first_step_is_a_geodesic_of_length_lr_downhill(model: str, radius: float) -> None:
+    """Whatever the radius, the first step moves each row by lr along the geodesic opposite its Riemannian
+    gradient (Adam's first step is the normalised gradient); the loss goes down."""
+    c, lr, d = 1.3, 0.01, 4
+    geom = get_geometry(model, c=c)
+    g = torch.Generator().manual_seed(1)
+    direction = torch.nn.functional.normalize(torch.randn(5, d, generator=g, dtype=torch.float64), dim=-1)
+    s = c**0.5
+    scale = {"poincare": math.tanh(s * radius / 2) / s, "lorentz": math.sinh(s * radius) / s}.get(model, radius)
+    x = torch.nn.Parameter(direction * scale)
+    target = torch.randn(5, d, generator=g, dtype=torch.float64) * 0.1
+    before = x.detach().clone()
+    loss = geom.dist(x, target).sum()
+    loss.backward()
+    RiemannianAdam([{"params": [x], "manifold": model, "c": c}], lr=lr).step()
+    moved = geom.dist(before, x.detach())
+    # at radius 20 a step of 0.01 changes Poincaré coordinates by ~1e-11: float64 resolves it to ~1e-5
+    torch.testing.assert_close(moved, torch.full_like(moved, lr), rtol=1e-4 if radius > 10 else 1e-7, atol=0)
+    assert bool((geom.dist(x.detach(), target) < geom.dist(before, target)).all())
+
+
+def test_riemannian_adam_sparse_rows_update_only_those_rows() -> None:
+    p = torch.nn.Parameter(torch.rand(10, 3, dtype=torch.float64) * 0.5)
+    before = p.detach().clone()
+    rows = torch.tensor([1, 4, 7])
+    p.grad = torch.sparse_coo_tensor(rows.unsqueeze(0), torch.randn(3, 3, dtype=torch.float64), (10, 3))
+    RiemannianAdam([{"params": [p], "manifold": "poincare", "c": 1.0}], lr=0.1).step()
+    changed = (p.detach() != before).any(dim=1)
+    assert changed.nonzero().flatten().tolist() == [1, 4, 7]
+    with pytest.raises(ValueError, match="unknown manifold 'sphere'"):
+        p.grad = torch.zeros(10, 3, dtype=torch.float64)
+        RiemannianAdam([{"params": [p], "manifold": "sphere"}]).step()
+
+
+def test_local_negatives_come_from_the_positive_ancestors_descendants() -> None:
+    h = tree(3, 3)
+    task = HierarchyTask(h, HierarchyConfig(source="t", negatives=6, local_negatives=4, batch_size=32))
+    anc = h.ancestors()
+    desc = {a: {v for v in range(h.n_nodes) if a in set(anc[v].tolist())} for a in range(h.n_nodes)}
+    torch.manual_seed(0)
+    seen_sibling = False
+    for batch in task.batches(0):
+        u, v, mask = task.candidates(batch)
+        for i in range(len(u)):
+            a = int(v[i, 0])
+            assert a in set(anc[int(u[i])].tolist())
+            assert {int(t) for t in v[i, 1:5]} <= desc[a]
+            seen_sibling |= any(int(t) not in desc.get(int(u[i]), set()) and int(t) != int(u[i])
+                                and bool(mask[i, 1 + k]) for k, t in enumerate(v[i, 1:5]))
+    assert seen_sibling
+    with pytest.raises(InputError, match="local negatives 7: expected 0 to negatives"):
+        HierarchyTask(h, HierarchyConfig(source="t", negatives=6, local_negatives=7))
+    with pytest.raises(InputError, match="dtype 'float16'"):
+        HierarchyTask(h, HierarchyConfig(source="t", dtype="float16"))
+
+
+def test_float64_poincare_keeps_deep_levels_apart() -> None:
+    """25 levels at one geodesic unit each: float64 Poincaré coordinates hold them (radius 25.1, consecutive
+    levels exactly 1 apart); float32 has to squeeze them within radius 12."""
+    from hypalign.models.hierarchy import hierarchy_init
+    from hypalign.train.optim import POINCARE_MAX_RADIUS
+
+    n = 26
+    h = Hierarchy([f"n{i}" for i in range(n)], np.asarray([(i + 1, i) for i in range(n - 1)]))
+    geom = get_geometry("poincare")
+    x64 = hierarchy_init(h.parents(), h.topological_order(), 3, "poincare", spread=0.0, dtype=torch.float64)
+    r = geom.dist(x64, torch.zeros(1, 3, dtype=torch.float64))
+    torch.testing.assert_close(r, 0.1 + torch.arange(n, dtype=torch.float64), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(geom.dist(x64[1:], x64[:-1]), torch.ones(n - 1, dtype=torch.float64), rtol=1e-6,
+                               atol=1e-6)
+    x32 = hierarchy_init(h.parents(), h.topological_order(), 3, "poincare", spread=0.0, dtype=torch.float32)
+    r32 = geom.dist(x32.double(), torch.zeros(1, 3, dtype=torch.float64))
+    assert float(r32.max()) <= POINCARE_MAX_RADIUS[torch.float32] + 0.01 < 25  # (float32 rounding there: ~1e-3)

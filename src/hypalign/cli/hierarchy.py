@@ -24,6 +24,17 @@ class ModelChoice(StrEnum):
 class OptimizerChoice(StrEnum):
     adam = "adam"
     rsgd = "rsgd"
+    radam = "radam"
+
+
+class DtypeChoice(StrEnum):
+    float32 = "float32"
+    float64 = "float64"
+
+
+class ScheduleChoice(StrEnum):
+    constant = "constant"
+    cosine = "cosine"
 
 
 class InitChoice(StrEnum):
@@ -48,10 +59,19 @@ def embed(
     epochs: Annotated[int, typer.Option(help="Passes over the closure.", min=1)] = 150,
     lr: Annotated[float, typer.Option(help="Learning rate (after burn-in).")] = 1.0,
     optimizer: Annotated[
-        OptimizerChoice, typer.Option(help="adam on the model's coordinates, or rsgd (Riemannian SGD, as the papers).")
+        OptimizerChoice, typer.Option(help="adam on the model's coordinates, rsgd (Riemannian SGD, as the papers) "
+                                      "or radam (Riemannian Adam: geodesic steps of about lr).")
     ] = OptimizerChoice.adam,
+    schedule: Annotated[ScheduleChoice, typer.Option(help="Learning rate after burn-in: constant, or cosine "
+                                                     "decay to 0 at the last epoch.")] = ScheduleChoice.constant,
+    dtype: Annotated[DtypeChoice, typer.Option(help="Embedding table precision; float64 for deep hierarchies "
+                                               "(WordNet nouns): float32 Poincaré points stop at radius ~12.")
+                     ] = DtypeChoice.float32,
     batch_size: Annotated[int, typer.Option(help="Closure pairs per step.", min=1)] = 512,
     negatives: Annotated[int, typer.Option(help="Negatives per positive pair.", min=1)] = 50,
+    local_negatives: Annotated[int, typer.Option(help="Of the negatives, this many drawn from the descendants of "
+                                                 "the positive ancestor (siblings and cousins) instead of all "
+                                                 "nodes.", min=0)] = 0,
     burnin: Annotated[int, typer.Option(help="Burn-in epochs at lr/10.", min=0)] = 10,
     init: Annotated[InitChoice, typer.Option(help="random: uniform near the origin (the papers); hierarchy: each "
                                              "node near its parent's direction, one step further out "
@@ -82,8 +102,9 @@ def embed(
 
     cfg = HierarchyConfig(source=source, dim=dim, model=model.value, c=c, negatives=negatives, batch_size=batch_size,
                           link_prediction=link_prediction, eval_nodes=eval_nodes, drop_invalid=drop_invalid,
-                          init=init.value, init_spread=init_spread, init_step=init_step, init_decay=init_decay)
-    train = TrainConfig(run_dir=str(out), epochs=epochs, lr=lr, schedule="constant",
+                          init=init.value, init_spread=init_spread, init_step=init_step, init_decay=init_decay,
+                          local_negatives=local_negatives, dtype=dtype.value)
+    train = TrainConfig(run_dir=str(out), epochs=epochs, lr=lr, schedule=schedule.value,
                         optimizer="sparse_adam" if optimizer.value == "adam" else optimizer.value,
                         burnin_epochs=burnin, eval_every=eval_every, seed=seed, resume=resume, log_every=20,
                         threads=threads or os.cpu_count() or 1, best_metric=None, save_interval_s=30.0)

@@ -46,11 +46,11 @@ class _FusedNLL(torch.autograd.Function):
     ) -> Tensor:
         from hypalign.losses._hierarchy_kernels import hierarchy_nll_grad
 
-        w = weight.detach().float().contiguous().numpy()
+        w = weight.detach().contiguous().numpy()  # float32 or float64 (the gradient keeps the table's dtype)
         un, vn, mn = u.numpy(), v.numpy(), mask.numpy()
         n, k1 = vn.shape
-        gu = np.zeros((n, w.shape[1]), dtype=np.float32)
-        gv = np.zeros((n, k1, w.shape[1]), dtype=np.float32)
+        gu = np.zeros((n, w.shape[1]), dtype=w.dtype)
+        gv = np.zeros((n, k1, w.shape[1]), dtype=w.dtype)
         def run(s: slice) -> np.ndarray:
             return hierarchy_nll_grad(w, un[s], vn[s], mn[s], kind, float(c), 1.0 / n, gu[s], gv[s])
 
@@ -63,7 +63,7 @@ class _FusedNLL(torch.autograd.Function):
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         u, v, gu, gv = ctx.saved_tensors
         rows = torch.cat([u, v.reshape(-1)])
-        values = torch.cat([gu, gv.reshape(-1, gu.shape[1])]) * grad_out.float()
+        values = torch.cat([gu, gv.reshape(-1, gu.shape[1])]) * grad_out.to(gu.dtype)
         if ctx.sparse:  # only the rows this batch touched (LazyAdam / sparse RSGD update just those)
             from hypalign.losses._hierarchy_kernels import sum_rows
 
@@ -75,14 +75,16 @@ class _FusedNLL(torch.autograd.Function):
                 check_invariants=False,
             )
         else:
-            grad = torch.zeros(ctx.shape, dtype=torch.float32).index_add_(0, rows, values).to(ctx.dtype)
+            grad = torch.zeros(ctx.shape, dtype=values.dtype).index_add_(0, rows, values).to(ctx.dtype)
         return grad, None, None, None, None, None, None
 
 
 def hierarchy_nll_fused(
     weight: Tensor, u: Tensor, v: Tensor, mask: Tensor, model: str, c: float = 1.0, sparse: bool = False
 ) -> Tensor:
-    """Same value and gradient as ``hierarchy_nll_loss(dist(weight[u], weight[v]), mask)`` (CPU tensors).
+    """Same value and gradient as ``hierarchy_nll_loss(dist(weight[u], weight[v]), mask)`` (CPU tensors;
+    ``weight`` float32 or float64 — float64 keeps deep WordNet levels, at geodesic radius 20 and beyond,
+    apart: float32 Poincaré points cannot get further than radius ~12 from the origin).
 
     ``weight``: ``(N, D)`` coordinates (Lorentz space components, Poincaré ball points or Euclidean);
     ``u``: ``(B,)``; ``v``: ``(B, 1 + K)`` (positive first); ``mask``: ``(B, 1 + K)`` bool.
@@ -92,6 +94,8 @@ def hierarchy_nll_fused(
         raise ValueError(f"unknown model {model!r}; expected one of {', '.join(KINDS)}")
     if weight.device.type != "cpu":
         raise ValueError("the fused hierarchy loss runs on CPU; use hierarchy_nll_loss on other devices")
+    if weight.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"the fused hierarchy loss needs a float32 or float64 table, got {weight.dtype}")
     return _FusedNLL.apply(weight, u.contiguous(), v.contiguous(), mask.contiguous(), KINDS[model], c, sparse)
 
 

@@ -5,13 +5,18 @@ hierarchy with the shared :class:`hypalign.train.Trainer`:
 
 * every closure pair ``(u, v)`` (``v`` an ancestor of ``u``) is a positive, with ``negatives``
   uniformly drawn nodes that are neither ``u`` nor ancestors of ``u`` (drawn again each time;
-  candidates that hit an ancestor are masked out rather than redrawn);
+  candidates that hit an ancestor are masked out rather than redrawn); ``local_negatives`` of them
+  may instead be drawn uniformly from the descendants of ``v`` (``u``'s siblings, cousins and own
+  descendants under ``v``: the nodes that compete with ``v`` in ``u``'s ranking — a uniform draw from
+  80,000 nouns almost never finds them);
 * loss: :mod:`hypalign.losses.hierarchy`; burn-in: the first ``burnin_epochs`` at ``lr / 10``;
 * optimiser: ``sparse_adam`` (lazy Adam on the rows a batch touches) on the model's own
   coordinates (default: for Lorentz these are the space components, a global chart of the
-  hyperboloid, so no projection is needed), or ``rsgd``
+  hyperboloid, so no projection is needed), ``rsgd``
   (Riemannian SGD as in the papers: exact exponential map on the hyperboloid, rescaled gradient
-  plus projection in the ball);
+  plus projection in the ball), or ``radam`` (:class:`hypalign.train.optim.RiemannianAdam`: steps of
+  about ``lr`` in geodesic length wherever a point lies; with ``dtype="float64"`` in the Poincaré ball
+  this is what reaches deep hierarchies such as WordNet's 19 noun levels);
 * initialisation: uniform near the origin as in the papers (``init="random"``), or from the hierarchy
   itself (``init="hierarchy"``: :func:`hypalign.models.hierarchy.hierarchy_init`, each node near its
   parent's direction one level further out; built from the training edges only);
@@ -41,6 +46,8 @@ from hypalign.losses.hierarchy import negative_mask
 from hypalign.models.hierarchy import HIERARCHY_MODELS, HierarchyEmbedding, hierarchy_init
 from hypalign.train import Task, TrainConfig, Trainer, resolve_device
 
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
 
 @dataclass
 class HierarchyConfig:
@@ -58,6 +65,8 @@ class HierarchyConfig:
     init_spread: float = 1.5
     init_step: float = 1.0
     init_decay: float = 0.5
+    local_negatives: int = 0  # of the negatives, this many drawn from the descendants of the positive ancestor
+    dtype: str = "float32"  # float32 | float64 (the embedding table; float64 for deep hierarchies)
 
 
 def load_source(source: str, drop_invalid: bool = False) -> Hierarchy:
@@ -124,6 +133,11 @@ class HierarchyTask(Task):
             raise InputError(f"model {cfg.model!r}: expected one of {', '.join(HIERARCHY_MODELS)}")
         if cfg.negatives < 1 or cfg.batch_size < 1:
             raise InputError("negatives and batch size must be >= 1")
+        if not 0 <= cfg.local_negatives <= cfg.negatives:
+            raise InputError(f"local negatives {cfg.local_negatives}: expected 0 to negatives ({cfg.negatives})")
+        if cfg.dtype not in DTYPES:
+            raise InputError(f"dtype {cfg.dtype!r}: expected one of {', '.join(DTYPES)}")
+        dtype = DTYPES[cfg.dtype]
         self.h, self.cfg, self.seed = hierarchy, cfg, seed
         self.all_ancestors = hierarchy.ancestors()
         if cfg.link_prediction > 0:
@@ -138,16 +152,22 @@ class HierarchyTask(Task):
         )
         if len(self.pairs) == 0:
             raise InputError("the hierarchy has no edges to train on")
+        # descendants of every node (the closure read the other way), for local negatives
+        by_ancestor = np.argsort(self.indices, kind="stable")
+        self.desc_indices = np.ascontiguousarray(self.pairs[:, 0].numpy()[by_ancestor])
+        self.desc_indptr = np.zeros(hierarchy.n_nodes + 1, dtype=np.int64)
+        self.desc_indptr[1:] = np.cumsum(np.bincount(self.indices, minlength=hierarchy.n_nodes))
         gen = torch.Generator().manual_seed(seed)
         self.model: HierarchyEmbedding = HierarchyEmbedding(
-            hierarchy.n_nodes, cfg.dim, cfg.model, cfg.c, cfg.init_scale, generator=gen
+            hierarchy.n_nodes, cfg.dim, cfg.model, cfg.c, cfg.init_scale, generator=gen, dtype=dtype
         )
         if cfg.init == "hierarchy":  # from the training edges only: held-out links must not place their nodes
             held = {tuple(e) for e in self.test_edges.tolist()}
             parents = [[p for p in ps if (v, p) not in held] for v, ps in enumerate(hierarchy.parents())]
             with torch.no_grad():
                 self.model.weight.copy_(hierarchy_init(parents, hierarchy.topological_order(), cfg.dim, cfg.model,
-                                                       cfg.c, cfg.init_spread, cfg.init_step, cfg.init_decay, seed))
+                                                       cfg.c, cfg.init_spread, cfg.init_step, cfg.init_decay, seed,
+                                                       dtype=dtype))
         elif cfg.init != "random":
             raise InputError(f"init {cfg.init!r}: expected random or hierarchy")
         rng = np.random.default_rng(seed)
@@ -161,20 +181,30 @@ class HierarchyTask(Task):
         perm = torch.randperm(len(self.pairs), generator=g)
         return list(perm.split(self.cfg.batch_size))
 
-    def loss(self, model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    def candidates(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rows ``u``, candidates ``v`` (the true ancestor first, then the negatives: ``local_negatives``
+        from the ancestor's descendants, the rest from all nodes) and the mask of those that count."""
         e = self.pairs[batch]
         u = e[:, 0].contiguous()
         neg = torch.randint(self.h.n_nodes, (len(u), self.cfg.negatives))
+        k = self.cfg.local_negatives
+        if k:  # uniform among the descendants of the positive ancestor (every ancestor has one: u)
+            a = e[:, 1].numpy()
+            lo, n_desc = self.desc_indptr[a], np.diff(self.desc_indptr)[a]
+            pick = (torch.rand(len(a), k, dtype=torch.float64).numpy() * n_desc[:, None]).astype(np.int64)
+            neg[:, :k] = torch.from_numpy(self.desc_indices[lo[:, None] + np.minimum(pick, n_desc[:, None] - 1)])
         v = torch.cat([e[:, 1:2], neg], dim=1)
-        mask = negative_mask(u, v, self.indptr, self.indices)
-        return model(u, v, mask)
+        return u, v, negative_mask(u, v, self.indptr, self.indices)
+
+    def loss(self, model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        return model(*self.candidates(batch))
 
     def batch_items(self, batch: Any) -> int:
         return int(batch.shape[0])
 
     def param_groups(self, model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
         group: dict[str, Any] = {"params": [model.weight], "weight_decay": 0.0}
-        if cfg.optimizer == "rsgd":
+        if cfg.optimizer in ("rsgd", "radam"):
             group.update(manifold=self.cfg.model, c=self.cfg.c)
         return [group]
 
@@ -193,9 +223,10 @@ class HierarchyTask(Task):
 
 
 def save_embeddings(run_dir: Path, task: HierarchyTask) -> None:
-    """``embeddings.npy`` + ``names.txt`` (one per row) + ``embedding.json`` (geometry, c)."""
+    """``embeddings.npy`` (the table's dtype: a float64 run's deep levels do not survive float32) +
+    ``names.txt`` (one per row) + ``embedding.json`` (geometry, c)."""
     m = task.model
-    save_npy(run_dir / "embeddings.npy", m.points().numpy().astype(np.float32))
+    save_npy(run_dir / "embeddings.npy", m.points().numpy())
     atomic_write_text(run_dir / "names.txt", "".join(n + "\n" for n in task.h.names))
     atomic_write_json(
         run_dir / "embedding.json",

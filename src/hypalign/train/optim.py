@@ -15,6 +15,12 @@
   - Euclidean / untagged: plain SGD.
 
   Parameters are tagged with ``manifold="poincare"|"lorentz"`` and ``c`` in their param group.
+* :class:`RiemannianAdam` (Bécigneul & Ganea 2019, "Riemannian adaptive optimization methods") for
+  tables whose rows are points of one manifold each: Adam on the Riemannian gradient with one second
+  moment per row (the squared Riemannian norm: the adaptivity of a product of manifolds), steps taken
+  with the exact exponential map, so every update moves a point by about ``lr`` in geodesic distance
+  wherever it lies — near the origin or at radius 20 (where fixed coordinate steps either vanish or
+  leave the ball).
 """
 
 from __future__ import annotations
@@ -185,3 +191,67 @@ def _lorentz_rsgd_step(xs: torch.Tensor, g: torch.Tensor, lr: float, c: float) -
     vn_c = vn.clamp_max(20.0)
     new = torch.cosh(vn_c) * x + torch.sinh(vn_c) / vn * v
     return new[..., 1:]
+
+
+RIEMANNIAN_ADAM_KINDS = {"lorentz": 0, "poincare": 1, "euclidean": 2}
+#: the largest geodesic radius, in units of ``1/sqrt(c)``, a Poincaré point may reach, per table dtype
+#: (``1 - c|x|^2 = 1 / cosh^2(sqrt(c) r / 2)``: float32 rounds it to zero beyond ~12; float64 keeps ~1e-4
+#: relative precision at 28)
+POINCARE_MAX_RADIUS = {torch.float32: 12.0, torch.float64: 28.0}
+
+
+class RiemannianAdam(torch.optim.Optimizer):
+    """Riemannian Adam for embedding tables, one manifold point per row (Bécigneul & Ganea 2019, Alg. 1,
+    with the product-manifold adaptivity: one second moment per row). CPU tables, dense or sparse (row)
+    gradients; rows absent from a sparse gradient keep their state (lazy, like :class:`LazyAdam`).
+
+    For the row ``x`` with Euclidean gradient ``g`` (w.r.t. its stored coordinates), ``t`` the optimizer step:
+
+    * Riemannian gradient ``h`` and its squared norm ``|h|_x^2``: Poincaré ball (curvature ``-c``, conformal
+      factor ``lam = 2 / (1 - c|x|^2)``): ``h = g / lam^2``, ``|h|_x^2 = |g|^2 / lam^2``; Lorentz space
+      components (``x_0 = sqrt(1/c + |x|^2)``, chart metric ``I - x x^T / x_0^2``): ``h = g + c x (x.g)``,
+      ``|h|_x^2 = |g|^2 + c (x.g)^2``; Euclidean: ``h = g``;
+    * ``m <- b1 m + (1 - b1) h``, ``v <- b2 v + (1 - b2) |h|_x^2`` (a scalar per row);
+    * ``x <- exp_x(-lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps))``: Möbius-addition form in the
+      ball (then kept within geodesic radius ``POINCARE_MAX_RADIUS[dtype] / sqrt(c)`` of the origin), ``cosh``/``sinh``
+      on the hyperboloid, ``x + u`` in Euclidean space;
+    * ``m`` is carried to the new point by the conformal factor ratio ``lam(x) / lam(x_new)`` in the ball
+      (the transport's length-preserving part; the gyration is left out) and kept as is otherwise.
+
+    Parameters are tagged like :class:`RiemannianSGD` (``manifold`` and ``c`` in the param group).
+    """
+
+    def __init__(self, params: Iterable[Any], lr: float = 0.1, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-12) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "manifold": "euclidean", "c": 1.0})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:
+        from hypalign.losses._hierarchy_kernels import riemannian_adam_rows
+
+        for group in self.param_groups:
+            lr, (b1, b2), eps = group["lr"], group["betas"], group["eps"]
+            kind, c = group["manifold"], float(group["c"])
+            if kind not in RIEMANNIAN_ADAM_KINDS:
+                raise ValueError(f"RiemannianAdam: unknown manifold {kind!r}; expected one of "
+                                 f"{', '.join(RIEMANNIAN_ADAM_KINDS)}")
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.device.type != "cpu" or p.dtype not in POINCARE_MAX_RADIUS or p.dim() != 2:
+                    raise ValueError("RiemannianAdam needs a 2-d float32 or float64 CPU table (one point per row)")
+                st = self.state[p]
+                if not st:
+                    st["step"] = torch.zeros((), dtype=torch.float64)
+                    st["exp_avg"] = torch.zeros_like(p)
+                    st["exp_avg_sq"] = torch.zeros(p.shape[0], dtype=torch.float64)
+                st["step"] += 1
+                t = float(st["step"])
+                if p.grad.is_sparse:
+                    rows, vals = _sparse_rows(p.grad)
+                else:
+                    rows, vals = torch.arange(p.shape[0]), p.grad
+                max_norm = math.tanh(POINCARE_MAX_RADIUS[p.dtype] / 2) / c**0.5
+                riemannian_adam_rows(p.data.numpy(), st["exp_avg"].numpy(), st["exp_avg_sq"].numpy(),
+                                     rows.numpy(), vals.to(p.dtype).contiguous().numpy(), lr, b1, b2, eps,
+                                     1 - b1**t, 1 - b2**t, RIEMANNIAN_ADAM_KINDS[kind], c, max_norm)

@@ -6,7 +6,7 @@ seen), how to turn specifications into tensors (``iterate``), what the loss is (
 to evaluate (``evaluate``, through :mod:`hypalign.eval`). The :class:`Trainer` does the rest:
 
 * optimizer (AdamW with decay on matrices only, Adam, lazy Adam for embedding tables with sparse
-  gradients, SGD, or Riemannian SGD for manifold parameters) and the warmup + burn-in + cosine
+  gradients, SGD, or Riemannian SGD / Riemannian Adam for manifold parameters) and the warmup + burn-in + cosine
   schedule of :mod:`hypalign.train.schedule`;
 * gradient accumulation, gradient clipping (global L2 norm), autocast (bf16 on CPU, fp16 with a
   gradient scaler or bf16 on CUDA), deterministic seeding;
@@ -42,10 +42,10 @@ from hypalign.io import atomic_write_json
 from hypalign.train import distributed as dist_utils
 from hypalign.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint, unwrap
 from hypalign.train.device import resolve_device, to_device
-from hypalign.train.optim import LazyAdam, RiemannianSGD, clip_grad_norm, param_groups
+from hypalign.train.optim import LazyAdam, RiemannianAdam, RiemannianSGD, clip_grad_norm, param_groups
 from hypalign.train.schedule import LRSchedule
 
-OPTIMIZERS = ("adamw", "adam", "sparse_adam", "sgd", "rsgd")
+OPTIMIZERS = ("adamw", "adam", "sparse_adam", "sgd", "rsgd", "radam")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -210,6 +210,8 @@ class Trainer:
             return LazyAdam(groups, lr=cfg.lr, betas=cfg.betas)
         if cfg.optimizer == "sgd":
             return torch.optim.SGD(groups, lr=cfg.lr)
+        if cfg.optimizer == "radam":  # Riemannian Adam for manifold-tagged embedding tables
+            return RiemannianAdam(groups, lr=cfg.lr, betas=cfg.betas)
         return RiemannianSGD(groups, lr=cfg.lr)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
