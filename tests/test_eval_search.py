@@ -50,6 +50,44 @@ def test_knn_matches_brute_force(geo, backend: str) -> None:
     assert not (idx == torch.arange(300)[:, None]).any()
 
 
+def test_float64_deep_poincare_points_are_searched_exactly_and_indexed_in_float64(tmp_path: Path) -> None:
+    """Points out to geodesic radius ~20 (a float64 hierarchy embedding's deep levels): knn on float64 input
+    uses the geometry's own distances and agrees with brute force; an index keeps them float64 (float32 would
+    round them onto the boundary), shallow points stay float32."""
+    from hypalign.data.hierarchy import Hierarchy
+    from hypalign.models.hierarchy import hierarchy_init
+
+    names, edges, frontier = ["r"], [], [0]
+    for _ in range(10):  # a binary tree, 10 levels, 2 geodesic units per level
+        nxt = []
+        for p in frontier:
+            for _ in range(2):
+                names.append(f"n{len(names)}")
+                edges.append((len(names) - 1, p))
+                nxt.append(len(names) - 1)
+        frontier = nxt
+    h = Hierarchy(names, np.asarray(edges))
+    x = hierarchy_init(h.parents(), h.topological_order(), 4, "poincare", step=2.0, dtype=torch.float64)
+    geo = PoincareBall(1.0)
+    assert float(geo.dist(x, torch.zeros(1, 4, dtype=torch.float64)).max()) > 19
+    q = x[::37]
+    dist, idx = knn(q, x, geo, k=8)
+    ref = geo.dist(q[:, None], x[None])
+    ref_d, ref_i = ref.sort(dim=1)
+    assert torch.equal(idx, ref_i[:, :8])
+    torch.testing.assert_close(dist, ref_d[:, :8], rtol=1e-9, atol=1e-12)
+    dist, idx = knn(x, x, geo, k=3, exclude_self=True)
+    assert not (idx == torch.arange(len(x))[:, None]).any()
+    build_index(x.numpy(), "poincare", tmp_path / "deep", c=1.0)
+    index = SearchIndex.open(tmp_path / "deep")
+    assert index.vectors.dtype == torch.float64
+    d2, i2 = index.search(q.numpy(), k=8)
+    np.testing.assert_array_equal(i2, ref_i[:, :8].numpy())
+    np.testing.assert_allclose(d2, ref_d[:, :8].numpy(), rtol=1e-9)
+    build_index((x[:7] * 0.5).numpy(), "poincare", tmp_path / "shallow", c=1.0)
+    assert SearchIndex.open(tmp_path / "shallow").vectors.dtype == torch.float32
+
+
 def test_lorentz_reduction_is_exact_ranking() -> None:
     """Geodesic order = descending inner product of [x, x_t] with [q, -q_t]."""
     lor = Lorentz(0.7)

@@ -127,7 +127,11 @@ def knn(
     Args:
         queries, gallery: ``(n, D)`` and ``(m, D)`` points of the geometry.
         exclude_self: queries *are* the gallery (same rows); never return a query itself.
-        backend: ``"faiss"`` (IndexFlatIP), ``"torch"`` (chunked matmul + topk) or ``"auto"``.
+        backend: ``"faiss"`` (IndexFlatIP), ``"torch"`` (chunked matmul + topk), ``"cdist"`` (the geometry's
+            own all-pairs distances, chunked, + topk) or ``"auto"``: ``cdist`` when either input is float64
+            (the inner-product reduction runs in float32 and, for points far from the origin such as the deep
+            levels of a float64 Poincaré hierarchy embedding, misses true neighbours), else faiss if installed,
+            else torch.
         workspace_bytes: bound on the torch backend's score block.
 
     Returns:
@@ -144,12 +148,35 @@ def knn(
     if exclude_self and q.shape[0] != g.shape[0]:
         raise ValueError("exclude_self needs the queries to be the gallery (same number of rows)")
     if backend == "auto":
-        backend = "faiss" if _faiss_available() else "torch"
-    if backend not in ("faiss", "torch"):
-        raise ValueError(f"unknown backend {backend!r}; use faiss, torch or auto")
+        backend = "cdist" if torch.float64 in (q.dtype, g.dtype) else "faiss" if _faiss_available() else "torch"
+    if backend not in ("faiss", "torch", "cdist"):
+        raise ValueError(f"unknown backend {backend!r}; use faiss, torch, cdist or auto")
+    if backend == "cdist":
+        return _knn_cdist(q, g, geometry, k, exclude_self, workspace_bytes)
     kc = min(g.shape[0], k + int(exclude_self) + rerank_margin)
     qv = mips_vectors(q.float(), geometry, "query").contiguous()
     gv = mips_vectors(g.float(), geometry, "gallery").contiguous()
     cand = _ip_topk_faiss(qv, gv, kc) if backend == "faiss" else _ip_topk_torch(qv, gv, kc, workspace_bytes)
     exclude = torch.arange(q.shape[0], device=q.device) if exclude_self else None
     return rerank(q, g, cand, geometry, k, exclude)
+
+
+def _knn_cdist(q: torch.Tensor, g: torch.Tensor, geometry: Manifold, k: int, exclude_self: bool,
+               workspace_bytes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact k-NN from the geometry's own ``cdist`` (with its refinement of near pairs), chunked over queries."""
+    dtype = torch.promote_types(q.dtype, g.dtype)
+    q, g = q.to(dtype), g.to(dtype)
+    kk = min(k, g.shape[0] - int(exclude_self))
+    rows = max(1, int(workspace_bytes // max(1, 2 * g.shape[0] * g.element_size())))
+    dist = torch.full((q.shape[0], k), float("inf"), dtype=dtype, device=q.device)
+    idx = torch.full((q.shape[0], k), -1, dtype=torch.int64, device=q.device)
+    with torch.no_grad():
+        for s in range(0, q.shape[0], rows):
+            d = geometry.cdist(q[s : s + rows], g, workspace_bytes=workspace_bytes)
+            if exclude_self:
+                r = torch.arange(d.shape[0], device=d.device)
+                d[r, r + s] = float("inf")
+            if kk > 0:
+                top = torch.topk(d, kk, dim=1, largest=False)
+                dist[s : s + rows, :kk], idx[s : s + rows, :kk] = top.values, top.indices
+    return dist, idx

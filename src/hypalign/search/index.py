@@ -3,7 +3,8 @@
 Layout of ``DIR``::
 
     index.json     {"format": "hypalign-index", "version": 1, "geometry", "c", "dim", "count", "hnsw"}
-    vectors.npy    the gallery points (float32, as given; sphere points normalised)
+    vectors.npy    the gallery points (float32; float64 for hyperbolic points beyond geodesic radius 12/sqrt(c),
+                   which float32 cannot hold apart; sphere points normalised)
     ids.txt        one id per row (row numbers when none were given)
     hnsw.faiss     optional HNSW graph (``hnsw=True``)
 
@@ -53,6 +54,17 @@ def _geometry(name: str, c: float | None) -> Manifold:
     return get_geometry(name, c=c if c is not None else 1.0)
 
 
+def _needs_float64(x: np.ndarray, geometry: str, c: float) -> bool:
+    """Whether float32 would lose the points: hyperbolic points beyond geodesic radius ``12 / sqrt(c)`` (deep
+    levels of a float64 hierarchy embedding; float32 rounds Poincaré ones onto the boundary)."""
+    sc_norm = math.sqrt(c) * float(np.sqrt((x * x).sum(1)).max())
+    if geometry == "poincare":
+        return 2 * math.atanh(min(sc_norm, 1 - 1e-16)) > 12.0
+    if geometry == "lorentz":
+        return math.asinh(sc_norm) > 12.0
+    return False
+
+
 def build_index(
     embeddings: np.ndarray,
     geometry: str,
@@ -76,7 +88,7 @@ def build_index(
         raise InputError(f"{len(ids)} ids for {len(x)} embeddings; expected one id per row")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    vectors = x.astype(np.float32)
+    vectors = x if _needs_float64(x, geometry, c or 1.0) else x.astype(np.float32)
     save_npy(out / "vectors.npy", vectors)
     atomic_write_text(out / "ids.txt", "\n".join(ids if ids is not None else map(str, range(len(x)))) + "\n")
     if hnsw:
@@ -134,7 +146,7 @@ class SearchIndex:
         if q.shape[1] != self.meta.dim:
             raise InputError(f"{source}: queries have dimension {q.shape[1]}, the index has {self.meta.dim}")
         check_on_manifold(q, self.meta.geometry, self.meta.c or 1.0, source)
-        qt = torch.from_numpy(q.astype(np.float32))
+        qt = torch.from_numpy(q.astype(self.vectors.numpy().dtype))  # float64 indexes search in float64
         k = min(k, self.meta.count)
         if approximate:
             if not self.meta.hnsw:
