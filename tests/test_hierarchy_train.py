@@ -254,7 +254,8 @@ def test_non_finite_weights_surface_as_nan_loss_and_evaluation_error() -> None:
 @pytest.mark.parametrize("model", ["lorentz", "poincare", "euclidean"])
 def test_hierarchy_init_places_each_level_one_step_further_out_near_its_parent(model: str) -> None:
     from hypalign.eval.hierarchy import reconstruction
-    from hypalign.models.hierarchy import POINCARE_MAX_RADIUS, hierarchy_init
+    from hypalign.geometry import POINCARE_MAX_RADIUS
+    from hypalign.models.hierarchy import hierarchy_init
 
     h = tree(4, 4)  # 341 nodes, depth 4
     x = hierarchy_init(h.parents(), h.topological_order(), 8, model, c=2.0, spread=1.5, step=1.0, decay=0.5)
@@ -373,8 +374,8 @@ def test_local_negatives_come_from_the_positive_ancestors_descendants() -> None:
 def test_float64_poincare_keeps_deep_levels_apart() -> None:
     """25 levels at one geodesic unit each: float64 Poincaré coordinates hold them (radius 25.1, consecutive
     levels exactly 1 apart); float32 has to squeeze them within radius 12."""
+    from hypalign.geometry import POINCARE_MAX_RADIUS
     from hypalign.models.hierarchy import hierarchy_init
-    from hypalign.train.optim import POINCARE_MAX_RADIUS
 
     n = 26
     h = Hierarchy([f"n{i}" for i in range(n)], np.asarray([(i + 1, i) for i in range(n - 1)]))

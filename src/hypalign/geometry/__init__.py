@@ -10,7 +10,7 @@ from hypalign.geometry.base import Manifold, feature_clip
 from hypalign.geometry.convert import lorentz_full, lorentz_to_poincare, poincare_to_lorentz
 from hypalign.geometry.euclidean import Euclidean, Sphere
 from hypalign.geometry.lorentz import Lorentz
-from hypalign.geometry.poincare import PoincareBall
+from hypalign.geometry.poincare import POINCARE_MAX_RADIUS, PoincareBall
 
 GEOMETRIES = ("euclidean", "sphere", "poincare", "lorentz")
 
@@ -31,6 +31,7 @@ def get_geometry(name: str, c: float = 1.0, **kwargs: object) -> Manifold:
 
 __all__ = [
     "GEOMETRIES",
+    "POINCARE_MAX_RADIUS",
     "Euclidean",
     "Lorentz",
     "Manifold",

@@ -32,6 +32,10 @@ from hypalign.geometry.base import CurvedManifold, as_float, safe_norm
 Convention = Literal["geoopt", "half"]
 #: Hyp-ViT clamps the tanh argument to +-15.
 _TANH_MAX = 15.0
+#: the largest geodesic radius, in units of ``1/sqrt(c)``, at which a stored point keeps its precision, per dtype:
+#: ``1 - c|x|^2 = 1 / cosh^2(sqrt(c) r / 2)`` rounds to zero in float32 beyond ~12; float64 keeps ~1e-4 relative
+#: precision at 28 (used to bound trained hierarchy embeddings and to pick an index's storage precision)
+POINCARE_MAX_RADIUS = {torch.float32: 12.0, torch.float64: 28.0}
 
 
 def _scale(convention: Convention) -> float:

@@ -24,9 +24,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from hypalign.geometry import Manifold, get_geometry
+from hypalign.geometry import POINCARE_MAX_RADIUS, Manifold, get_geometry
 from hypalign.losses.hierarchy import KINDS, hierarchy_nll_fused, hierarchy_nll_loss
-from hypalign.train.optim import POINCARE_MAX_RADIUS
 
 HIERARCHY_MODELS = tuple(KINDS)
 

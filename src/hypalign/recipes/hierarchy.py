@@ -156,7 +156,8 @@ class HierarchyTask(Task):
         by_ancestor = np.argsort(self.indices, kind="stable")
         self.desc_indices = np.ascontiguousarray(self.pairs[:, 0].numpy()[by_ancestor])
         self.desc_indptr = np.zeros(hierarchy.n_nodes + 1, dtype=np.int64)
-        self.desc_indptr[1:] = np.cumsum(np.bincount(self.indices, minlength=hierarchy.n_nodes))
+        self.n_desc = np.bincount(self.indices, minlength=hierarchy.n_nodes)
+        self.desc_indptr[1:] = np.cumsum(self.n_desc)
         gen = torch.Generator().manual_seed(seed)
         self.model: HierarchyEmbedding = HierarchyEmbedding(
             hierarchy.n_nodes, cfg.dim, cfg.model, cfg.c, cfg.init_scale, generator=gen, dtype=dtype
@@ -190,7 +191,7 @@ class HierarchyTask(Task):
         k = self.cfg.local_negatives
         if k:  # uniform among the descendants of the positive ancestor (every ancestor has one: u)
             a = e[:, 1].numpy()
-            lo, n_desc = self.desc_indptr[a], np.diff(self.desc_indptr)[a]
+            lo, n_desc = self.desc_indptr[a], self.n_desc[a]
             pick = (torch.rand(len(a), k, dtype=torch.float64).numpy() * n_desc[:, None]).astype(np.int64)
             neg[:, :k] = torch.from_numpy(self.desc_indices[lo[:, None] + np.minimum(pick, n_desc[:, None] - 1)])
         v = torch.cat([e[:, 1:2], neg], dim=1)

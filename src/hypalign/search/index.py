@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from hypalign.errors import InputError
-from hypalign.geometry import GEOMETRIES, Manifold, get_geometry
+from hypalign.geometry import GEOMETRIES, POINCARE_MAX_RADIUS, Manifold, get_geometry
 from hypalign.io import (
     atomic_write,
     atomic_write_json,
@@ -55,13 +55,15 @@ def _geometry(name: str, c: float | None) -> Manifold:
 
 
 def _needs_float64(x: np.ndarray, geometry: str, c: float) -> bool:
-    """Whether float32 would lose the points: hyperbolic points beyond geodesic radius ``12 / sqrt(c)`` (deep
-    levels of a float64 hierarchy embedding; float32 rounds Poincaré ones onto the boundary)."""
+    """Whether float32 would lose the points: hyperbolic points beyond geodesic radius
+    ``POINCARE_MAX_RADIUS[float32] / sqrt(c)`` (deep levels of a float64 hierarchy embedding; float32 rounds
+    Poincaré ones onto the boundary)."""
     sc_norm = math.sqrt(c) * float(np.sqrt((x * x).sum(1)).max())
+    limit = POINCARE_MAX_RADIUS[torch.float32]
     if geometry == "poincare":
-        return 2 * math.atanh(min(sc_norm, 1 - 1e-16)) > 12.0
+        return 2 * math.atanh(min(sc_norm, 1 - 1e-16)) > limit
     if geometry == "lorentz":
-        return math.asinh(sc_norm) > 12.0
+        return math.asinh(sc_norm) > limit
     return False
 
 

@@ -32,6 +32,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from hypalign.geometry.poincare import POINCARE_MAX_RADIUS
+
 NO_DECAY_NAMES = ("bias", "norm", "ln_", "bn", "log_c", "logit_scale", "temperature", "pos_embed", "cls_token")
 
 
@@ -194,10 +196,6 @@ def _lorentz_rsgd_step(xs: torch.Tensor, g: torch.Tensor, lr: float, c: float) -
 
 
 RIEMANNIAN_ADAM_KINDS = {"lorentz": 0, "poincare": 1, "euclidean": 2}
-#: the largest geodesic radius, in units of ``1/sqrt(c)``, a Poincaré point may reach, per table dtype
-#: (``1 - c|x|^2 = 1 / cosh^2(sqrt(c) r / 2)``: float32 rounds it to zero beyond ~12; float64 keeps ~1e-4
-#: relative precision at 28)
-POINCARE_MAX_RADIUS = {torch.float32: 12.0, torch.float64: 28.0}
 
 
 class RiemannianAdam(torch.optim.Optimizer):
