@@ -272,7 +272,7 @@ def test_hierarchy_init_places_each_level_one_step_further_out_near_its_parent(m
     rand = reconstruction(HierarchyEmbedding(h.n_nodes, 8, model, c=2.0).points(), anc, geo)
     # (the same ranks in both hyperbolic models: one construction, two charts)
     assert start["map"] > (0.7 if model != "euclidean" else 0.25) and rand["map"] < 0.05
-    with pytest.raises(InputError, match="init 'sarkar': expected random or hierarchy"):
+    with pytest.raises(InputError, match=r"init .sarkar.: expected random, hierarchy or combinatorial"):
         HierarchyTask(h, HierarchyConfig(source="t", init="sarkar"))
 
 
@@ -388,3 +388,103 @@ def test_float64_poincare_keeps_deep_levels_apart() -> None:
     x32 = hierarchy_init(h.parents(), h.topological_order(), 3, "poincare", spread=0.0, dtype=torch.float32)
     r32 = geom.dist(x32.double(), torch.zeros(1, 3, dtype=torch.float64))
     assert float(r32.max()) <= POINCARE_MAX_RADIUS[torch.float32] + 0.01 < 25  # (float32 rounding there: ~1e-3)
+
+
+def test_spherical_code_spreads_points_wider_than_random_ones() -> None:
+    from hypalign.models.hierarchy import spherical_code
+
+    for n, m in [(1, 9), (2, 9), (7, 4), (60, 9), (300, 9), (40, 3), (5, 1)]:
+        w, chord = spherical_code(n, m, seed=3)
+        assert w.shape == (n, m) and w.dtype == torch.float64
+        if n > 1:  # the reported chord is the true smallest pairwise distance
+            d = torch.cdist(w, w) + torch.eye(n) * 9
+            assert float(d.min()) == pytest.approx(chord, abs=1e-9)
+        if m > 1 and n > 1:
+            torch.testing.assert_close(w.norm(dim=1), torch.ones(n, dtype=torch.float64))
+        if n > 2 * m:  # repulsion beats random directions by a wide margin
+            g = torch.Generator().manual_seed(0)
+            r = torch.randn(n, m, generator=g, dtype=torch.float64)
+            r = r / r.norm(dim=1, keepdim=True)
+            assert chord > 1.5 * float((torch.cdist(r, r) + torch.eye(n) * 9).min())
+    assert spherical_code(6, 3)[1] == pytest.approx(2**0.5)  # the octahedron
+    assert spherical_code(5, 1)[1] == pytest.approx(0.5)  # [-1, 1] in four gaps
+    with pytest.raises(ValueError, match="n >= 1"):
+        spherical_code(0, 3)
+
+
+def test_radial_step_solves_its_equation_and_shrinks_with_wider_codes() -> None:
+    from hypalign.models.hierarchy import radial_step
+
+    for chord, cap in [(2.0, 1.4), (1.414, 1.4), (0.6, 1.4), (0.6, 1.95)]:
+        q = math.exp(-radial_step(chord, cap) / 2)
+        assert q * (1 / (1 - q) + 2 / cap) == pytest.approx(chord, rel=1e-9)
+    assert radial_step(2.0, 1.4) < radial_step(1.0, 1.4) < radial_step(0.5, 1.4)
+    assert radial_step(0.6, 1.95) < radial_step(0.6, 1.4)  # a wider cone for the children: shorter steps
+
+
+@pytest.mark.parametrize("branching,depth", [(2, 8), (3, 5), (10, 3)])
+def test_combinatorial_construction_reconstructs_trees_exactly_in_both_hyperbolic_charts(
+    branching: int, depth: int
+) -> None:
+    from hypalign.models.hierarchy import combinatorial_construction
+
+    h = tree(branching, depth)
+    anc = h.ancestors()
+    ranks = {}
+    for model in ("poincare", "lorentz"):
+        x = combinatorial_construction(h.parents(), h.topological_order(), 6, model, c=2.0)
+        assert x.dtype == torch.float64 and torch.isfinite(x).all()
+        out = reconstruction(x, anc, get_geometry(model, c=2.0))
+        assert out["map"] == 1.0 and out["mean_rank"] == 1.0, (model, out)  # no training at all
+        ranks[model] = out
+    # a random start of the same table is nowhere near
+    rand = reconstruction(HierarchyEmbedding(h.n_nodes, 6, "poincare", c=2.0).points(), anc, get_geometry("poincare"))
+    assert rand["map"] < 0.2
+
+
+def test_combinatorial_construction_fits_the_float_budget_and_separates_several_roots() -> None:
+    from hypalign.geometry import POINCARE_MAX_RADIUS
+    from hypalign.models.hierarchy import combinatorial_construction
+
+    # 40 levels of binary tree-like chains: too deep for float32's radius 12, so radii are scaled down
+    names, edges = ["r"], []
+    for i in range(1, 41):
+        names += [f"a{i}", f"b{i}"]
+        edges += [(2 * i - 1, max(2 * i - 3, 0)), (2 * i, max(2 * i - 3, 0))]
+    h = Hierarchy(names, np.asarray(edges))
+    geo = get_geometry("poincare", c=0.5)
+    for dtype in (torch.float32, torch.float64):
+        x = combinatorial_construction(h.parents(), h.topological_order(), 4, "poincare", c=0.5, dtype=dtype)
+        assert x.dtype == dtype and torch.isfinite(x).all()
+        r = geo.dist(x.double(), torch.zeros(1, 4, dtype=torch.float64))
+        assert float(r.max()) <= POINCARE_MAX_RADIUS[dtype] / 0.5**0.5 + 1e-3
+        assert bool((x.double().norm(dim=1) < 1 / 0.5**0.5).all())
+        depth_a = r[1::2]  # the a-chain: strictly further out level by level
+        assert bool((depth_a[1:] > depth_a[:-1]).all())
+    # a forest: roots around a virtual origin, apart from each other; each tree still exact
+    f = Hierarchy(["r0", "r1", "r2"] + [f"c{i}" for i in range(9)],
+                  np.asarray([(3 + i, i % 3) for i in range(9)]))
+    x = combinatorial_construction(f.parents(), f.topological_order(), 3, "poincare")
+    assert float(torch.pdist(x[:3]).min()) > 0.1
+    assert reconstruction(x, f.ancestors(), get_geometry("poincare"))["map"] == 1.0
+    with pytest.raises(ValueError, match="dim >= 2"):
+        combinatorial_construction(f.parents(), f.topological_order(), 1)
+    with pytest.raises(ValueError, match="0 < cap < 2"):
+        combinatorial_construction(f.parents(), f.topological_order(), 3, cap=2.0)
+
+
+def test_combinatorial_construction_on_wordnet_mammals_and_cli_epochs_zero(tmp_path: Path) -> None:
+    """Real data: WordNet mammals (1,180 synsets, a few with two parents) reconstructed with nothing trained,
+    through `hierarchy embed --epochs 0`; the run directory is a normal one (eval reads it)."""
+    run = tmp_path / "cc"
+    r = runner.invoke(app, ["hierarchy", "embed", "wordnet:mammal.n.01", "-o", str(run), "--dim", "10",
+                            "--model", "poincare", "--dtype", "float64", "--init", "combinatorial", "--epochs", "0",
+                            "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output.strip().splitlines()[-1])
+    assert res["epochs"] == 0 and res["init"] == "combinatorial" and res["map"] > 0.99 and res["mean_rank"] < 1.1
+    r = runner.invoke(app, ["hierarchy", "eval", str(run), "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["map"] == pytest.approx(res["map"]), r.output
+    r = runner.invoke(app, ["hierarchy", "embed", "wordnet:mammal.n.01", "-o", str(tmp_path / "r0"),
+                            "--epochs", "0"])
+    assert r.exit_code == 2 and "epochs 0 keeps the initial placement" in r.output

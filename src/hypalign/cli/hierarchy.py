@@ -40,6 +40,7 @@ class ScheduleChoice(StrEnum):
 class InitChoice(StrEnum):
     random = "random"
     hierarchy = "hierarchy"
+    combinatorial = "combinatorial"
 
 
 class MethodChoice(StrEnum):
@@ -56,7 +57,8 @@ def embed(
     dim: Annotated[int, typer.Option(help="Embedding dimension.", min=1)] = 10,
     model: Annotated[ModelChoice, typer.Option(help="Geometry of the embedding.")] = ModelChoice.lorentz,
     c: Annotated[float, typer.Option(help="Curvature magnitude (curvature -c).", min=1e-6)] = 1.0,
-    epochs: Annotated[int, typer.Option(help="Passes over the closure.", min=1)] = 150,
+    epochs: Annotated[int, typer.Option(help="Passes over the closure (0: keep the initial placement, e.g. "
+                                        "--init combinatorial alone).", min=0)] = 150,
     lr: Annotated[float, typer.Option(help="Learning rate (after burn-in).")] = 1.0,
     optimizer: Annotated[
         OptimizerChoice, typer.Option(help="adam on the model's coordinates, rsgd (Riemannian SGD, as the papers) "
@@ -74,14 +76,19 @@ def embed(
                                                  "nodes.", min=0)] = 0,
     burnin: Annotated[int, typer.Option(help="Burn-in epochs at lr/10.", min=0)] = 10,
     init: Annotated[InitChoice, typer.Option(help="random: uniform near the origin (the papers); hierarchy: each "
-                                             "node near its parent's direction, one step further out "
-                                             "(see docs/hierarchy.md).")] = InitChoice.random,
+                                             "node near its parent's direction, one step further out; "
+                                             "combinatorial: nested shadow cones, trees nearly exact before "
+                                             "training (see docs/hierarchy.md).")] = InitChoice.random,
     init_spread: Annotated[float, typer.Option(help="--init hierarchy: direction noise below the roots.",
                                                min=0.0)] = 1.5,
     init_step: Annotated[float, typer.Option(help="--init hierarchy: geodesic radius added per level.",
                                              min=0.0)] = 1.0,
     init_decay: Annotated[float, typer.Option(help="--init hierarchy: noise factor per level.", min=0.0,
                                               max=1.0)] = 0.5,
+    init_margin: Annotated[float, typer.Option(help="--init combinatorial: geodesic margin added to each level's "
+                                                "radial step.", min=0.0)] = 0.3,
+    init_cap: Annotated[float, typer.Option(help="--init combinatorial: children's cone as a fraction of the parent's "
+                                             "shadow (2 = all of it).", min=0.0, max=2.0)] = 1.4,
     link_prediction: Annotated[float, typer.Option(help="Hold out this fraction of transitive-reduction "
                                                         "edges and report link prediction.", min=0.0, max=0.5)] = 0.0,
     eval_every: Annotated[int, typer.Option(help="Evaluate (on a node sample) every N epochs; 0 = at the end.")] = 0,
@@ -103,6 +110,7 @@ def embed(
     cfg = HierarchyConfig(source=source, dim=dim, model=model.value, c=c, negatives=negatives, batch_size=batch_size,
                           link_prediction=link_prediction, eval_nodes=eval_nodes, drop_invalid=drop_invalid,
                           init=init.value, init_spread=init_spread, init_step=init_step, init_decay=init_decay,
+                          init_margin=init_margin, init_cap=init_cap,
                           local_negatives=local_negatives, dtype=dtype.value)
     train = TrainConfig(run_dir=str(out), epochs=epochs, lr=lr, schedule=schedule.value,
                         optimizer="sparse_adam" if optimizer.value == "adam" else optimizer.value,

@@ -127,3 +127,157 @@ def hierarchy_init(parents: list[list[int]], order: list[int], dim: int, model: 
     else:
         scale = r
     return torch.from_numpy(scale[:, None] * dirs).to(dtype)
+
+
+def spherical_code(n: int, m: int, seed: int = 0, iters: int = 100) -> tuple[Tensor, float]:
+    """``n`` points spread over the unit sphere ``S^{m-1}`` and their smallest pairwise chord ``|w_i - w_j|``.
+
+    ``m == 1``: ``n`` evenly spaced points of ``[-1, 1]`` (chord ``2 / (n - 1)``; a 1-d "sphere" has only
+    two points). ``n <= 2m``: the vertices ``+-e_i`` of the cross-polytope (chord ``sqrt 2``, or 2 for
+    ``n <= 2``). More points: uniform random directions, then ``iters`` steps of repulsion (each point pushed
+    away from the others with force ``1 / |w_i - w_j|^4``, step shrinking linearly), which raises the
+    smallest angle well above that of random points. ``(n, m)`` float64 and the chord (2.0 for ``n == 1``).
+    """
+    import numpy as np
+
+    if n < 1 or m < 1:
+        raise ValueError(f"spherical_code: need n >= 1 and m >= 1, got n={n}, m={m}")
+    if n == 1:
+        return torch.zeros(1, m, dtype=torch.float64) if m == 1 else torch.eye(1, m, dtype=torch.float64), 2.0
+    if m == 1:
+        return torch.linspace(-1.0, 1.0, n, dtype=torch.float64)[:, None], 2.0 / (n - 1)
+    if n <= 2 * m:
+        e = torch.eye(m, dtype=torch.float64)
+        w = torch.stack([e[i // 2] * (1.0 if i % 2 == 0 else -1.0) for i in range(n)])
+        return w, 2.0 if n == 2 else 2**0.5
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, m))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    for it in range(iters):
+        r2 = np.maximum(2.0 - 2.0 * (x @ x.T), 1e-12)
+        np.fill_diagonal(r2, np.inf)
+        w = 1.0 / r2**2
+        force = x * w.sum(1, keepdims=True) - w @ x  # sum_j (x_i - x_j) / |x_i - x_j|^4
+        x = x + force / np.abs(force).max() * (0.025 * (1 - it / iters) + 0.0025)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+    g = x @ x.T
+    np.fill_diagonal(g, -1.0)
+    return torch.from_numpy(x), float(np.sqrt(max(2.0 - 2.0 * g.max(), 0.0)))
+
+
+def radial_step(chord: float, cap: float) -> float:
+    """Geodesic radius between a node and its children in :func:`combinatorial_construction`:
+    ``delta = -2 log q`` with ``q = exp(-delta / 2)`` the smallest root of ``q (1 / (1 - q) + 2 / cap) = chord``.
+
+    The children of ``p`` sit at angle ``t`` from ``p``'s direction, ``chord * t`` apart (``chord`` of their
+    :func:`spherical_code`). One level down every angle shrinks by ``q``: a child's whole subtree then lies
+    within ``t q / (1 - q)`` of the child's direction (a geometric series), and a sibling's shadow reaches
+    ``2 exp(-rho / 2) = 2 t q / cap`` from the sibling's. Neither overlaps when ``chord * t`` exceeds their sum.
+    """
+    lo, hi = 0.0, 1.0
+    for _ in range(60):  # bisection: the left side grows with q from 0 to infinity
+        q = (lo + hi) / 2
+        lo, hi = (q, hi) if q * (1 / (1 - q) + 2 / cap) < chord else (lo, q)
+    return -2 * math.log(lo)
+
+
+def combinatorial_construction(parents: list[list[int]], order: list[int], dim: int, model: str = "poincare",
+                               c: float = 1.0, margin: float = 0.3, cap: float = 1.4, seed: int = 0,
+                               dtype: torch.dtype = torch.float64) -> Tensor:
+    """Points placed from the hierarchy alone by nested shadow cones: a combinatorial construction in the
+    spirit of Sarkar (2011) and Sala et al. (2018, "Representation tradeoffs for hyperbolic embeddings"),
+    shaped for the reconstruction ranking of Nickel & Kiela (2017): every node nearer to all its ancestors
+    than to the rest.
+
+    Worked in unit curvature (geodesic radius ``rho``, direction ``u``), then mapped to curvature ``-c``.
+    Far from the origin ``d(x, y) ~ rho_x + rho_y + 2 log sin(angle(x, y) / 2)``: ``y`` is nearer to ``x``
+    than the origin is only when ``x``'s direction lies within about ``2 exp(-rho_y / 2)`` of ``y``'s (the
+    *shadow* of ``y``). So:
+
+    * a spanning tree: each node under its deepest parent (longest path from a root); several roots hang
+      from a virtual root at the origin, a single root sits at the origin;
+    * the ``N`` children of ``p`` get the directions ``cos(t) u_p + sin(t) B_p w_i``: ``w_i`` a
+      :func:`spherical_code` of ``N`` points on the sphere of directions orthogonal to ``u_p`` (``B_p`` a
+      random orthonormal basis of it; the whole sphere, randomly rotated, for a node at the origin) and
+      ``t = min(cap * exp(-rho_p / 2), 1.2)``: the children's cone inside ``p``'s shadow (``cap < 2``);
+    * at radius ``rho_p + delta``, ``delta = radial_step(chord_N, cap) + margin``: siblings' subtrees and
+      shadows kept apart (:func:`radial_step`; an only child counts as chord 2);
+    * if the deepest node would lie beyond ``POINCARE_MAX_RADIUS[dtype]`` (what ``dtype`` keeps apart, in
+      units of ``1 / sqrt(c)``), ``margin`` is dropped to 0, then ``cap`` raised to 1.7 and 1.95 (shorter
+      steps), and if it still does not fit every radius is scaled down (level order kept, margins shrunk).
+
+    Coordinates of ``model`` at curvature ``-c``: Poincaré ``tanh(rho / 2) / sqrt(c) * u``, Lorentz space
+    components ``sinh(rho) / sqrt(c) * u``, Euclidean ``rho * u`` (only a fan: Euclidean space has no room
+    for it). Trees come out nearly exact (WordNet mammals, 10-d: MAP 0.999 with nothing trained); a node with
+    several parents sits under one of them only, which is what training has to repair (docs/hierarchy.md).
+    ``(len(parents), dim)`` in ``dtype``.
+    """
+    import numpy as np
+
+    if model not in HIERARCHY_MODELS:
+        raise ValueError(f"unknown model {model!r}; expected one of {', '.join(HIERARCHY_MODELS)}")
+    if dim < 2:
+        raise ValueError(f"combinatorial_construction needs dim >= 2, got {dim}")
+    if not 0 < cap < 2 or margin < 0:
+        raise ValueError(f"combinatorial_construction needs 0 < cap < 2 and margin >= 0, got {cap}, {margin}")
+    n = len(parents)
+    rng = np.random.default_rng(seed)
+    depth = np.zeros(n, dtype=np.int64)
+    for v in order:
+        if parents[v]:
+            depth[v] = max(depth[p] for p in parents[v]) + 1
+    children: list[list[int]] = [[] for _ in range(n + 1)]  # slot n: the virtual root
+    for v in order:
+        children[max(parents[v], key=lambda q: depth[q]) if parents[v] else n].append(v)
+    at_origin = np.zeros(n + 1, dtype=bool)
+    at_origin[n] = True
+    if len(children[n]) == 1:  # a single root: at the origin itself
+        at_origin[children[n][0]] = True
+        children[n] = []
+    tops = [n, *order]
+    codes: dict[tuple[int, int], tuple[np.ndarray, float]] = {}
+    for p in tops:
+        k = len(children[p])
+        m = dim if at_origin[p] else dim - 1
+        if k and (k, m) not in codes:
+            w, chord = spherical_code(k, m, seed=int(rng.integers(2**31)))
+            codes[k, m] = (w.numpy(), chord)
+
+    def radii(margin: float, cap: float) -> np.ndarray:
+        rho = np.zeros(n + 1)
+        for p in tops:
+            ch = children[p]
+            if ch:
+                k = len(ch)
+                chord = codes[k, dim if at_origin[p] else dim - 1][1]
+                rho[ch] = rho[p] + radial_step(chord, cap) + margin
+        return rho
+
+    budget = math.inf if model == "euclidean" else POINCARE_MAX_RADIUS[dtype]
+    for try_margin, try_cap in [(margin, cap), (0.0, cap), (0.0, max(cap, 1.7)), (0.0, max(cap, 1.95))]:
+        rho = radii(try_margin, try_cap)
+        if rho.max() <= budget:
+            break
+    cap = try_cap  # the directions use the cap the radii were made for
+    u = np.zeros((n + 1, dim))
+    for p in tops:
+        ch = children[p]
+        if not ch:
+            continue
+        if at_origin[p]:
+            w, _ = codes[len(ch), dim]
+            q, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+            dirs = w @ q.T
+        else:
+            w, _ = codes[len(ch), dim - 1]
+            q, _ = np.linalg.qr(np.column_stack([u[p], rng.standard_normal((dim, dim - 1))]))
+            norm = np.linalg.norm(w, axis=1, keepdims=True)  # 1, or |w| <= 1 on the 1-d "sphere"
+            t = min(cap * math.exp(-rho[p] / 2), 1.2) * norm
+            dirs = np.cos(t) * u[p] + np.sin(t) * ((w / np.maximum(norm, 1e-300)) @ q[:, 1:].T)
+        u[ch] = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+    rho, u = rho[:n], u[:n]
+    if rho.max() > budget:
+        rho = rho * (budget / rho.max())
+    sc = c**0.5
+    scale = {"poincare": np.tanh(rho / 2) / sc, "lorentz": np.sinh(rho) / sc, "euclidean": rho}[model]
+    return torch.from_numpy(scale[:, None] * u).to(dtype)

@@ -18,8 +18,10 @@ hierarchy with the shared :class:`hypalign.train.Trainer`:
   about ``lr`` in geodesic length wherever a point lies; with ``dtype="float64"`` in the Poincaré ball
   this is what reaches deep hierarchies such as WordNet's 19 noun levels);
 * initialisation: uniform near the origin as in the papers (``init="random"``), or from the hierarchy
-  itself (``init="hierarchy"``: :func:`hypalign.models.hierarchy.hierarchy_init`, each node near its
-  parent's direction one level further out; built from the training edges only);
+  itself, built from the training edges only: ``init="hierarchy"``
+  (:func:`hypalign.models.hierarchy.hierarchy_init`, each node near its parent's direction one level
+  further out) or ``init="combinatorial"`` (:func:`hypalign.models.hierarchy.combinatorial_construction`,
+  nested shadow cones: trees come out nearly exact before any training);
 * evaluation: reconstruction mean rank / MAP (:func:`hypalign.eval.hierarchy.reconstruction`) and,
   when ``link_prediction > 0``, ranks of held-out edges of the transitive reduction.
 
@@ -30,6 +32,7 @@ Sources: ``wordnet:nouns``, ``wordnet:<synset>`` (a subtree, e.g. ``wordnet:mamm
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +46,12 @@ from hypalign.errors import InputError
 from hypalign.eval.hierarchy import link_prediction, reconstruction
 from hypalign.io import atomic_write_json, atomic_write_text, save_npy
 from hypalign.losses.hierarchy import negative_mask
-from hypalign.models.hierarchy import HIERARCHY_MODELS, HierarchyEmbedding, hierarchy_init
+from hypalign.models.hierarchy import (
+    HIERARCHY_MODELS,
+    HierarchyEmbedding,
+    combinatorial_construction,
+    hierarchy_init,
+)
 from hypalign.train import Task, TrainConfig, Trainer, resolve_device
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -61,10 +69,12 @@ class HierarchyConfig:
     eval_nodes: int = 2000  # nodes sampled for evaluations during training (0 = all); the final one uses all
     drop_invalid: bool = False
     init_scale: float = 1e-3
-    init: str = "random"  # random (the papers: uniform near the origin) | hierarchy (hierarchy_init)
-    init_spread: float = 1.5
+    init: str = "random"  # random (the papers) | hierarchy (hierarchy_init) | combinatorial (construction)
+    init_spread: float = 1.5  # hierarchy_init
     init_step: float = 1.0
     init_decay: float = 0.5
+    init_margin: float = 0.3  # combinatorial_construction
+    init_cap: float = 1.4
     local_negatives: int = 0  # of the negatives, this many drawn from the descendants of the positive ancestor
     dtype: str = "float32"  # float32 | float64 (the embedding table; float64 for deep hierarchies)
 
@@ -162,15 +172,22 @@ class HierarchyTask(Task):
         self.model: HierarchyEmbedding = HierarchyEmbedding(
             hierarchy.n_nodes, cfg.dim, cfg.model, cfg.c, cfg.init_scale, generator=gen, dtype=dtype
         )
-        if cfg.init == "hierarchy":  # from the training edges only: held-out links must not place their nodes
+        if cfg.init in ("hierarchy", "combinatorial"):  # from the training edges only: held-out links place nothing
             held = {tuple(e) for e in self.test_edges.tolist()}
             parents = [[p for p in ps if (v, p) not in held] for v, ps in enumerate(hierarchy.parents())]
+            order = hierarchy.topological_order()
+            if cfg.init == "hierarchy":
+                x = hierarchy_init(parents, order, cfg.dim, cfg.model, cfg.c, cfg.init_spread, cfg.init_step,
+                                   cfg.init_decay, seed, dtype=dtype)
+            else:
+                if cfg.dim < 2:
+                    raise InputError(f"init combinatorial needs dim >= 2, got {cfg.dim}")
+                x = combinatorial_construction(parents, order, cfg.dim, cfg.model, cfg.c, cfg.init_margin,
+                                               cfg.init_cap, seed, dtype=dtype)
             with torch.no_grad():
-                self.model.weight.copy_(hierarchy_init(parents, hierarchy.topological_order(), cfg.dim, cfg.model,
-                                                       cfg.c, cfg.init_spread, cfg.init_step, cfg.init_decay, seed,
-                                                       dtype=dtype))
+                self.model.weight.copy_(x)
         elif cfg.init != "random":
-            raise InputError(f"init {cfg.init!r}: expected random or hierarchy")
+            raise InputError(f"init {cfg.init!r}: expected random, hierarchy or combinatorial")
         rng = np.random.default_rng(seed)
         n = hierarchy.n_nodes
         self.eval_sample = (
@@ -253,16 +270,27 @@ def train_hierarchy(cfg: HierarchyConfig, train: TrainConfig, hierarchy: Hierarc
         train.device = "cpu"
     elif resolve_device(train.device).type != "cpu":
         raise InputError(f"device {train.device!r}: hierarchy embedding trains on the CPU (fused numba kernels)")
+    t0 = time.perf_counter()
     task = HierarchyTask(h, cfg, seed=train.seed)
-    trainer = Trainer(task, train, extra_config={"recipe": "hierarchy", "hierarchy": asdict(cfg),
-                                                 "nodes": h.n_nodes, "closure_pairs": len(task.pairs)})
-    result = trainer.fit()
+    init_seconds = time.perf_counter() - t0
+    extra = {"recipe": "hierarchy", "hierarchy": asdict(cfg), "nodes": h.n_nodes, "closure_pairs": len(task.pairs)}
     run_dir = Path(train.run_dir)
+    if train.epochs == 0:  # the initial placement alone (e.g. the combinatorial construction)
+        if cfg.init == "random":
+            raise InputError("epochs 0 keeps the initial placement: use it with --init combinatorial or hierarchy")
+        if train.resume:
+            raise InputError("epochs 0 has nothing to resume")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / "config.json", {"train": asdict(train), **extra})
+        seconds, epochs, steps = 0.0, 0, 0
+    else:
+        result = Trainer(task, train, extra_config=extra).fit()
+        seconds, epochs, steps = result.seconds, result.epoch, result.step
     save_embeddings(run_dir, task)
     final = task.evaluate(task.model, full=True)
     out = {"source": cfg.source, "model": cfg.model, "dim": cfg.dim, "nodes": h.n_nodes,
-           "closure_pairs": int(sum(len(a) for a in task.all_ancestors)),
-           "train_seconds": result.seconds, "epochs": result.epoch, "steps": result.step, **final}
+           "closure_pairs": int(sum(len(a) for a in task.all_ancestors)), "init": cfg.init,
+           "init_seconds": init_seconds, "train_seconds": seconds, "epochs": epochs, "steps": steps, **final}
     atomic_write_json(run_dir / "eval.json", out)
     return out
 

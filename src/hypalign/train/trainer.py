@@ -88,8 +88,8 @@ class TrainConfig:
             raise InputError(f"optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
         if self.precision not in PRECISIONS:
             raise InputError(f"precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
-        if self.grad_accum < 1 or self.epochs < 1 or self.lr <= 0:
-            raise InputError("grad_accum and epochs must be >= 1 and lr > 0")
+        if self.grad_accum < 1 or self.epochs < 0 or self.lr <= 0:
+            raise InputError("grad_accum must be >= 1, epochs >= 0 and lr > 0")
         if self.best_mode not in ("max", "min"):
             raise InputError(f"best_mode {self.best_mode!r}: expected max or min")
 
@@ -185,6 +185,8 @@ class Trainer:
     """Runs a :class:`Task` under a :class:`TrainConfig`; see the module docstring."""
 
     def __init__(self, task: Task, config: TrainConfig, extra_config: dict[str, Any] | None = None) -> None:
+        if config.epochs < 1:
+            raise InputError("epochs 0: nothing to train (a recipe may keep its initial placement instead)")
         self.task, self.cfg = task, config
         self.extra_config = extra_config or {}
         self.run_dir = Path(config.run_dir)
