@@ -12,7 +12,7 @@ wall-clock training time.
 ``--preset construct`` is :func:`hypalign.models.hierarchy.combinatorial_construction` alone (float64
 Poincaré ball, nothing trained; its time is the placement's). ``--preset deep`` is the setting for deep
 hierarchies (docs/hierarchy.md): float64 Poincaré ball, Riemannian Adam
-(lr 0.07, cosine decay), placement from the hierarchy, 10 negatives of which 5 from the positive
+(lr 0.1, cosine decay), from the combinatorial construction, 10 negatives of which 5 from the positive
 ancestor's descendants, batch 2048, 30 epochs, no burn-in. Single options given after it override it.
 """
 
@@ -33,9 +33,9 @@ from hypalign.train import TrainConfig
 PRESETS = {
     "papers": {"model": "lorentz", "optimizer": "sparse_adam", "dtype": "float32", "init": "random",
                "local_negatives": 0, "schedule": "constant", "burnin": 10},
-    "deep": {"model": "poincare", "optimizer": "radam", "dtype": "float64", "init": "hierarchy", "local_negatives": 5,
-             "schedule": "cosine", "burnin": 0, "lr": 0.07, "negatives": 10, "batch_size": 2048, "epochs": 30,
-             "eval_every": 10},
+    "deep": {"model": "poincare", "optimizer": "radam", "dtype": "float64", "init": "combinatorial",
+             "local_negatives": 5, "schedule": "cosine", "burnin": 0, "lr": 0.1, "negatives": 10, "batch_size": 2048,
+             "epochs": 30, "eval_every": 10},
     "construct": {"model": "poincare", "dtype": "float64", "init": "combinatorial", "epochs": 0, "optimizer": "radam",
                   "local_negatives": 0, "schedule": "constant", "burnin": 0},
 }
