@@ -193,6 +193,11 @@ def test_tensorboard_events_or_a_clear_error(tmp_path: Path) -> None:
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no checkpoint to resume from"):
         Trainer(ToyTask(), config(str(tmp_path / "none"), resume=True)).fit()
+    # epochs 0 is a valid config (a recipe may keep its initial placement) but nothing for the trainer to do
+    with pytest.raises(InputError, match="epochs 0: nothing to train"):
+        Trainer(ToyTask(), config(str(tmp_path / "zero"), epochs=0))
+    with pytest.raises(InputError, match="epochs >= 0"):
+        config(str(tmp_path / "neg"), epochs=-1)
 
 
 def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path: Path) -> None:
