@@ -488,3 +488,122 @@ def test_combinatorial_construction_on_wordnet_mammals_and_cli_epochs_zero(tmp_p
     r = runner.invoke(app, ["hierarchy", "embed", "wordnet:mammal.n.01", "-o", str(tmp_path / "r0"),
                             "--epochs", "0"])
     assert r.exit_code == 2 and "epochs 0 keeps the initial placement" in r.output
+
+
+def dag() -> Hierarchy:
+    """tree(3, 3) plus second parents across branches (a DAG, as WordNet and GO are)."""
+    t = tree(3, 3)
+    extra = np.asarray([(13, 2), (20, 7), (39, 1), (27, 3), (8, 12)])
+    return Hierarchy(t.names, np.concatenate([t.edges, extra]))
+
+
+@pytest.mark.parametrize(("model", "radius"), [("poincare", 3.0), ("poincare", 25.0), ("lorentz", 3.0),
+                                               ("euclidean", 3.0)])
+def test_mining_gives_the_exact_nearest_non_ancestors_and_reconstruction_ranks(model: str, radius: float) -> None:
+    """Brute force as the oracle: all-pairs distances from the geometry; ranks from the evaluation module.
+    Radius 25 (float64 Poincaré, 1 - |x|^2 ~ 5e-11) is where a dot-product shortcut would lose the order."""
+    from hypalign.eval.retrieval import relevant_ranks
+    from hypalign.losses.hierarchy import mine_nearest_non_ancestors
+
+    h = dag()
+    anc = h.ancestors()
+    g = torch.Generator().manual_seed(3)
+    direction = torch.nn.functional.normalize(torch.randn(h.n_nodes, 4, generator=g, dtype=torch.float64), dim=1)
+    rho = radius - torch.rand(h.n_nodes, 1, generator=g, dtype=torch.float64) * (1.0 if radius > 10 else radius)
+    direction = torch.nn.functional.normalize(direction + 3.0 * torch.tensor([1.0, 0, 0, 0], dtype=torch.float64)
+                                              * (radius > 10), dim=1)  # deep points in one narrow cone
+    geo = get_geometry(model)
+    x = {"poincare": torch.tanh(rho / 2) * direction, "lorentz": torch.sinh(rho) * direction,
+         "euclidean": rho * direction}[model]
+    indptr = np.zeros(h.n_nodes + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum([len(a) for a in anc])
+    indices = np.concatenate(anc).astype(np.int64)
+    pool, ranks = mine_nearest_non_ancestors(x, indptr, indices, model, 1.0, k=6)
+    d = geo.cdist(x, x)
+    for u in range(h.n_nodes):
+        bad = set(anc[u].tolist()) | {u}
+        want = [w for w in torch.argsort(d[u]).tolist() if w not in bad][:6]
+        got = pool[u].tolist()
+        assert sorted(d[u, got].tolist()) == pytest.approx(d[u, got].tolist())  # nearest first
+        np.testing.assert_allclose(d[u, got].numpy(), d[u, want].numpy(), rtol=1e-9)  # ties may swap indices
+    nodes = np.arange(h.n_nodes)
+    want_ranks = relevant_ranks(x, x, anc, geo, exclude=nodes, filtered=True)
+    for u in range(h.n_nodes):
+        np.testing.assert_array_equal(ranks[indptr[u]:indptr[u + 1]], want_ranks[u])
+    assert ranks.mean() == pytest.approx(reconstruction(x, anc, geo)["mean_rank"])
+
+
+def test_mining_pads_a_pool_larger_than_the_non_ancestors() -> None:
+    from hypalign.losses.hierarchy import mine_nearest_non_ancestors
+
+    x = torch.tensor([[0.0, 0.0], [0.5, 0.0], [0.0, 0.5]], dtype=torch.float64)
+    indptr, indices = np.array([0, 0, 1, 2]), np.array([0, 0])  # 1 and 2 under the root 0
+    pool, ranks = mine_nearest_non_ancestors(x, indptr, indices, "poincare", 1.0, k=3)
+    assert pool.tolist() == [[1, 2, -1], [2, -1, -1], [1, -1, -1]] or pool.tolist() == [[2, 1, -1], [2, -1, -1],
+                                                                                         [1, -1, -1]]
+    assert ranks.tolist() == [1, 1]  # d(1, 0) = d(0, 1) < d(1, 2)
+    with pytest.raises(ValueError, match="k must be"):
+        mine_nearest_non_ancestors(x, indptr, indices, "poincare", 1.0, k=0)
+
+
+def test_rank_hinge_loss_by_hand() -> None:
+    from hypalign.losses.hierarchy import rank_hinge_loss
+
+    d_pos = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    d_neg = torch.tensor([[0.5, 3.0], [2.05, 1.0]], dtype=torch.float64)
+    w = torch.tensor([1.0, 3.0], dtype=torch.float64)
+    # row 0: max(0, .1 + 1 - .5) + 0 = .6; row 1: (.1 + 2 - 2.05) + (.1 + 2 - 1) = 1.15, weighted 3.45
+    assert float(rank_hinge_loss(d_pos, d_neg, w, 0.1)) == pytest.approx((0.6 + 3.45) / 2)
+    mask = torch.tensor([[True, True], [True, False]])
+    assert float(rank_hinge_loss(d_pos, d_neg, w, 0.1, mask)) == pytest.approx((0.6 + 3 * 0.05) / 2)
+    assert float(rank_hinge_loss(d_pos, d_neg, w, 0.0, mask)) == pytest.approx(0.5 / 2)
+
+
+def test_warp_refinement_from_a_trained_run_lowers_the_mean_rank_and_resumes_exactly(tmp_path: Path) -> None:
+    """loss warp from a run of the papers' loss (init_from): the mean rank falls, the eval records the mining
+    time, the pool and ranks travel in the checkpoint (a split run equals an uninterrupted one)."""
+    h = dag()
+    base = HierarchyConfig(source="dag", dim=3, model="poincare", negatives=8, batch_size=16, dtype="float64")
+    first = train_hierarchy(base, TrainConfig(run_dir=str(tmp_path / "nll"), epochs=15, lr=0.1, optimizer="radam",
+                                              progress=False, threads=1), hierarchy=h)
+    cfg = HierarchyConfig(source="dag", dim=3, model="poincare", negatives=6, batch_size=16, dtype="float64",
+                          loss="warp", hard_pool=12, init_from=str(tmp_path / "nll"))
+
+    def tc(run: str, epochs: int, resume: bool = False) -> TrainConfig:
+        return TrainConfig(run_dir=str(tmp_path / run), epochs=epochs, lr=0.03, optimizer="radam", schedule="constant",
+                           progress=False, threads=1, resume=resume)
+
+    out = train_hierarchy(cfg, tc("warp", 20), hierarchy=h)
+    assert out["loss"] == "warp" and out["mine_seconds"] > 0 and out["init"] == f"run:{tmp_path / 'nll'}"
+    assert out["mean_rank"] < first["mean_rank"] - 0.3, (first, out)
+    train_hierarchy(cfg, tc("split", 10), hierarchy=h)
+    train_hierarchy(cfg, tc("split", 20, resume=True), hierarchy=h)
+    np.testing.assert_array_equal(np.load(tmp_path / "warp" / "embeddings.npy"),
+                                  np.load(tmp_path / "split" / "embeddings.npy"))
+
+
+def test_warp_and_init_from_errors(tmp_path: Path) -> None:
+    h = dag()
+    train_hierarchy(HierarchyConfig(source="dag", dim=3, model="poincare", negatives=4, batch_size=16),
+                    TrainConfig(run_dir=str(tmp_path / "r"), epochs=1, optimizer="sparse_adam", progress=False,
+                                threads=1), hierarchy=h)
+    with pytest.raises(InputError, match="use sparse_adam, rsgd or radam"):
+        train_hierarchy(HierarchyConfig(source="dag"), TrainConfig(run_dir=str(tmp_path / "a"), optimizer="adamw"),
+                        hierarchy=h)
+    with pytest.raises(InputError, match="drop --local-negatives"):
+        HierarchyTask(h, HierarchyConfig(source="dag", loss="warp", negatives=4, local_negatives=2))
+    with pytest.raises(InputError, match="must be 1 to the hard pool"):
+        HierarchyTask(h, HierarchyConfig(source="dag", loss="warp", negatives=40, hard_pool=32))
+    with pytest.raises(InputError, match="choose one"):
+        HierarchyTask(h, HierarchyConfig(source="dag", init="hierarchy", init_from=str(tmp_path / "r")))
+    with pytest.raises(InputError, match=r"it is poincare with c=1\.0, this run lorentz"):
+        HierarchyTask(h, HierarchyConfig(source="dag", dim=3, model="lorentz", init_from=str(tmp_path / "r")))
+    with pytest.raises(InputError, match="dimension 3, this run 5"):
+        HierarchyTask(h, HierarchyConfig(source="dag", dim=5, model="poincare", init_from=str(tmp_path / "r")))
+    with pytest.raises(InputError, match="is not this hierarchy"):
+        HierarchyTask(tree(2, 2), HierarchyConfig(source="t", dim=3, model="poincare", init_from=str(tmp_path / "r")))
+    with pytest.raises(InputError, match=r"missing embeddings\.npy"):
+        HierarchyTask(h, HierarchyConfig(source="dag", dim=3, model="poincare", init_from=str(tmp_path)))
+    r = runner.invoke(app, ["hierarchy", "embed", "wordnet:mammal.n.01", "-o", str(tmp_path / "x"), "--loss", "warp",
+                            "--local-negatives", "3"])
+    assert r.exit_code == 2 and "drop --local-negatives" in r.output and "Traceback" not in r.output

@@ -43,6 +43,11 @@ class InitChoice(StrEnum):
     combinatorial = "combinatorial"
 
 
+class LossChoice(StrEnum):
+    nll = "nll"
+    warp = "warp"
+
+
 class MethodChoice(StrEnum):
     umap = "umap"
     tangent_pca = "tangent-pca"
@@ -89,6 +94,18 @@ def embed(
                                                 "radial step.", min=0.0)] = 0.3,
     init_cap: Annotated[float, typer.Option(help="--init combinatorial: children's cone as a fraction of the parent's "
                                              "shadow (2 = all of it).", min=0.0, max=2.0)] = 1.4,
+    init_from: Annotated[Path | None, typer.Option(help="Start from a finished run of the same source and geometry "
+                                                   "(its embeddings.npy), e.g. to refine it with --loss warp.")
+                         ] = None,
+    loss: Annotated[LossChoice, typer.Option(help="nll: the papers' softmax over the negatives; warp: rank-weighted "
+                                             "margin loss on each node's mined nearest non-ancestors (a mean-rank "
+                                             "refinement of a trained run, see docs/hierarchy.md).")
+                    ] = LossChoice.nll,
+    margin: Annotated[float, typer.Option(help="--loss warp: margin of the hinge.", min=0.0)] = 0.1,
+    hard_pool: Annotated[int, typer.Option(help="--loss warp: nearest non-ancestors kept per node; --negatives "
+                                           "are drawn from them.", min=1)] = 32,
+    mine_every: Annotated[int, typer.Option(help="--loss warp: epochs between minings of the pool (each also "
+                                            "computes every pair's exact rank).", min=1)] = 1,
     link_prediction: Annotated[float, typer.Option(help="Hold out this fraction of transitive-reduction "
                                                         "edges and report link prediction.", min=0.0, max=0.5)] = 0.0,
     eval_every: Annotated[int, typer.Option(help="Evaluate (on a node sample) every N epochs; 0 = at the end.")] = 0,
@@ -111,7 +128,8 @@ def embed(
                           link_prediction=link_prediction, eval_nodes=eval_nodes, drop_invalid=drop_invalid,
                           init=init.value, init_spread=init_spread, init_step=init_step, init_decay=init_decay,
                           init_margin=init_margin, init_cap=init_cap,
-                          local_negatives=local_negatives, dtype=dtype.value)
+                          local_negatives=local_negatives, dtype=dtype.value, loss=loss.value, margin=margin,
+                          hard_pool=hard_pool, mine_every=mine_every, init_from=str(init_from) if init_from else "")
     train = TrainConfig(run_dir=str(out), epochs=epochs, lr=lr, schedule=schedule.value,
                         optimizer="sparse_adam" if optimizer.value == "adam" else optimizer.value,
                         burnin_epochs=burnin, eval_every=eval_every, seed=seed, resume=resume, log_every=20,

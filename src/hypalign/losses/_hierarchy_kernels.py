@@ -277,3 +277,153 @@ def riemannian_adam_rows(p, m, v, rows, g, lr, b1, b2, eps, c1, c2, kind, c, max
         lam2 = 2.0 / max(1.0 - c * nn * nn, 1e-300)
         for j in range(d):  # carry the first moment along (conformal rescaling: same Riemannian length)
             m[r, j] *= lam / lam2
+
+
+@numba.njit(nogil=True, cache=True, fastmath=True)
+def _tile_scores(embT, nrm, x, xx, w0, w1, kind, c, out):  # pragma: no cover - compiled
+    """``out[w - w0]`` = a score increasing with ``d(x, emb[w])`` for ``w`` in ``[w0, w1)``: ``A - 1`` up to a
+    factor that depends on ``x`` only (Poincaré ``|x - y|^2 / (1 - c|y|^2)``; Lorentz ``L^2``; Euclidean
+    ``|x - y|^2``; see the module docstring). Differences, not dot products: deep Poincaré points differ
+    in the 12th digit and ``|x|^2 + |y|^2 - 2 x.y`` would lose them."""
+    D = embT.shape[0]
+    T = w1 - w0
+    s = out[:T]
+    for w in range(T):
+        s[w] = 0.0
+    for j in range(D):
+        xj = x[j]
+        col = embT[j, w0:w1]
+        for w in range(T):
+            dj = xj - col[w]
+            s[w] += dj * dj
+    nv = nrm[w0:w1]
+    if kind == 1:
+        for w in range(T):
+            s[w] = s[w] / (1.0 - c * nv[w])
+    elif kind == 0:
+        x0 = math.sqrt(1.0 / c + xx)
+        for w in range(T):
+            q = (xx - nv[w]) / (x0 + math.sqrt(1.0 / c + nv[w]))
+            s[w] = s[w] - q * q
+
+
+@numba.njit(nogil=True, cache=True)
+def nearest_non_ancestors(embT, nrm, rows, indptr, indices, kind, c, pool, ranks):  # pragma: no cover
+    """For each node ``u = rows[r]``, one exact pass over all nodes:
+
+    * ``pool[r]``: the ``K = pool.shape[1]`` nearest nodes that are neither ``u`` nor an ancestor of ``u``
+      (nearest first; ``-1`` pads when there are fewer);
+    * ``ranks[indptr[u] + t]``: the reconstruction rank of ``u``'s ancestor ``indices[indptr[u] + t]``,
+      ``1 + #{w not u, not an ancestor of u: d(u, w) < d(u, ancestor)}`` (Nickel & Kiela 2017; the
+      filtered rank of :func:`hypalign.eval.retrieval.relevant_ranks`).
+
+    ``embT`` is the ``(D, N)`` transposed table (float64), ``nrm`` the squared norms. Nodes are scanned
+    in tiles of 2,048 (L2-resident) for blocks of 16 queries; a max-heap per query keeps the pool.
+    """
+    D, n = embT.shape
+    K = pool.shape[1]
+    QB = 16
+    TILE = 2048
+    stamp = np.full(n, -1, dtype=np.int64)
+    hd = np.empty((QB, K))
+    hi = np.empty((QB, K), dtype=np.int64)
+    hm = np.zeros(QB, dtype=np.int64)
+    xs = np.empty((QB, D))
+    sc = np.empty(TILE)
+    amax = np.empty(QB)
+    maxa = 1
+    for t in range(rows.shape[0]):
+        maxa = max(maxa, indptr[rows[t] + 1] - indptr[rows[t]])
+    asorted = np.empty((QB, maxa))
+    aorder = np.empty((QB, maxa), dtype=np.int64)
+    diff = np.zeros((QB, maxa + 1), dtype=np.int64)
+    one = np.empty(1)
+    for b0 in range(0, rows.shape[0], QB):
+        nb = min(QB, rows.shape[0] - b0)
+        for q in range(nb):
+            u = rows[b0 + q]
+            for j in range(D):
+                xs[q, j] = embT[j, u]
+            hm[q] = 0
+            lo = indptr[u]
+            m_a = indptr[u + 1] - lo
+            asc = np.empty(m_a)
+            for a in range(m_a):
+                v = indices[lo + a]
+                _tile_scores(embT, nrm, xs[q], nrm[u], v, v + 1, kind, c, one)
+                asc[a] = one[0]
+            o = np.argsort(asc)
+            for a in range(m_a):
+                aorder[q, a] = o[a]
+                asorted[q, a] = asc[o[a]]
+            amax[q] = asorted[q, m_a - 1] if m_a > 0 else -np.inf
+            for a in range(m_a + 1):
+                diff[q, a] = 0
+        for w0 in range(0, n, TILE):
+            w1 = min(n, w0 + TILE)
+            for q in range(nb):
+                u = rows[b0 + q]
+                _tile_scores(embT, nrm, xs[q], nrm[u], w0, w1, kind, c, sc)
+                lo = indptr[u]
+                m_a = indptr[u + 1] - lo
+                for a in range(m_a):
+                    stamp[indices[lo + a]] = u
+                stamp[u] = u
+                m = hm[q]
+                thr = np.inf if m < K else max(amax[q], hd[q, 0])
+                for w in range(w1 - w0):
+                    a = sc[w]
+                    if a >= thr or stamp[w0 + w] == u:
+                        continue
+                    if a < amax[q]:  # closer than some ancestors: count it for those strictly farther
+                        lo_s, hi_s = 0, m_a
+                        while lo_s < hi_s:
+                            mid = (lo_s + hi_s) // 2
+                            if asorted[q, mid] <= a:
+                                lo_s = mid + 1
+                            else:
+                                hi_s = mid
+                        diff[q, lo_s] += 1
+                    if m < K:  # heap not full: sift up
+                        i = m
+                        m += 1
+                        while i > 0:
+                            p = (i - 1) // 2
+                            if hd[q, p] >= a:
+                                break
+                            hd[q, i] = hd[q, p]
+                            hi[q, i] = hi[q, p]
+                            i = p
+                        hd[q, i] = a
+                        hi[q, i] = w0 + w
+                        if m == K:
+                            thr = max(amax[q], hd[q, 0])
+                    elif a < hd[q, 0]:  # replace the farthest: sift down
+                        i = 0
+                        while True:
+                            left = 2 * i + 1
+                            if left >= K:
+                                break
+                            right = left + 1
+                            big = left if right >= K or hd[q, left] >= hd[q, right] else right
+                            if hd[q, big] <= a:
+                                break
+                            hd[q, i] = hd[q, big]
+                            hi[q, i] = hi[q, big]
+                            i = big
+                        hd[q, i] = a
+                        hi[q, i] = w0 + w
+                        thr = max(amax[q], hd[q, 0])
+                hm[q] = m
+        for q in range(nb):
+            u = rows[b0 + q]
+            lo = indptr[u]
+            m_a = indptr[u + 1] - lo
+            cnt = 0
+            for a in range(m_a):
+                cnt += diff[q, a]
+                ranks[lo + aorder[q, a]] = cnt + 1
+            m = hm[q]
+            o = np.argsort(hd[q, :m])
+            for t in range(K):
+                pool[b0 + q, t] = hi[q, o[t]] if t < m else -1

@@ -10,6 +10,11 @@ reference path, also used with Riemannian SGD); :func:`hierarchy_nll_fused` comp
 gradient in one numba pass for the three models (Lorentz space components, Poincaré ball,
 Euclidean) and is what training uses by default (same value and gradient; tested against the torch
 path in float64).
+
+:func:`rank_hinge_loss` is the alternative objective ``--loss warp``: a margin ranking loss on the
+nearest non-ancestors, each pair weighted by its current rank (WARP, Weston, Bengio & Usunier 2011, with
+the linear rank weighting that makes it a surrogate of the mean rank); :func:`mine_nearest_non_ancestors`
+supplies both the negatives and the exact ranks in one pass over the table.
 """
 
 from __future__ import annotations
@@ -97,6 +102,64 @@ def hierarchy_nll_fused(
     if weight.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"the fused hierarchy loss needs a float32 or float64 table, got {weight.dtype}")
     return _FusedNLL.apply(weight, u.contiguous(), v.contiguous(), mask.contiguous(), KINDS[model], c, sparse)
+
+
+def rank_hinge_loss(d_pos: Tensor, d_neg: Tensor, weight: Tensor, margin: float = 0.1,
+                    mask: Tensor | None = None) -> Tensor:
+    """Rank-weighted margin loss (WARP with ``L(r) = r - 1``: a surrogate of the reconstruction mean rank).
+
+    ``L = (1/B) sum_b weight_b * sum_k max(0, margin + d(u_b, v_b) - d(u_b, w_bk))``
+
+    with ``d_pos`` ``(B,)`` the distances to the true ancestors, ``d_neg`` ``(B, k)`` those to negatives
+    drawn from each ``u``'s nearest non-ancestors, ``mask`` ``(B, k)`` (optional, bool) the negatives that
+    count. Each violated negative is one node ranked above the ancestor, so the hinge sum counts (softly)
+    ``rank - 1``; ``weight_b = max(1, (rank_b - 1) / K)`` for a pool of the ``K`` nearest restores the
+    count for pairs with more violators than the pool holds (Weston et al. 2011 estimate the rank by
+    sampling; here it is exact, from :func:`mine_nearest_non_ancestors`).
+    """
+    h = torch.relu(margin + d_pos.unsqueeze(1) - d_neg)
+    if mask is not None:
+        h = h * mask.to(h.dtype)
+    return (h.sum(1) * weight.to(h.dtype)).mean()
+
+
+def mine_nearest_non_ancestors(
+    weight: Tensor | np.ndarray, indptr: np.ndarray, indices: np.ndarray, model: str, c: float, k: int,
+    rows: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact hard negatives and reconstruction ranks in one pass over the table (numba, :data:`THREADS`).
+
+    For every node ``u`` in ``rows`` (default all), with ancestors ``indices[indptr[u]:indptr[u+1]]``:
+
+    * ``pool[r]``: the ``k`` nearest nodes to ``u`` that are neither ``u`` nor its ancestors (nearest first,
+      ``-1`` where fewer exist);
+    * ``ranks[indptr[u] + t]``: ``1 + #{w non-ancestor, w != u: d(u, w) < d(u, a_t)}`` for each ancestor
+      ``a_t``: the filtered reconstruction rank of Nickel & Kiela (2017), the same numbers as
+      :func:`hypalign.eval.hierarchy.reconstruction` (tested); entries of nodes not in ``rows`` stay 0.
+
+    Distances are compared through a monotone score computed from coordinate differences in float64
+    (exact for deep float64 Poincaré points). Cost: ``rows x N x D`` (all nouns: ~20 s on 2 cores).
+    """
+    from hypalign.losses._hierarchy_kernels import nearest_non_ancestors
+
+    if model not in KINDS:
+        raise ValueError(f"unknown model {model!r}; expected one of {', '.join(KINDS)}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    w = weight.detach().cpu().numpy() if isinstance(weight, Tensor) else np.asarray(weight)
+    w = w.astype(np.float64, copy=False)
+    embT = np.ascontiguousarray(w.T)
+    nrm = np.einsum("ij,ij->i", w, w)
+    rows = np.arange(len(w), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    pool = np.empty((len(rows), k), dtype=np.int64)
+    ranks = np.zeros(len(indices), dtype=np.int64)
+    ip, ix = np.asarray(indptr, dtype=np.int64), np.asarray(indices, dtype=np.int64)
+
+    def run(s: slice) -> None:
+        nearest_non_ancestors(embT, nrm, rows[s], ip, ix, KINDS[model], float(c), pool[s], ranks)
+
+    _run_split(run, len(rows), min_rows=16)
+    return pool, ranks
 
 
 def negative_mask(u: Tensor, v: Tensor, indptr: np.ndarray, indices: np.ndarray) -> Tensor:

@@ -9,7 +9,12 @@ hierarchy with the shared :class:`hypalign.train.Trainer`:
   may instead be drawn uniformly from the descendants of ``v`` (``u``'s siblings, cousins and own
   descendants under ``v``: the nodes that compete with ``v`` in ``u``'s ranking — a uniform draw from
   80,000 nouns almost never finds them);
-* loss: :mod:`hypalign.losses.hierarchy`; burn-in: the first ``burnin_epochs`` at ``lr / 10``;
+* loss: :mod:`hypalign.losses.hierarchy`; ``loss="nll"`` the papers' softmax over the negatives
+  (burn-in: the first ``burnin_epochs`` at ``lr / 10``), or ``loss="warp"``: the rank-weighted margin loss
+  (:func:`hypalign.losses.hierarchy.rank_hinge_loss`) with the ``negatives`` drawn from each node's
+  ``hard_pool`` nearest non-ancestors, mined again with the exact ranks every ``mine_every`` epochs
+  (:func:`hypalign.losses.hierarchy.mine_nearest_non_ancestors`) — a refinement of a trained embedding
+  (``init_from``) that goes after the reconstruction mean rank directly;
 * optimiser: ``sparse_adam`` (lazy Adam on the rows a batch touches) on the model's own
   coordinates (default: for Lorentz these are the space components, a global chart of the
   hyperboloid, so no projection is needed), ``rsgd``
@@ -21,7 +26,8 @@ hierarchy with the shared :class:`hypalign.train.Trainer`:
   itself, built from the training edges only: ``init="hierarchy"``
   (:func:`hypalign.models.hierarchy.hierarchy_init`, each node near its parent's direction one level
   further out) or ``init="combinatorial"`` (:func:`hypalign.models.hierarchy.combinatorial_construction`,
-  nested shadow cones: trees come out nearly exact before any training);
+  nested shadow cones: trees come out nearly exact before any training), or ``init_from`` a finished
+  run of the same hierarchy and geometry (its ``embeddings.npy``);
 * evaluation: reconstruction mean rank / MAP (:func:`hypalign.eval.hierarchy.reconstruction`) and,
   when ``link_prediction > 0``, ranks of held-out edges of the transitive reduction.
 
@@ -45,7 +51,7 @@ from hypalign.data.hierarchy import Hierarchy, go_hierarchy, read_edge_list, wor
 from hypalign.errors import InputError
 from hypalign.eval.hierarchy import link_prediction, reconstruction
 from hypalign.io import atomic_write_json, atomic_write_text, save_npy
-from hypalign.losses.hierarchy import negative_mask
+from hypalign.losses.hierarchy import mine_nearest_non_ancestors, negative_mask, rank_hinge_loss
 from hypalign.models.hierarchy import (
     HIERARCHY_MODELS,
     HierarchyEmbedding,
@@ -77,6 +83,11 @@ class HierarchyConfig:
     init_cap: float = 1.4
     local_negatives: int = 0  # of the negatives, this many drawn from the descendants of the positive ancestor
     dtype: str = "float32"  # float32 | float64 (the embedding table; float64 for deep hierarchies)
+    loss: str = "nll"  # nll (Nickel & Kiela softmax) | warp (rank-weighted margin on mined hard negatives)
+    margin: float = 0.1  # warp
+    hard_pool: int = 32  # warp: nearest non-ancestors kept per node; the negatives are drawn from them
+    mine_every: int = 1  # warp: epochs between minings (each one also gives the exact ranks)
+    init_from: str = ""  # a finished run directory of the same hierarchy and geometry: start from its embeddings
 
 
 def load_source(source: str, drop_invalid: bool = False) -> Hierarchy:
@@ -147,6 +158,19 @@ class HierarchyTask(Task):
             raise InputError(f"local negatives {cfg.local_negatives}: expected 0 to negatives ({cfg.negatives})")
         if cfg.dtype not in DTYPES:
             raise InputError(f"dtype {cfg.dtype!r}: expected one of {', '.join(DTYPES)}")
+        if cfg.loss not in ("nll", "warp"):
+            raise InputError(f"loss {cfg.loss!r}: expected nll or warp")
+        if cfg.loss == "warp":
+            if cfg.local_negatives:
+                raise InputError("loss warp draws every negative from the mined pool: drop --local-negatives")
+            if not 1 <= cfg.negatives <= cfg.hard_pool:
+                raise InputError(f"loss warp: negatives ({cfg.negatives}) must be 1 to the hard pool ({cfg.hard_pool})")
+            if cfg.mine_every < 1:
+                raise InputError(f"mine every {cfg.mine_every}: expected >= 1 epochs")
+            if cfg.margin < 0:
+                raise InputError(f"margin {cfg.margin}: expected >= 0")
+        if cfg.init_from and cfg.init != "random":
+            raise InputError(f"init {cfg.init!r} and init from {cfg.init_from!r}: choose one")
         dtype = DTYPES[cfg.dtype]
         self.h, self.cfg, self.seed = hierarchy, cfg, seed
         self.all_ancestors = hierarchy.ancestors()
@@ -189,17 +213,60 @@ class HierarchyTask(Task):
                 self.model.weight.copy_(x)
         elif cfg.init != "random":
             raise InputError(f"init {cfg.init!r}: expected random, hierarchy or combinatorial")
+        if cfg.init_from:
+            with torch.no_grad():
+                self.model.weight.copy_(torch.from_numpy(_embeddings_of_run(cfg.init_from, hierarchy, cfg)))
         self.init_seconds = time.perf_counter() - t0  # the placement alone
+        self.pool: torch.Tensor | None = None  # loss warp: mined nearest non-ancestors (N, hard_pool)
+        self.pair_ranks: torch.Tensor | None = None  # and the ranks of every training pair at that mining
+        self.mined_epoch = -1
+        self.mine_seconds = 0.0
         rng = np.random.default_rng(seed)
         n = hierarchy.n_nodes
         self.eval_sample = (
             None if not cfg.eval_nodes or cfg.eval_nodes >= n else np.sort(rng.choice(n, cfg.eval_nodes, replace=False))
         )
 
-    def batches(self, epoch: int) -> list[torch.Tensor]:
+    def batches(self, epoch: int) -> list[Any]:
+        """Shuffled pair indices; with ``loss="warp"`` each batch also carries its epoch (mining is due at
+        the first step of an epoch, on the main thread, with the weights of that moment)."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         perm = torch.randperm(len(self.pairs), generator=g)
-        return list(perm.split(self.cfg.batch_size))
+        chunks = list(perm.split(self.cfg.batch_size))
+        return [(epoch, c) for c in chunks] if self.cfg.loss == "warp" else chunks
+
+    def mine(self, model: nn.Module) -> None:
+        """Nearest non-ancestors of every node and the exact rank of every training pair, from ``model``."""
+        m: HierarchyEmbedding = model  # type: ignore[assignment]
+        t0 = time.perf_counter()
+        pool, ranks = mine_nearest_non_ancestors(m.weight, self.indptr, self.indices, m.model, m.c,
+                                                 self.cfg.hard_pool)
+        self.pool, self.pair_ranks = torch.from_numpy(pool), torch.from_numpy(ranks)
+        self.mine_seconds += time.perf_counter() - t0
+
+    def warp_loss(self, model: nn.Module, epoch: int, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:func:`rank_hinge_loss` on ``negatives`` drawn from each ``u``'s mined pool (rows gathered with
+        sparse gradients, so the optimizers update only the rows the batch touched)."""
+        m: HierarchyEmbedding = model  # type: ignore[assignment]
+        if self.pool is None or (epoch != self.mined_epoch and epoch % self.cfg.mine_every == 0):
+            self.mine(m)
+            self.mined_epoch = epoch
+        assert self.pool is not None and self.pair_ranks is not None
+        e = self.pairs[batch]
+        u, v = e[:, 0], e[:, 1]
+        k = self.cfg.negatives
+        neg = self.pool[u].gather(1, torch.randint(self.cfg.hard_pool, (len(u), k)))
+        mask = neg >= 0
+        neg = neg.clamp_min(0)
+        weight = ((self.pair_ranks[batch] - 1).to(m.weight.dtype) / self.cfg.hard_pool).clamp_min(1.0)
+        xu = nn.functional.embedding(u, m.weight, sparse=True)
+        geo = m.geometry
+        d_pos = geo.dist(xu, nn.functional.embedding(v, m.weight, sparse=True))
+        d_neg = geo.dist(xu.unsqueeze(1), nn.functional.embedding(neg, m.weight, sparse=True))
+        loss = rank_hinge_loss(d_pos, d_neg, weight, self.cfg.margin, mask)
+        with torch.no_grad():
+            violated = ((d_neg < d_pos.unsqueeze(1)) & mask).any(1).to(m.weight.dtype).mean()
+        return {"loss": loss, "violated": violated}
 
     def candidates(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Rows ``u``, candidates ``v`` (the true ancestor first, then the negatives: ``local_negatives``
@@ -216,11 +283,22 @@ class HierarchyTask(Task):
         v = torch.cat([e[:, 1:2], neg], dim=1)
         return u, v, negative_mask(u, v, self.indptr, self.indices)
 
-    def loss(self, model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    def loss(self, model: nn.Module, batch: Any) -> torch.Tensor | dict[str, torch.Tensor]:
+        if self.cfg.loss == "warp":
+            return self.warp_loss(model, *batch)
         return model(*self.candidates(batch))
 
     def batch_items(self, batch: Any) -> int:
-        return int(batch.shape[0])
+        return int((batch[1] if isinstance(batch, tuple) else batch).shape[0])
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.pool is None:
+            return {}
+        return {"pool": self.pool, "pair_ranks": self.pair_ranks, "mined_epoch": self.mined_epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "pool" in state:
+            self.pool, self.pair_ranks, self.mined_epoch = state["pool"], state["pair_ranks"], int(state["mined_epoch"])
 
     def param_groups(self, model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
         group: dict[str, Any] = {"params": [model.weight], "weight_decay": 0.0}
@@ -272,6 +350,9 @@ def train_hierarchy(cfg: HierarchyConfig, train: TrainConfig, hierarchy: Hierarc
         train.device = "cpu"
     elif resolve_device(train.device).type != "cpu":
         raise InputError(f"device {train.device!r}: hierarchy embedding trains on the CPU (fused numba kernels)")
+    if train.optimizer not in ("sparse_adam", "rsgd", "radam"):
+        raise InputError(f"optimizer {train.optimizer!r}: hierarchy embedding updates only the rows a batch "
+                         "touches (sparse gradients); use sparse_adam, rsgd or radam")
     task = HierarchyTask(h, cfg, seed=train.seed)
     extra = {"recipe": "hierarchy", "hierarchy": asdict(cfg), "nodes": h.n_nodes, "closure_pairs": len(task.pairs)}
     run_dir = Path(train.run_dir)
@@ -289,10 +370,28 @@ def train_hierarchy(cfg: HierarchyConfig, train: TrainConfig, hierarchy: Hierarc
     save_embeddings(run_dir, task)
     final = task.evaluate(task.model, full=True)
     out = {"source": cfg.source, "model": cfg.model, "dim": cfg.dim, "nodes": h.n_nodes,
-           "closure_pairs": int(sum(len(a) for a in task.all_ancestors)), "init": cfg.init,
-           "init_seconds": task.init_seconds, "train_seconds": seconds, "epochs": epochs, "steps": steps, **final}
+           "closure_pairs": int(sum(len(a) for a in task.all_ancestors)),
+           "init": f"run:{cfg.init_from}" if cfg.init_from else cfg.init,
+           "init_seconds": task.init_seconds, "train_seconds": seconds, "epochs": epochs, "steps": steps,
+           "loss": cfg.loss, **({"mine_seconds": task.mine_seconds} if cfg.loss == "warp" else {}), **final}
     atomic_write_json(run_dir / "eval.json", out)
     return out
+
+
+def _embeddings_of_run(run_dir: str, h: Hierarchy, cfg: HierarchyConfig) -> np.ndarray:
+    """A finished run's embeddings as the start of this one: same nodes in the same order, same geometry."""
+    emb, names, meta = load_run(run_dir)
+    if names != h.names:
+        raise InputError(f"init from {run_dir}: its names.txt ({len(names)} nodes) is not this hierarchy "
+                         f"({h.n_nodes} nodes, source {cfg.source}): train on the same source")
+    if meta.get("geometry") != cfg.model or abs(float(meta.get("c", 1.0)) - cfg.c) > 1e-12:
+        raise InputError(f"init from {run_dir}: it is {meta.get('geometry')} with c={meta.get('c')}, this run "
+                         f"{cfg.model} with c={cfg.c}")
+    if emb.shape[1] != cfg.dim:
+        raise InputError(f"init from {run_dir}: dimension {emb.shape[1]}, this run {cfg.dim}")
+    if not np.isfinite(emb).all():
+        raise InputError(f"init from {run_dir}: embeddings.npy holds non-finite values")
+    return emb.astype(np.float64 if cfg.dtype == "float64" else np.float32)
 
 
 def load_run(run_dir: str | Path) -> tuple[np.ndarray, list[str], dict[str, Any]]:
