@@ -508,10 +508,11 @@ def test_mining_gives_the_exact_nearest_non_ancestors_and_reconstruction_ranks(m
     h = dag()
     anc = h.ancestors()
     g = torch.Generator().manual_seed(3)
-    direction = torch.nn.functional.normalize(torch.randn(h.n_nodes, 4, generator=g, dtype=torch.float64), dim=1)
-    rho = radius - torch.rand(h.n_nodes, 1, generator=g, dtype=torch.float64) * (1.0 if radius > 10 else radius)
-    direction = torch.nn.functional.normalize(direction + 3.0 * torch.tensor([1.0, 0, 0, 0], dtype=torch.float64)
-                                              * (radius > 10), dim=1)  # deep points in one narrow cone
+    deep = radius > 10  # deep points in one narrow cone, radii in [radius - 1, radius]
+    direction = torch.randn(h.n_nodes, 4, generator=g, dtype=torch.float64)
+    direction = torch.nn.functional.normalize(direction + torch.tensor([3.0 if deep else 0.0, 0, 0, 0],
+                                                                       dtype=torch.float64), dim=1)
+    rho = radius - torch.rand(h.n_nodes, 1, generator=g, dtype=torch.float64) * (1.0 if deep else radius)
     geo = get_geometry(model)
     x = {"poincare": torch.tanh(rho / 2) * direction, "lorentz": torch.sinh(rho) * direction,
          "euclidean": rho * direction}[model]
