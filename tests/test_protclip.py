@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import math
+import random
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hypalign.encoders.protein import ESM_TOKENS, MASK, ESMEncoder, ResidueCNN, tokenize
 from hypalign.errors import InputError
@@ -501,7 +504,7 @@ def test_tuned_text_layers_start_at_the_frozen_sentence_embedding(tmp_path: Path
 
     from transformers import AutoConfig
 
-    from hypalign.encoders.text import SentenceEncoder, pad_token_states, token_states_cached
+    from hypalign.encoders.text import SentenceEncoder, gather_token_states, token_states_cached
     from hypalign.errors import InputError
     from hypalign.models.protclip import TunedTextLayers
 
@@ -516,17 +519,45 @@ def test_tuned_text_layers_start_at_the_frozen_sentence_embedding(tmp_path: Path
     layers = TunedTextLayers(config, 1)
     layers.load_pretrained_layers(str(bert))
     layers.eval()
-    x, m = pad_token_states(states, offsets, np.arange(4))
+    tokens, lengths = gather_token_states(states, offsets, np.arange(4))
     with torch.no_grad():
-        ours = layers(x, m).numpy()
+        ours = layers.forward_packed(tokens, lengths).numpy()
     ref = SentenceEncoder(bert).encode(texts)
     err = float(np.abs(ours - ref).max())
     assert err < 2e-3
     untrained = TunedTextLayers(config, 1).eval()  # another random top layer: a different embedding
     with torch.no_grad():
-        assert float(np.abs(untrained(x, m).numpy() - ref).max()) > 3 * err
+        assert float(np.abs(untrained.forward_packed(tokens, lengths).numpy() - ref).max()) > 3 * err
     with pytest.raises(InputError, match="has 3 layers; tune 1 to 3, not 4"):
         token_states_cached(texts, bert, tuned_layers=4)
+
+
+@settings(max_examples=25, deadline=None)
+@given(lengths=st.lists(st.integers(1, 9), min_size=1, max_size=12), chunk=st.integers(1, 5),
+       rows=st.randoms(use_true_random=False))
+def test_packed_text_layers_equal_each_text_alone(lengths: list[int], chunk: int, rows: random.Random) -> None:
+    """forward_packed (texts bucketed by length, each chunk padded to its own longest, any chunk size) gives
+    every text's features as forward on that text alone, in the input order; gather_token_states packs the
+    asked-for rows of a cache, in the asked-for order, repeats allowed."""
+    from transformers import BertConfig
+
+    from hypalign.encoders.text import gather_token_states
+    from hypalign.models.protclip import TunedTextLayers
+
+    torch.manual_seed(0)
+    config = BertConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32).to_dict()
+    layers = TunedTextLayers(config, 2).eval()
+    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    states = np.random.default_rng(len(lengths)).normal(size=(offsets[-1], 16)).astype(np.float16)
+    pick = np.array([rows.randrange(len(lengths)) for _ in range(rows.randrange(1, 2 * len(lengths) + 1))])
+    tokens, n = gather_token_states(states, offsets, pick)
+    assert n.tolist() == [lengths[i] for i in pick]
+    np.testing.assert_array_equal(tokens.numpy(), np.concatenate([states[offsets[i]:offsets[i + 1]] for i in pick]))
+    with torch.no_grad():
+        packed = layers.forward_packed(tokens, n, chunk)
+        alone = torch.cat([layers(torch.from_numpy(states[offsets[i]:offsets[i + 1]])[None],
+                                  torch.ones((1, lengths[i]), dtype=torch.bool)) for i in pick])
+    torch.testing.assert_close(packed, alone, rtol=0, atol=2e-6)
 
 
 def test_protclip_with_a_tuned_text_tower_trains_saves_and_scores_with_it(

@@ -182,16 +182,14 @@ def token_states_cached(texts: Sequence[str], path: str | os.PathLike[str] | Non
     return states, offsets
 
 
-def pad_token_states(states: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[Tensor, Tensor]:
-    """``(float32 (len(rows), T, hidden), bool (len(rows), T))`` padded token states of texts ``rows``
-    (:func:`token_states_cached`), ``T`` the longest of them."""
+def gather_token_states(states: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[Tensor, Tensor]:
+    """``(tokens, lengths)``: the real-token states of texts ``rows`` (:func:`token_states_cached`) one after
+    another, ``(sum of lengths, hidden)`` in the cache's float16, and each text's token count (int64) — the
+    packed form :meth:`~hypalign.models.protclip.TunedTextLayers.forward_packed` takes (no padding travels)."""
     import torch
 
-    lo, hi = offsets[rows], offsets[np.asarray(rows) + 1]
+    rows = np.asarray(rows, dtype=np.int64)
+    lo, hi = offsets[rows], offsets[rows + 1]
     n = hi - lo
-    width = max(1, int(n.max(initial=0)))
-    mask = np.arange(width)[None, :] < n[:, None]
-    out = np.zeros((len(rows), width, states.shape[1]), dtype=np.float32)
-    src = (lo[:, None] + np.arange(width)[None, :])[mask]
-    out[mask] = states[src]
-    return torch.from_numpy(out), torch.from_numpy(mask)
+    src = np.repeat(lo - np.r_[0, np.cumsum(n)[:-1]], n) + np.arange(int(n.sum()))
+    return torch.from_numpy(np.ascontiguousarray(states[src])), torch.from_numpy(n.astype(np.int64))

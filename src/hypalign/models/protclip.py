@@ -97,6 +97,7 @@ class TunedTextLayers(nn.Module):
             mine.load_state_dict(theirs.state_dict())
 
     def forward(self, states: Tensor, mask: Tensor) -> Tensor:
+        """Pooled features of padded token states ``(texts, tokens, hidden)`` with ``mask`` marking real tokens."""
         h = states.float()
         # additive attention mask (batch, 1, 1, tokens): eager and SDPA attention both add it to the scores
         ext = (~mask)[:, None, None, :].to(h.dtype) * torch.finfo(h.dtype).min
@@ -105,6 +106,32 @@ class TunedTextLayers(nn.Module):
             h = out[0] if isinstance(out, tuple) else out
         m = mask.unsqueeze(-1).to(h.dtype)
         return nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp_min(1e-9), dim=-1)
+
+    def forward_packed(self, tokens: Tensor, lengths: Tensor, chunk: int = 256) -> Tensor:
+        """Pooled features of texts given packed: ``tokens`` ``(sum of lengths, hidden)`` the texts' real-token
+        states one after another (:func:`~hypalign.encoders.text.gather_token_states`), ``lengths`` each
+        text's count. Texts run in chunks of ``chunk`` of similar length, each padded only to its own longest:
+        GO term names are 12 tokens on average and up to 64, so padding a step's few thousand names to the
+        longest made ~4-5x the work. Padding never changes a text's output (masked attention, masked mean), so
+        the result is :meth:`forward` of each text alone, in the input order."""
+        if len(lengths) == 0:
+            return tokens.new_zeros((0, tokens.shape[-1]), dtype=torch.float32)
+        lengths = lengths.to(tokens.device)
+        starts = torch.cumsum(lengths, 0) - lengths
+        order = torch.argsort(lengths, stable=True)
+        parts = []
+        for s in range(0, len(order), chunk):
+            idx = order[s : s + chunk]
+            n = lengths[idx]
+            pos = torch.arange(int(n.max().clamp_min(1)), device=tokens.device)
+            mask = pos[None, :] < n[:, None]
+            where = (starts[idx][:, None] + pos[None, :]).clamp_max(max(len(tokens) - 1, 0))
+            x = tokens[where].float() * mask[..., None]
+            parts.append(self(x, mask))
+        out = torch.cat(parts)
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(len(order), device=order.device)
+        return out[inverse]
 
 
 class PrototypeBank(nn.Module):
@@ -235,8 +262,8 @@ class ProtCLIP(nn.Module, PyTorchModelHubMixin):
         else:
             pooled = self.protein_encoder(ids, mask)
         out["protein"], out["protein_search"] = self._heads(pooled)
-        if "term_states" in batch:  # tuned text tower: GO term names through its top layers, once per step
-            pooled_terms = self.text_layers(batch["term_states"], batch["term_state_mask"])
+        if "term_tokens" in batch:  # tuned text tower: GO term names through its top layers, once per step
+            pooled_terms = self.text_layers.forward_packed(batch["term_tokens"], batch["term_lengths"])
             out["terms"] = self.encode_text(pooled_terms)
             # a description ("terms"): the mean of its annotated terms' features, as the frozen tower has it
             desc = nn.functional.normalize(batch["desc_weights"] @ pooled_terms, dim=-1)

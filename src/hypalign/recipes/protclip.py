@@ -200,21 +200,16 @@ def term_table(ontologies: dict[str, Ontology], text_path: str | None = None, sa
 
 
 @torch.no_grad()
-def tuned_text_features(model: Any, states: np.ndarray, offsets: np.ndarray, batch_size: int = 512) -> torch.Tensor:
+def tuned_text_features(model: Any, states: np.ndarray, offsets: np.ndarray, chunk: int = 512) -> torch.Tensor:
     """Sentence features of every text of ``(states, offsets)`` (:func:`~hypalign.encoders.text.token_states_cached`)
-    through the model's tuned text layers, in eval mode (no dropout); texts of similar length batched together."""
-    from hypalign.encoders.text import pad_token_states
-
+    through the model's tuned text layers, in eval mode (no dropout); texts of similar length batched together
+    (:meth:`~hypalign.models.protclip.TunedTextLayers.forward_packed`)."""
     was = model.training
     model.eval()
     dev = model_device(model)
-    n = len(offsets) - 1
-    order = np.argsort(np.diff(offsets), kind="stable")
-    out = torch.empty((n, states.shape[1]))
-    for s in range(0, n, batch_size):
-        idx = order[s : s + batch_size]
-        x, m = pad_token_states(states, offsets, idx)
-        out[torch.from_numpy(idx)] = model.text_layers(x.to(dev), m.to(dev)).float().cpu()
+    tokens = torch.from_numpy(states).to(dev)
+    lengths = torch.from_numpy(np.diff(offsets).astype(np.int64))
+    out = model.text_layers.forward_packed(tokens, lengths, chunk).float().cpu()
     model.train(was)
     return out
 
@@ -523,9 +518,9 @@ class ProtCLIPTask(Task):
                  "ent_cols": torch.from_numpy(ent_pos[ent >= 0])}
         objs, cfg = self.objectives, self.cfg
         if tuned:  # term names through the tuned layers in the model's forward; descriptions pooled from them
-            from hypalign.encoders.text import pad_token_states
+            from hypalign.encoders.text import gather_token_states
 
-            batch["term_states"], batch["term_state_mask"] = pad_token_states(self.term_states,
+            batch["term_tokens"], batch["term_lengths"] = gather_token_states(self.term_states,
                                                                               self.term_state_offsets, cand)
             w = np.zeros((len(rows), len(cand)), dtype=np.float32)
             for b, t in enumerate(own):
