@@ -567,13 +567,16 @@ def test_protclip_with_a_tuned_text_tower_trains_saves_and_scores_with_it(
     training; frozen features would give others)."""
     from hypalign.data.protein import GODataset
     from hypalign.data.splits import Split
+    from hypalign.encoders.text import token_states_cached
     from hypalign.recipes.protclip import (
+        TUNED_TERMS_FILE,
         ProtCLIPConfig,
         load_protclip_run,
         prepare_go_split,
         run_scores,
         term_table,
         train_protclip,
+        tuned_text_features,
     )
     from hypalign.train import TrainConfig
 
@@ -608,4 +611,14 @@ def test_protclip_with_a_tuned_text_tower_trains_saves_and_scores_with_it(
     frozen = term_table(gsd.ontologies, str(bert))[2]
     tuned = term_table(gsd.ontologies, str(bert), model=model)[2]
     assert tuned.shape == frozen.shape and float((tuned - frozen).abs().max()) > 1e-3
+    # the run keeps its tuned term features: scoring needs neither the layers' rerun nor the original encoder
+    assert (tmp_path / "run" / "model" / TUNED_TERMS_FILE).is_file()
+    assert torch.equal(term_table(gsd.ontologies, str(tmp_path / "no-encoder"), model=model)[2], tuned)
+    model, _ = load_protclip_run(tmp_path / "run")  # other weights (or another term axis): computed afresh
+    with torch.no_grad():
+        model.text_layers.layers[0].output.dense.weight.mul_(-1.0)
+    moved = term_table(gsd.ontologies, str(bert), model=model)[2]
+    assert float((moved - tuned).abs().max()) > 1e-3
+    np.testing.assert_allclose(moved.numpy(), tuned_text_features(model, *token_states_cached(
+        [n for o in gsd.ontologies for n in gsd.ontologies[o].names], str(bert), 1)).numpy(), atol=1e-6)
     assert 0.0 <= out["test"]["BP/fmax"] <= 1.0
