@@ -93,7 +93,7 @@ def test_lazy_adam_matches_dense_adam_on_touched_rows() -> None:
     o1, o2 = LazyAdam([p1], lr=0.1), torch.optim.Adam([p2], lr=0.1)
     for _ in range(3):  # the same rows every step: lazy Adam == Adam on them, others untouched
         gv = torch.randn(3, 3)
-        p1.grad = torch.sparse_coo_tensor(rows.unsqueeze(0), gv, (10, 3))
+        p1.grad = torch.sparse_coo_tensor(rows.unsqueeze(0), gv, (10, 3), check_invariants=True)
         dense = torch.zeros(10, 3)
         dense[rows] = gv
         p2.grad = dense
