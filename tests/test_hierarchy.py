@@ -96,6 +96,33 @@ def test_reconstruction_hand_case() -> None:
     assert average_precision_from_ranks(np.array([1, 3])) == pytest.approx((1 + 2 / 4) / 2)
 
 
+@pytest.mark.parametrize("name", ["poincare", "lorentz", "euclidean"])
+def test_reconstruction_kernel_equals_the_torch_path(name: str) -> None:
+    """The numba backend (auto's choice for these geometries) and blocked cdist give the same ranks, hence the
+    same mean rank and MAP, on all nodes and on a sample; the sphere has no kernel: auto falls back, kernel
+    is an error."""
+    from hypalign.geometry import Sphere, get_geometry
+
+    h = _random_tree(300, 4)
+    anc = h.ancestors()
+    rng = np.random.default_rng(5)
+    geo = get_geometry(name, c=0.7) if name != "euclidean" else get_geometry(name)
+    x = geo.expmap0(torch.from_numpy(rng.normal(size=(h.n_nodes, 4)) * 0.8))
+    for nodes in (None, rng.choice(h.n_nodes, 60, replace=False)):
+        fast = reconstruction(x, anc, geo, nodes=nodes)
+        ref = reconstruction(x, anc, geo, nodes=nodes, backend="torch")
+        assert fast == reconstruction(x, anc, geo, nodes=nodes, backend="kernel")
+        assert (fast["n_nodes"], fast["n_pairs"]) == (ref["n_nodes"], ref["n_pairs"])
+        assert fast["mean_rank"] == pytest.approx(ref["mean_rank"], rel=1e-15) and fast["mean_rank"] > 1.5
+        assert fast["map"] == pytest.approx(ref["map"], rel=1e-15)
+    s = torch.nn.functional.normalize(x, dim=1)
+    assert reconstruction(s, anc, Sphere()) == reconstruction(s, anc, Sphere(), backend="torch")
+    with pytest.raises(ValueError, match="kernel covers"):
+        reconstruction(s, anc, Sphere(), backend="kernel")
+    with pytest.raises(ValueError, match="backend"):
+        reconstruction(x, anc, geo, backend="gpu")
+
+
 def test_reconstruction_agrees_with_gensim(tmp_path: Path, nouns: Hierarchy) -> None:
     from gensim.models.poincare import PoincareKeyedVectors, ReconstructionEvaluation
 

@@ -340,7 +340,8 @@ def test_riemannian_adam_sparse_rows_update_only_those_rows() -> None:
     p = torch.nn.Parameter(torch.rand(10, 3, dtype=torch.float64) * 0.5)
     before = p.detach().clone()
     rows = torch.tensor([1, 4, 7])
-    p.grad = torch.sparse_coo_tensor(rows.unsqueeze(0), torch.randn(3, 3, dtype=torch.float64), (10, 3))
+    p.grad = torch.sparse_coo_tensor(rows.unsqueeze(0), torch.randn(3, 3, dtype=torch.float64), (10, 3),
+                                     check_invariants=True)
     RiemannianAdam([{"params": [p], "manifold": "poincare", "c": 1.0}], lr=0.1).step()
     changed = (p.detach() != before).any(dim=1)
     assert changed.nonzero().flatten().tolist() == [1, 4, 7]

@@ -48,16 +48,38 @@ def reconstruction(
     ancestors: Sequence[np.ndarray],
     geometry: Manifold,
     nodes: np.ndarray | None = None,
+    backend: str = "auto",
 ) -> dict[str, float]:
     """``mean_rank`` and ``map`` of the closure (``ancestors[v]`` = ancestor indices of node ``v``).
 
     ``nodes`` restricts the evaluation to a subset of source nodes (a sample, for big graphs);
     ranks are always among all nodes.
+
+    ``backend``: ``"kernel"`` — one tiled numba pass over the table
+    (:func:`hypalign.losses.hierarchy.mine_nearest_non_ancestors`, distances compared in float64 from the
+    stored coordinates; Poincaré, Lorentz and Euclidean only; all 82k WordNet nouns in ~20 s on 2 cores);
+    ``"torch"`` — blocked distance matrices from ``geometry.cdist`` in the table's dtype
+    (:func:`~hypalign.eval.retrieval.relevant_ranks`; any geometry; ~110 s for the nouns); ``"auto"`` — the
+    kernel where it applies. Both give the same ranks (tested); in float32 a near-tie may fall differently.
     """
     x = _finite(embeddings)
     sel = np.arange(len(ancestors)) if nodes is None else np.asarray(nodes, dtype=np.int64)
     sel = np.array([v for v in sel if len(ancestors[v])], dtype=np.int64)
-    ranks = relevant_ranks(x[sel], x, [ancestors[v] for v in sel], geometry, exclude=sel, filtered=True)
+    kind = _kernel_model(geometry)
+    if backend not in ("auto", "kernel", "torch"):
+        raise ValueError(f"backend: 'auto', 'kernel' or 'torch', not {backend!r}")
+    if backend == "kernel" and kind is None:
+        raise ValueError(f"the reconstruction kernel covers Poincaré, Lorentz and Euclidean, not {geometry}")
+    if backend != "torch" and kind is not None and len(sel):
+        from hypalign.losses.hierarchy import mine_nearest_non_ancestors
+
+        indptr = np.r_[0, np.cumsum([len(a) for a in ancestors])].astype(np.int64)
+        indices = np.concatenate([np.asarray(a, dtype=np.int64) for a in ancestors])
+        c = float(getattr(geometry, "c", 1.0))
+        _, pair_ranks = mine_nearest_non_ancestors(x, indptr, indices, kind, c, 1, rows=sel)
+        ranks = [pair_ranks[indptr[v] : indptr[v + 1]] for v in sel.tolist()]
+    else:
+        ranks = relevant_ranks(x[sel], x, [ancestors[v] for v in sel], geometry, exclude=sel, filtered=True)
     all_ranks = np.concatenate(ranks) if ranks else np.zeros(0)
     return {
         "mean_rank": float(all_ranks.mean()) if len(all_ranks) else float("nan"),
@@ -65,6 +87,16 @@ def reconstruction(
         "n_nodes": len(sel),
         "n_pairs": len(all_ranks),
     }
+
+
+def _kernel_model(geometry: Manifold) -> str | None:
+    """The reconstruction kernel's name for ``geometry`` (None where it has none)."""
+    from hypalign.geometry import Euclidean, Lorentz, PoincareBall
+
+    for cls, name in ((PoincareBall, "poincare"), (Lorentz, "lorentz"), (Euclidean, "euclidean")):
+        if type(geometry) is cls:
+            return name
+    return None
 
 
 def link_prediction(
