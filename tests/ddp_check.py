@@ -19,10 +19,10 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from hypalign import distributed as du
 from hypalign.geometry import PoincareBall
 from hypalign.losses.pairwise import pairwise_ce_loss
 from hypalign.train import Trainer
-from hypalign.train import distributed as du
 
 
 def main() -> None:

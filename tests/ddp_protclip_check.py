@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from hypalign import distributed as du
 from hypalign.encoders.protein import mask_residues
 from hypalign.losses.contrastive import clip_loss
 from hypalign.models.protclip import ProtCLIP
 from hypalign.recipes.protclip import ProtCLIPTask
-from hypalign.train import distributed as du
 
 
 def step_loss(model: nn.Module, batch: dict[str, torch.Tensor], gather: bool) -> torch.Tensor:

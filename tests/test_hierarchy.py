@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from hypalign.data.hierarchy import GO_ROOTS, Hierarchy, go_hierarchy, read_edge_list, wordnet_noun_hierarchy
+from hypalign.data.go import GO_ROOTS, go_hierarchy
+from hypalign.data.hierarchy import Hierarchy, read_edge_list, wordnet_noun_hierarchy
 from hypalign.errors import InputError
 from hypalign.eval.hierarchy import average_precision_from_ranks, reconstruction
 from hypalign.geometry import PoincareBall

@@ -10,26 +10,18 @@ Files under ``/usr/share/metastudent-data/dataset_201401/`` (override with the
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from hypalign.errors import InputError, MissingDataError
+from hypalign.data.hierarchy import Hierarchy, from_pairs
+from hypalign.errors import InputError
+from hypalign.paths import DEFAULT_METASTUDENT_DIR, metastudent_dir
 
-DEFAULT_METASTUDENT_DIR = Path("/usr/share/metastudent-data/dataset_201401")
+__all__ = ["DEFAULT_METASTUDENT_DIR", "GO_ROOTS", "Ontology", "go_hierarchy", "metastudent_dir", "read_go_names"]
 
-
-def metastudent_dir() -> Path:
-    """Where metastudent-data lives; a clear error if it is not installed."""
-    d = Path(os.environ.get("HYPALIGN_METASTUDENT_DIR", DEFAULT_METASTUDENT_DIR))
-    if not (d / "nameMapping.txt").exists():
-        raise MissingDataError(
-            f"{d}: Debian's metastudent-data is not installed (no nameMapping.txt); "
-            "run `bash scripts/setup.sh --data` or `apt-get install metastudent-data`, "
-            "or point HYPALIGN_METASTUDENT_DIR at a copy"
-        )
-    return d
-
+GO_ROOTS = {"BP": "GO:0008150", "MF": "GO:0003674", "CC": "GO:0005575"}
 
 def read_go_names(path: str | os.PathLike[str] | None = None) -> dict[str, str]:
     """``{GO id: term name}`` from ``nameMapping.txt``; malformed lines are errors naming the line.
@@ -64,7 +56,6 @@ class Ontology:
     """
 
     def __init__(self, namespace: str, directory: str | os.PathLike[str] | None = None) -> None:
-        from hypalign.data.hierarchy import GO_ROOTS
 
         self.namespace = namespace.upper()
         self.terms, self.names, self.ancestors = _load_ontology(self.namespace, directory)
@@ -100,9 +91,8 @@ def _load_ontology(namespace: str, directory: str | os.PathLike[str] | None) -> 
                                                                                    list[np.ndarray]]:
     """Terms, names and ancestor lists of a namespace, cached as ``.npz`` next to the other caches (keyed by
     the GO files' size and time stamp): building the ancestors takes ~4 s per namespace, reading ~0.1 s."""
-    from hypalign.data.hierarchy import go_hierarchy
-    from hypalign.data.protein import cache_dir
     from hypalign.io import atomic_write
+    from hypalign.paths import cache_dir
 
     d = Path(directory or metastudent_dir())
     stamp = "-".join(f"{(d / f).stat().st_size}_{int((d / f).stat().st_mtime)}" for f in ("goGraph.txt",
@@ -126,3 +116,36 @@ def _load_ontology(namespace: str, directory: str | os.PathLike[str] | None) -> 
 
     atomic_write(cache, write)
     return terms, names, anc
+
+
+# ---- Gene Ontology ------------------------------------------------------------------------------------
+def go_hierarchy(
+    namespace: str, directory: str | os.PathLike[str] | None = None, relations: Sequence[str] = ("is_a", "part_of")
+) -> Hierarchy:
+    """One GO namespace (``BP``, ``MF`` or ``CC``) from metastudent-data's ``goGraph.txt``.
+
+    A term belongs to the namespace whose root it reaches; edges crossing namespaces (a few
+    ``part_of`` links) are dropped, and so are obsolete terms (filed under pseudo-parents such as
+    ``obsolete_molecular_function``, which reach no root).
+    """
+    ns = namespace.upper()
+    if ns not in GO_ROOTS:
+        raise InputError(f"unknown GO namespace {namespace!r}; expected BP, MF or CC")
+    d = Path(directory or metastudent_dir())
+    path = d / "goGraph.txt"
+    pairs: list[tuple[str, str]] = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            tok = line.rstrip("\n").split("\t")
+            if len(tok) == 4 and tok[0].startswith("obsolete_"):
+                continue  # metastudent files obsolete terms under bookkeeping pseudo-parents
+            if len(tok) != 4 or not tok[0].startswith("GO:") or not tok[1].startswith("GO:"):
+                raise InputError(f"{path}: line {lineno}: expected 'parent<TAB>child<TAB>1<TAB>relation'")
+            if tok[3] in relations:
+                pairs.append((tok[1], tok[0]))  # (child, parent)
+    full = from_pairs(pairs)
+    root = GO_ROOTS[ns]
+    sub = full.subtree(root)
+    names = read_go_names(d / "nameMapping.txt")
+    sub.labels = {n: names[n] for n in sub.names if n in names}
+    return sub

@@ -26,7 +26,6 @@ import numpy as np
 
 from hypalign.errors import InputError
 
-GO_ROOTS = {"BP": "GO:0008150", "MF": "GO:0003674", "CC": "GO:0005575"}
 DEFAULT_RELATIONS = ("is_a", "part_of", "hypernym", "instance_hypernym")
 
 
@@ -155,43 +154,8 @@ def wordnet_noun_hierarchy(directory: str | os.PathLike[str] | None = None) -> H
     return Hierarchy(names, np.asarray(edges, dtype=np.int64), labels)
 
 
-# ---- Gene Ontology ------------------------------------------------------------------------------------
-def go_hierarchy(
-    namespace: str, directory: str | os.PathLike[str] | None = None, relations: Sequence[str] = ("is_a", "part_of")
-) -> Hierarchy:
-    """One GO namespace (``BP``, ``MF`` or ``CC``) from metastudent-data's ``goGraph.txt``.
-
-    A term belongs to the namespace whose root it reaches; edges crossing namespaces (a few
-    ``part_of`` links) are dropped, and so are obsolete terms (filed under pseudo-parents such as
-    ``obsolete_molecular_function``, which reach no root).
-    """
-    from hypalign.data.go import metastudent_dir, read_go_names
-
-    ns = namespace.upper()
-    if ns not in GO_ROOTS:
-        raise InputError(f"unknown GO namespace {namespace!r}; expected BP, MF or CC")
-    d = Path(directory or metastudent_dir())
-    path = d / "goGraph.txt"
-    pairs: list[tuple[str, str]] = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            tok = line.rstrip("\n").split("\t")
-            if len(tok) == 4 and tok[0].startswith("obsolete_"):
-                continue  # metastudent files obsolete terms under bookkeeping pseudo-parents
-            if len(tok) != 4 or not tok[0].startswith("GO:") or not tok[1].startswith("GO:"):
-                raise InputError(f"{path}: line {lineno}: expected 'parent<TAB>child<TAB>1<TAB>relation'")
-            if tok[3] in relations:
-                pairs.append((tok[1], tok[0]))  # (child, parent)
-    full = _from_pairs(pairs)
-    root = GO_ROOTS[ns]
-    sub = full.subtree(root)
-    names = read_go_names(d / "nameMapping.txt")
-    sub.labels = {n: names[n] for n in sub.names if n in names}
-    return sub
-
-
 # ---- edge lists ---------------------------------------------------------------------------------------
-def _from_pairs(pairs: Iterable[tuple[str, str]]) -> Hierarchy:
+def from_pairs(pairs: Iterable[tuple[str, str]]) -> Hierarchy:
     names: list[str] = []
     index: dict[str, int] = {}
     edges = set()

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from hypalign.errors import InputError
+from hypalign.paths import cache_dir
 
 ONTOLOGY_DIRS = {"BP": "BPO", "MF": "MFO", "CC": "CCO"}
 AMINO_ACIDS = set("ACDEFGHIKLMNPQRSTVWYBZXUOJ")  # the 20 + ambiguity codes (B, Z, X, J) + U, O
@@ -43,8 +44,6 @@ class ProteinTable:
                             [self.terms[i] for i in idx])
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("HYPALIGN_CACHE_DIR", Path.home() / ".cache" / "hypalign"))
 
 
 def read_annotation_dat(path: Path) -> dict[str, list[str]]:
@@ -64,7 +63,7 @@ def read_annotation_dat(path: Path) -> dict[str, list[str]]:
 def metastudent_proteins(ontology: str, use_cache: bool = True) -> ProteinTable:
     """Swiss-Prot proteins annotated in one ontology (``BP``, ``MF``, ``CC``), from metastudent-data."""
     from hypalign.data.blastdb import open_blastdb
-    from hypalign.data.go import metastudent_dir
+    from hypalign.paths import metastudent_dir
 
     ont = ontology.upper()
     if ont not in ONTOLOGY_DIRS:
@@ -118,7 +117,7 @@ def propagate_terms(terms: Iterable[str], ancestors: dict[str, set[str]]) -> lis
 
 def ancestor_map(ontology: str) -> dict[str, set[str]]:
     """GO id -> its ancestors (is_a + part_of) within the ontology (``BP``, ``MF``, ``CC``)."""
-    from hypalign.data.hierarchy import go_hierarchy
+    from hypalign.data.go import go_hierarchy
 
     h = go_hierarchy(ontology)
     anc = h.ancestors()

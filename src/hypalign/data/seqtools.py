@@ -168,8 +168,8 @@ def homolog_lists(
     on 2 cores the first time)."""
     import hashlib
 
-    from hypalign.data.protein import cache_dir
     from hypalign.io import atomic_write
+    from hypalign.paths import cache_dir
 
     h = hashlib.sha256(f"v2|{evalue}|{max_target_seqs}|".encode())  # v2: the cache holds identities too
     for i, s in zip(ids, seqs, strict=True):

@@ -80,7 +80,7 @@ class Split:
 
 
 def split_dir(name: str) -> Path:
-    from hypalign.data.protein import cache_dir
+    from hypalign.paths import cache_dir
 
     return cache_dir() / "splits" / name
 

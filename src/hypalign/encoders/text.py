@@ -100,7 +100,7 @@ def _cache_file(key: str, texts: Sequence[str], suffix: str) -> Path:
     """``$HYPALIGN_CACHE_DIR/text/<sha256 of key and texts>{suffix}``."""
     import hashlib
 
-    from hypalign.data.protein import cache_dir
+    from hypalign.paths import cache_dir
 
     h = hashlib.sha256(key.encode())
     for t in texts:

@@ -93,6 +93,17 @@ class Manifold(nn.Module):
     def mean(self, x: Tensor, weights: Tensor | None = None, dim: int = 0) -> Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    def similarity(self, x: Tensor, y: Tensor) -> Tensor:
+        """Paired similarity (broadcasting like ``dist``): ``-dist(x, y)``; the sphere overrides it with the
+        cosine ``<x, y>`` (same ranking as ``-dist`` there, and CLIP's logit)."""
+        return -self.dist(x, y)
+
+    def similarity_matrix(self, x: Tensor, y: Tensor, refine: bool = False) -> Tensor:
+        """``(N, M)`` similarities of every pair, the logits of contrastive losses and retrieval scores:
+        ``-cdist(x, y)`` (``refine=False``: without the refinement pass for near-coincident pairs, which logits
+        tolerate and which early in training would recompute most of a large matrix); the sphere: ``x @ y.T``."""
+        return -self.cdist(x, y, refine=refine)
+
     @staticmethod
     def feature_clip(u: Tensor, r: float) -> Tensor:
         """See :func:`hypalign.geometry.base.feature_clip`."""

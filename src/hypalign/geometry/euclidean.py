@@ -82,6 +82,10 @@ class Sphere(Manifold):
         """Cosine similarity of unit vectors, paired."""
         return (as_float(x) * as_float(y)).sum(-1)
 
+    def similarity_matrix(self, x: Tensor, y: Tensor, refine: bool = False) -> Tensor:
+        """``(N, M)`` cosine similarities ``x @ y.T`` of unit vectors (CLIP's logits before the scale)."""
+        return as_float(x) @ as_float(y).T
+
     def contains(self, x: Tensor, atol: float = 1e-5) -> Tensor:
         return torch.isfinite(x).all(-1) & ((x.double().norm(dim=-1) - 1).abs() <= max(atol, 1e-3))
 

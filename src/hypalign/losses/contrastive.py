@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hypalign import distributed as dist_utils
 from hypalign.geometry import Lorentz, Manifold, Sphere
-from hypalign.train import distributed as dist_utils
 
 #: CLIP clamps the learnable temperature's exponent at log(100).
 MAX_LOGIT_SCALE = math.log(100.0)

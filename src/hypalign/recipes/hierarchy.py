@@ -47,7 +47,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from hypalign.data.hierarchy import Hierarchy, go_hierarchy, read_edge_list, wordnet_noun_hierarchy
+from hypalign.data.go import go_hierarchy
+from hypalign.data.hierarchy import Hierarchy, read_edge_list, wordnet_noun_hierarchy
 from hypalign.errors import InputError
 from hypalign.eval.hierarchy import link_prediction, reconstruction
 from hypalign.io import atomic_write_json, atomic_write_text, save_npy

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hypalign import distributed as dist_utils
 from hypalign.data.images import IMAGENET_MEAN, IMAGENET_STD, ImageSplit, ImageTransform, SplitDataset, load_dataset
 from hypalign.data.sampler import ClassBalancedBatchSampler
 from hypalign.errors import InputError
@@ -25,7 +26,6 @@ from hypalign.eval.retrieval import retrieval_metrics
 from hypalign.losses.pairwise import pairwise_ce_loss
 from hypalign.models.hypvit import HypViT
 from hypalign.train import Task, TrainConfig, Trainer, model_device
-from hypalign.train import distributed as dist_utils
 
 RECALL_KS = {"digits": (1, 2, 4, 8), "folder": (1, 2, 4, 8), "cub": (1, 2, 4, 8, 16, 32), "cars": (1, 2, 4, 8, 16, 32),
              "sop": (1, 10, 100, 1000), "inshop": (1, 10, 20, 30, 40, 50)}

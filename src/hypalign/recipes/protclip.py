@@ -18,13 +18,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from hypalign import distributed as dist_utils
 from hypalign.data.go import Ontology
 from hypalign.data.protein import ONTOLOGIES, GODataset, metastudent_go_dataset
 from hypalign.data.splits import PARTS, Split, load_split
 from hypalign.eval import baselines as bl
 from hypalign.eval.function import FmaxByProtein, fmax, go_prediction_metrics
 from hypalign.train import Task, TrainConfig, Trainer, model_device
-from hypalign.train import distributed as dist_utils
 from hypalign.train.checkpoint import read_run_config, unwrap
 
 

@@ -1,7 +1,7 @@
 """The shared trainer: :class:`Trainer` runs a recipe's :class:`Task` under a :class:`TrainConfig`."""
 
+from hypalign.device import model_device, resolve_device, to_device
 from hypalign.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from hypalign.train.device import model_device, resolve_device, to_device
 from hypalign.train.optim import RiemannianSGD, param_groups
 from hypalign.train.schedule import LRSchedule
 from hypalign.train.trainer import FitResult, Task, TrainConfig, Trainer, seed_everything

@@ -17,8 +17,8 @@ to evaluate (``evaluate``, through :mod:`hypalign.eval`). The :class:`Trainer` d
   restored and the epoch's remaining batches are replayed in the same order, so a run killed with
   SIGKILL and resumed ends with the same weights as one never interrupted (tested);
 * DDP under ``torchrun`` (rank 0 alone writes files and draws the rich progress bar);
-* the model on ``config.device`` (:func:`hypalign.train.device.resolve_device`): ``evaluate`` receives it
-  there and moves its inputs to :func:`~hypalign.train.device.model_device`.
+* the model on ``config.device`` (:func:`hypalign.device.resolve_device`): ``evaluate`` receives it
+  there and moves its inputs to :func:`~hypalign.device.model_device`.
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from hypalign import distributed as dist_utils
+from hypalign.device import resolve_device, to_device
 from hypalign.errors import InputError
 from hypalign.io import atomic_write_json
-from hypalign.train import distributed as dist_utils
 from hypalign.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint, unwrap
-from hypalign.train.device import resolve_device, to_device
 from hypalign.train.optim import LazyAdam, RiemannianAdam, RiemannianSGD, clip_grad_norm, param_groups
 from hypalign.train.schedule import LRSchedule
 

@@ -28,14 +28,14 @@ def world_size() -> int:
 
 def init_from_env(backend: str | None = None, device: str | torch.device = "auto") -> bool:
     """Join the process group described by torchrun's environment; False when not launched by it.
-    ``backend``: default ``nccl`` when the training ``device`` (:func:`hypalign.train.device.resolve_device`)
+    ``backend``: default ``nccl`` when the training ``device`` (:func:`hypalign.device.resolve_device`)
     is a CUDA device, else ``gloo``."""
     if is_distributed():
         return True
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
     if backend is None:
-        from hypalign.train.device import resolve_device
+        from hypalign.device import resolve_device
 
         dev = device if isinstance(device, torch.device) else resolve_device(device)
         backend = "nccl" if dev.type == "cuda" else "gloo"
