@@ -440,3 +440,49 @@ def test_oxy_angle_matrix_is_oxy_angle_of_every_pair() -> None:
     m = lor.oxy_angle_matrix(x, y)
     assert m.shape == (7, 9)
     torch.testing.assert_close(m, lor.oxy_angle(x[:, None, :], y[None, :, :]), rtol=1e-10, atol=1e-10)
+
+
+def test_similarity_matrix_is_minus_cdist_and_the_cosine_on_the_sphere() -> None:
+    from hypalign.geometry import Euclidean, Lorentz, PoincareBall, Sphere
+
+    gen = torch.Generator().manual_seed(3)
+    u, v = torch.randn(6, 4, generator=gen, dtype=torch.float64), torch.randn(5, 4, generator=gen, dtype=torch.float64)
+    for g in (Euclidean(), Lorentz(0.7), PoincareBall(1.3)):
+        x, y = g.expmap0(0.5 * u), g.expmap0(0.5 * v)
+        torch.testing.assert_close(g.similarity_matrix(x, y), -g.cdist(x, y, refine=False))
+        torch.testing.assert_close(g.similarity(x[:, None], y[None]), -g.dist(x[:, None], y[None]))
+    s = Sphere()
+    x, y = s.expmap0(u), s.expmap0(v)
+    torch.testing.assert_close(s.similarity_matrix(x, y), x @ y.T)
+    torch.testing.assert_close(s.similarity(x[:, None], y[None]), x @ y.T)
+
+
+def test_cones_are_the_same_in_the_lorentz_model_and_the_poincare_ball() -> None:
+    """Half-aperture and exterior angle by MERU's formulas (eqs. 7-8) in float64, and the Poincaré images of the
+    same points give the same numbers (the isometry fixes the origin)."""
+    from hypalign.geometry import Euclidean, Lorentz, PoincareBall, Sphere, cones
+    from hypalign.geometry.convert import lorentz_to_poincare
+
+    c = 0.8
+    lor, ball = Lorentz(c), PoincareBall(c)
+    gen = torch.Generator().manual_seed(5)
+    g = lor.expmap0(torch.randn(7, 3, generator=gen, dtype=torch.float64))
+    s = lor.expmap0(2 * torch.randn(7, 3, generator=gen, dtype=torch.float64))
+    # by hand: aper = asin(2K / (sqrt(c) |g|)) clamped; ext from the hyperbolic law of cosines
+    aper = torch.asin((2 * 0.1 / (c**0.5 * g.norm(dim=-1) + 1e-8)).clamp(-1 + 1e-7, 1 - 1e-7))
+    gt, st = torch.sqrt(1 / c + (g * g).sum(-1)), torch.sqrt(1 / c + (s * s).sum(-1))
+    cxy = c * ((g * s).sum(-1) - gt * st)
+    ext = torch.acos(((st + gt * cxy) / (g.norm(dim=-1) * torch.sqrt(cxy**2 - 1) + 1e-8)).clamp(-1 + 1e-7, 1 - 1e-7))
+    torch.testing.assert_close(cones.half_aperture(g, lor), aper)
+    torch.testing.assert_close(cones.exterior_angle(g, s, lor), ext)
+    pg, ps = lorentz_to_poincare(g, c), lorentz_to_poincare(s, c)
+    torch.testing.assert_close(cones.half_aperture(pg, ball), aper)
+    torch.testing.assert_close(cones.exterior_angle(pg, ps, ball), ext)
+    torch.testing.assert_close(cones.cone_violation(pg, ps, ball), (ext - aper).clamp_min(0))
+    m = cones.cone_margin_matrix(g, s, lor)
+    torch.testing.assert_close(m, aper[None, :].float() - cones.exterior_angle(g[None], s[:, None], lor).float())
+    assert cones.has_cones(lor) and cones.has_cones(ball)
+    for other in (Sphere(), Euclidean()):
+        assert not cones.has_cones(other)
+        with pytest.raises(ValueError, match="hyperbolic"):
+            cones.half_aperture(g, other)

@@ -97,9 +97,19 @@ def test_entailment_loss_zero_inside_the_cone_positive_outside() -> None:
     inside = g.expmap0(torch.tensor([[2.5, 0.05]]))  # further out, almost the same direction
     outside = g.expmap0(torch.tensor([[0.0, 2.5]]))  # orthogonal direction
     assert float(entailment_loss(general, inside, g)) == 0.0
-    assert float(entailment_loss(general, outside, g)) > 0.5
-    with pytest.raises(ValueError, match="Lorentz"):
-        entailment_loss(general, inside, Sphere())  # type: ignore[arg-type]
+    want = float(g.oxy_angle(general, outside) - g.half_aperture(general))  # MERU eq. 9 by hand
+    assert want > 0.5
+    assert float(entailment_loss(general, outside, g)) == pytest.approx(want, rel=1e-6)
+    # the Poincaré ball gives the same loss for the same points (the cones module maps them to the Lorentz model)
+    from hypalign.geometry import PoincareBall
+    from hypalign.geometry.convert import lorentz_to_poincare
+
+    ball = PoincareBall(1.0)
+    both = torch.cat([inside, outside])
+    assert float(entailment_loss(lorentz_to_poincare(general.expand(2, -1), 1.0), lorentz_to_poincare(both, 1.0),
+                                 ball)) == pytest.approx(want / 2, rel=1e-5)
+    with pytest.raises(ValueError, match="hyperbolic"):
+        entailment_loss(general, inside, Sphere())
 
 
 def test_term_matching_loss_is_bce_of_scaled_similarity_plus_bias() -> None:
@@ -115,8 +125,9 @@ def test_term_matching_loss_is_bce_of_scaled_similarity_plus_bias() -> None:
 
 def test_entailment_term_logits_are_the_cone_margin_in_both_hyperbolic_models() -> None:
     from hypalign.geometry import PoincareBall
+    from hypalign.geometry.cones import cone_margin_matrix as cone_margin
     from hypalign.geometry.convert import lorentz_to_poincare
-    from hypalign.losses.contrastive import cone_margin, term_matching_logits
+    from hypalign.losses.contrastive import term_matching_logits
 
     lor = Lorentz(0.5)
     gen = torch.Generator().manual_seed(0)

@@ -2,20 +2,21 @@
 cone loss, and a multi-label term-matching loss for GO prediction.
 
 * :func:`clip_loss` (Radford et al. 2021; MERU, Desai et al. 2023 §3; ProtCLIP's L_GC): with
-  ``s_ij = sim(a_i, b_j)`` — cosine for the sphere, ``-d(a_i, b_j)`` on a hyperbolic manifold — and
+  ``s_ij = sim(a_i, b_j)`` (:meth:`~hypalign.geometry.base.Manifold.similarity_matrix`: cosine for the sphere,
+  ``-d(a_i, b_j)`` on a hyperbolic manifold) and
   scale ``t = exp(logit_scale)`` (clamped to ``max_scale``, 100 as in CLIP)::
 
       L = ( CE(t s, arange) + CE(t s^T, arange) ) / 2
 
   Under DDP, ``b`` and ``a`` are gathered from every process *with gradient* (OpenCLIP's
   ``gather_with_grad=True``, ``local_loss=False``), so each process sees the global batch.
-* :func:`entailment_loss` (MERU eq. 9, Lorentz model): ``max(0, oxy_angle(g, s) - aperture(g))``
+* :func:`entailment_loss` (MERU eq. 9, Lorentz model or Poincaré ball): ``max(0, oxy_angle(g, s) - aperture(g))``
   pushes the specific point ``s`` (an image, a protein) into the entailment cone of the general
   point ``g`` (a caption, a GO term); mean over pairs.
 * :func:`term_matching_loss`: binary cross-entropy of ``sigmoid(t * score(p, term) + bias)`` against
   the protein's (propagated) annotations over a set of candidate terms — the GO-prediction view
   of the same space; its logits are the calibrated scores used for Fmax. ``score`` is the
-  similarity, or in hyperbolic space the entailment-cone margin (:func:`cone_margin`).
+  similarity, or in hyperbolic space the entailment-cone margin (:mod:`hypalign.geometry.cones`).
 * :func:`segment_alignment_loss` (ProtCLIP's L_PDA): residue-level alignment of each protein's
   property segments with its property texts, in the (Euclidean) projection space before the lift.
 """
@@ -29,21 +30,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hypalign import distributed as dist_utils
-from hypalign.geometry import Lorentz, Manifold, Sphere
+from hypalign.geometry import Manifold
+from hypalign.geometry.cones import MIN_RADIUS, cone_margin_matrix, cone_violation
 
 #: CLIP clamps the learnable temperature's exponent at log(100).
 MAX_LOGIT_SCALE = math.log(100.0)
-
-
-def similarity(a: Tensor, b: Tensor, geometry: Manifold) -> Tensor:
-    """``(N, M)`` similarities: ``a @ b.T`` on the sphere (cosine of unit vectors), ``-d`` otherwise.
-
-    Distances come from the one-matrix-product form without the refinement pass for near-coincident
-    pairs (``refine=False``): logits tolerate its rounding, and early in training, when everything
-    sits close together, refinement would recompute most of a large (proteins x GO terms) matrix."""
-    if isinstance(geometry, Sphere):
-        return a @ b.T
-    return -geometry.cdist(a, b, refine=False)
 
 
 def clip_loss(a: Tensor, b: Tensor, geometry: Manifold, logit_scale: Tensor, gather: bool = True,
@@ -54,38 +45,19 @@ def clip_loss(a: Tensor, b: Tensor, geometry: Manifold, logit_scale: Tensor, gat
     if gather and dist_utils.is_distributed():
         a, b = dist_utils.all_gather_with_grad(a), dist_utils.all_gather_with_grad(b)
     scale = logit_scale.clamp(max=max_scale).exp()
-    logits = scale * similarity(a.float(), b.float(), geometry)
+    logits = scale * geometry.similarity_matrix(a.float(), b.float())
     target = torch.arange(len(a), device=a.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
-def entailment_loss(general: Tensor, specific: Tensor, geometry: Lorentz, min_radius: float = 0.1) -> Tensor:
-    """MERU's cone loss ``mean(max(0, oxy_angle(g, s) - half_aperture(g)))`` for paired rows."""
-    if not isinstance(geometry, Lorentz):
-        raise ValueError("entailment cones are defined here for the Lorentz model; use geometry='lorentz'")
-    angle = geometry.oxy_angle(general, specific)
-    aperture = geometry.half_aperture(general, min_radius=min_radius)
-    return torch.relu(angle - aperture).mean()
+def entailment_loss(general: Tensor, specific: Tensor, geometry: Manifold, min_radius: float = MIN_RADIUS) -> Tensor:
+    """MERU's cone loss (eq. 9) ``mean(max(0, ext(g, s) - aper(g)))`` for paired rows, in the Lorentz model or the
+    Poincaré ball (:mod:`hypalign.geometry.cones`; other geometries raise ``ValueError``)."""
+    return cone_violation(general, specific, geometry, min_radius).mean()
 
 
 #: How a protein is scored against a term: ``similarity`` (cosine / ``-d``) or ``entailment`` (cone margin).
 TERM_SCORES = ("similarity", "entailment")
-
-
-def cone_margin(general: Tensor, specific: Tensor, geometry: Manifold, min_radius: float = 0.1) -> Tensor:
-    """``(specific, general)`` entailment margins ``half_aperture(g) - oxy_angle(g, s)`` (MERU eqs. 7-8):
-    positive inside the cone of ``g``, bounded in ``[-pi, pi/2]`` whatever the norms. Lorentz model;
-    Poincaré points are mapped there first (the isometry fixes the origin, so cones are the same)."""
-    from hypalign.geometry import PoincareBall
-    from hypalign.geometry.convert import poincare_to_lorentz
-
-    if isinstance(geometry, PoincareBall):
-        c = float(geometry.c)
-        general, specific, geometry = poincare_to_lorentz(general, c), poincare_to_lorentz(specific, c), Lorentz(c)
-    if not isinstance(geometry, Lorentz):
-        raise ValueError("entailment scores need a hyperbolic geometry (lorentz or poincare)")
-    g, s = general.float(), specific.float()
-    return (geometry.half_aperture(g, min_radius)[:, None] - geometry.oxy_angle_matrix(g, s)).T
 
 
 def term_matching_logits(p: Tensor, terms: Tensor, geometry: Manifold, logit_scale: Tensor, bias: Tensor,
@@ -93,15 +65,16 @@ def term_matching_logits(p: Tensor, terms: Tensor, geometry: Manifold, logit_sca
     """``(proteins, terms)`` logits ``exp(logit_scale) * score(p, term) + bias`` (``bias``: per term or scalar).
 
     ``score="similarity"``: cosine on the sphere, ``-d`` on a hyperbolic manifold. ``score="entailment"``:
-    :func:`cone_margin` — the term entails the protein (MERU's cones). The distance shifts every term's
-    logit of a protein far from the origin by about ``-||p||``, which a per-term bias cannot undo and
-    which breaks a threshold shared by all proteins (Fmax); the cone margin is an angle, bounded."""
+    the cone margin (:func:`~hypalign.geometry.cones.cone_margin_matrix`) — the term entails the protein (MERU's
+    cones). The distance shifts every term's logit of a protein far from the origin by about ``-||p||``, which a
+    per-term bias cannot undo and which breaks a threshold shared by all proteins (Fmax); the cone margin is an
+    angle, bounded."""
     scale = logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
     if score == "entailment":
-        return scale * cone_margin(terms, p, geometry) + bias
+        return scale * cone_margin_matrix(terms, p, geometry) + bias
     if score != "similarity":
         raise ValueError(f"term score {score!r}: expected one of {TERM_SCORES}")
-    return scale * similarity(p.float(), terms.float(), geometry) + bias
+    return scale * geometry.similarity_matrix(p.float(), terms.float()) + bias
 
 
 def term_matching_loss(p: Tensor, terms: Tensor, labels: Tensor, geometry: Manifold, logit_scale: Tensor,

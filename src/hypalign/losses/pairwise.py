@@ -28,9 +28,7 @@ from hypalign.geometry import Manifold, Sphere
 
 
 def _similarity(x: Tensor, y: Tensor, geometry: Manifold) -> Tensor:
-    if isinstance(geometry, Sphere):
-        return x @ y.T
-    return -geometry.cdist(x, y)
+    return geometry.similarity_matrix(x, y, refine=True)
 
 
 @functools.lru_cache(maxsize=16)
