@@ -78,8 +78,20 @@ def test_pairwise_loss_by_hand() -> None:
 # ---- sampler -----------------------------------------------------------------------------------------------
 def test_sampler_class_balanced_disjoint_across_ranks_and_deterministic() -> None:
     labels = np.repeat(np.arange(12), 5)
-    ranks = [ClassBalancedBatchSampler(labels, 3, 4, seed=7, rank=r, world_size=2) for r in range(2)]
-    assert len(ranks[0]) == 2
+    from hypalign.train import shard_batches
+
+    sampler = ClassBalancedBatchSampler(labels, 3, 4, seed=7, world_size=2)
+    assert len(sampler) == 4 == len(sampler.batches(3))
+
+    class _Rank:  # one rank's view: the trainer deals specs[r::world]
+        def __init__(self, r: int) -> None:
+            self.r = r
+
+        def batches(self, epoch: int) -> list[torch.Tensor]:
+            return shard_batches(sampler.batches(epoch), self.r, 2)
+
+    ranks = [_Rank(r) for r in range(2)]
+    assert [len(r.batches(3)) for r in ranks] == [2, 2]
     seen: list[set[int]] = []
     for s in ranks:
         classes: set[int] = set()

@@ -2,8 +2,11 @@
 
 Each epoch the classes are permuted with a generator seeded by ``seed * 10000 + epoch`` (Hyp-ViT's
 ``UniqueClassSempler``, spec §1.4), the permutation is split into ``world_size`` disjoint contiguous
-parts (rank ``r`` gets part ``r``: ranks never share a class), and each rank cuts its part into
-batches of ``classes_per_batch`` classes. For every class ``m`` of its items are drawn (without
+parts (rank ``r`` gets part ``r``: ranks never share a class), and each part is cut into batches of
+``classes_per_batch`` classes. :meth:`ClassBalancedBatchSampler.batches` lists every rank's batches
+interleaved (``[b0 of rank 0, b0 of rank 1, ..., b1 of rank 0, ...]``), so the trainer's
+:func:`~hypalign.train.trainer.shard_batches` (``specs[r::world]``) gives rank ``r`` exactly its part.
+For every class ``m`` of its items are drawn (without
 replacement when it has at least ``m``). Batches are returned as index tensors laid out class by
 class (``[c0 s0, c0 s1, ..., c1 s0, ...]``) so that ``z.view(N, m, D)`` groups samples by class.
 Incomplete batches are dropped (``drop_last``). ``passes > 1`` repeats this with fresh permutations
@@ -28,7 +31,6 @@ class ClassBalancedBatchSampler:
         classes_per_batch: int,
         samples_per_class: int = 2,
         seed: int = 0,
-        rank: int = 0,
         world_size: int = 1,
         passes: int = 1,
     ) -> None:
@@ -36,7 +38,7 @@ class ClassBalancedBatchSampler:
         self.classes, inverse = np.unique(labels, return_inverse=True)
         self.by_class = [np.flatnonzero(inverse == k) for k in range(len(self.classes))]
         self.n, self.m = int(classes_per_batch), int(samples_per_class)
-        self.seed, self.rank, self.world, self.passes = int(seed), int(rank), int(world_size), max(1, int(passes))
+        self.seed, self.world, self.passes = int(seed), int(world_size), max(1, int(passes))
         if self.m < 2:
             raise InputError("samples per class must be >= 2 (the loss needs positive pairs)")
         if self.n < 2:
@@ -49,20 +51,23 @@ class ClassBalancedBatchSampler:
             )
 
     def __len__(self) -> int:
-        return self.passes * ((len(self.classes) // self.world) // self.n)
+        """Batches of one epoch, all ranks together."""
+        return self.passes * ((len(self.classes) // self.world) // self.n) * self.world
 
     def batches(self, epoch: int) -> list[torch.Tensor]:
+        """Every rank's batches of ``epoch``, interleaved by rank (see the module docstring); rank ``r`` draws its
+        samples from a generator of its own (``seed, epoch, r``)."""
         g = torch.Generator().manual_seed(self.seed * 10000 + epoch)
-        rng = np.random.default_rng([self.seed, epoch, self.rank])
+        rngs = [np.random.default_rng([self.seed, epoch, r]) for r in range(self.world)]
         out = []
         for _ in range(self.passes):
             perm = torch.randperm(len(self.classes), generator=g).numpy()
             per_rank = len(perm) // self.world
-            mine = perm[self.rank * per_rank : (self.rank + 1) * per_rank]
-            for b in range(len(mine) // self.n):
-                idx = []
-                for k in mine[b * self.n : (b + 1) * self.n]:
-                    pool = self.by_class[k]
-                    idx.append(rng.choice(pool, self.m, replace=len(pool) < self.m))
-                out.append(torch.from_numpy(np.concatenate(idx).astype(np.int64)))
+            for b in range(per_rank // self.n):
+                for r in range(self.world):
+                    idx = []
+                    for k in perm[r * per_rank + b * self.n : r * per_rank + (b + 1) * self.n]:
+                        pool = self.by_class[k]
+                        idx.append(rngs[r].choice(pool, self.m, replace=len(pool) < self.m))
+                    out.append(torch.from_numpy(np.concatenate(idx).astype(np.int64)))
         return out

@@ -60,6 +60,7 @@ from hypalign.models.hierarchy import (
     hierarchy_init,
 )
 from hypalign.train import Task, TrainConfig, Trainer, resolve_device
+from hypalign.train.checkpoint import unwrap
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -228,13 +229,18 @@ class HierarchyTask(Task):
             None if not cfg.eval_nodes or cfg.eval_nodes >= n else np.sort(rng.choice(n, cfg.eval_nodes, replace=False))
         )
 
-    def batches(self, epoch: int) -> list[Any]:
-        """Shuffled pair indices; with ``loss="warp"`` each batch also carries its epoch (mining is due at
-        the first step of an epoch, on the main thread, with the weights of that moment)."""
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        """Shuffled closure-pair indices in chunks of ``batch_size``."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        perm = torch.randperm(len(self.pairs), generator=g)
-        chunks = list(perm.split(self.cfg.batch_size))
-        return [(epoch, c) for c in chunks] if self.cfg.loss == "warp" else chunks
+        return list(torch.randperm(len(self.pairs), generator=g).split(self.cfg.batch_size))
+
+    def on_epoch_start(self, model: nn.Module, epoch: int) -> None:
+        """``loss="warp"``: mine again when due (every ``mine_every`` epochs, with the weights of that moment;
+        idempotent for the epoch it last mined, which a resumed run restores from the checkpoint)."""
+        if self.cfg.loss == "warp" and (self.pool is None or (epoch != self.mined_epoch
+                                                              and epoch % self.cfg.mine_every == 0)):
+            self.mine(model)
+            self.mined_epoch = epoch
 
     def mine(self, model: nn.Module) -> None:
         """Nearest non-ancestors of every node and the exact rank of every training pair, from ``model``."""
@@ -245,13 +251,12 @@ class HierarchyTask(Task):
         self.pool, self.pair_ranks = torch.from_numpy(pool), torch.from_numpy(ranks)
         self.mine_seconds += time.perf_counter() - t0
 
-    def warp_loss(self, model: nn.Module, epoch: int, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+    def warp_loss(self, model: nn.Module, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """:func:`rank_hinge_loss` on ``negatives`` drawn from each ``u``'s mined pool (rows gathered with
         sparse gradients, so the optimizers update only the rows the batch touched)."""
         m: HierarchyEmbedding = model  # type: ignore[assignment]
-        if self.pool is None or (epoch != self.mined_epoch and epoch % self.cfg.mine_every == 0):
-            self.mine(m)
-            self.mined_epoch = epoch
+        if self.pool is None:  # outside the trainer (a loss evaluated by hand): mine now
+            self.on_epoch_start(m, 0)
         assert self.pool is not None and self.pair_ranks is not None
         e = self.pairs[batch]
         u, v = e[:, 0], e[:, 1]
@@ -286,11 +291,8 @@ class HierarchyTask(Task):
 
     def loss(self, model: nn.Module, batch: Any) -> torch.Tensor | dict[str, torch.Tensor]:
         if self.cfg.loss == "warp":
-            return self.warp_loss(model, *batch)
+            return self.warp_loss(unwrap(model), batch)
         return model(*self.candidates(batch))
-
-    def batch_items(self, batch: Any) -> int:
-        return int((batch[1] if isinstance(batch, tuple) else batch).shape[0])
 
     def state_dict(self) -> dict[str, Any]:
         if self.pool is None:

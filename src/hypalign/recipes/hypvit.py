@@ -89,15 +89,19 @@ class HypViTTask(Task):
         passes = cfg.passes
         if passes is None:
             passes = max(1, len(self.splits["train"]) // cfg.batch_size) if cfg.dataset_format == "digits" else 1
+        self.world = world
         self.sampler = ClassBalancedBatchSampler(self.splits["train"].labels, per_rank // cfg.samples_per_class,
-                                                 cfg.samples_per_class, seed, dist_utils.rank(), world, passes)
+                                                 cfg.samples_per_class, seed, world, passes)
         self.train_tf, self.test_tf = transforms(cfg)
 
     # -- batches ---------------------------------------------------------------------------------
     def batches(self, epoch: int) -> list[torch.Tensor]:
+        """Every rank's class-balanced batches (interleaved by rank), each row ``(image index, augmentation seed)``;
+        the seed mixes the batch's position in its rank's share and the rank."""
         out = []
-        for b, idx in enumerate(self.sampler.batches(epoch)):
-            seeds = torch.tensor([_seed(self.seed, epoch, b, p, dist_utils.rank()) for p in range(len(idx))])
+        for i, idx in enumerate(self.sampler.batches(epoch)):
+            b, r = divmod(i, self.world)
+            seeds = torch.tensor([_seed(self.seed, epoch, b, p, r) for p in range(len(idx))])
             out.append(torch.stack([idx, seeds], dim=1))
         return out
 

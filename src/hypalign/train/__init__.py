@@ -4,7 +4,7 @@ from hypalign.device import model_device, resolve_device, to_device
 from hypalign.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from hypalign.train.optim import RiemannianSGD, param_groups
 from hypalign.train.schedule import LRSchedule
-from hypalign.train.trainer import FitResult, Task, TrainConfig, Trainer, seed_everything
+from hypalign.train.trainer import FitResult, Task, TrainConfig, Trainer, seed_everything, shard_batches
 
 __all__ = [
     "FitResult",
@@ -20,5 +20,6 @@ __all__ = [
     "resolve_device",
     "save_checkpoint",
     "seed_everything",
+    "shard_batches",
     "to_device",
 ]

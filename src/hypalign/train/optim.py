@@ -129,7 +129,7 @@ class LazyAdam(torch.optim.Optimizer):
                 c1, c2 = 1 - b1**t, 1 - b2**t
                 g = p.grad
                 if g.is_sparse:
-                    from hypalign.losses._hierarchy_kernels import lazy_adam_rows
+                    from hypalign.train._optim_kernels import lazy_adam_rows
 
                     if p.dtype != torch.float32 or p.device.type != "cpu":
                         raise ValueError("LazyAdam with sparse gradients needs float32 CPU parameters")
@@ -225,7 +225,7 @@ class RiemannianAdam(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> None:
-        from hypalign.losses._hierarchy_kernels import riemannian_adam_rows
+        from hypalign.train._optim_kernels import riemannian_adam_rows
 
         for group in self.param_groups:
             lr, (b1, b2), eps = group["lr"], group["betas"], group["eps"]

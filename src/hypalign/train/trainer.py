@@ -95,13 +95,32 @@ class TrainConfig:
 
 
 class Task:
-    """What a recipe supplies to the :class:`Trainer` (override the methods a recipe needs)."""
+    """What a recipe supplies to the :class:`Trainer` (override the methods a recipe needs).
+
+    The contract, part by part:
+
+    * data: :meth:`batches` (every process's batch *specifications* of an epoch, deterministic) and
+      :meth:`iterate` (specifications to tensors); the trainer deals the specifications to the ranks
+      (:func:`shard_batches`), so a task never asks for its rank;
+    * model: the ``model`` attribute (built from the recipe's configuration);
+    * objectives: :meth:`loss` — usually :class:`hypalign.objectives.ObjectiveSet` over the model's outputs;
+    * evaluators: :meth:`evaluate` (rank 0, or every rank when ``evaluate_on_all_ranks``);
+    * hooks: :meth:`on_epoch_start` (main thread, before an epoch's first step, resumed epochs too) and
+      :meth:`after_step`; :meth:`state_dict` / :meth:`load_state_dict` for what an exact resume needs.
+    """
 
     model: nn.Module
+    #: call :meth:`evaluate` on every rank (it may split the work and gather); rank 0's result is logged
+    evaluate_on_all_ranks: bool = False
 
     def batches(self, epoch: int) -> Sequence[Any]:
-        """This rank's batch specifications for ``epoch``; the same list every time it is asked."""
+        """Every process's batch specifications for ``epoch`` (one per micro-batch of one process), the same list
+        every time it is asked; under DDP rank ``r`` of ``w`` trains on ``specs[r::w]`` (:func:`shard_batches`)."""
         raise NotImplementedError
+
+    def on_epoch_start(self, model: nn.Module, epoch: int) -> None:
+        """Called on the main thread before the first step of ``epoch`` (also when a resumed run re-enters an
+        epoch part-way: make it idempotent, e.g. by recording the epoch it last ran for in :meth:`state_dict`)."""
 
     def iterate(self, specs: Sequence[Any]) -> Iterable[Any]:
         """Turn specifications into batches (default: as they are); may use DataLoader workers."""
@@ -112,7 +131,7 @@ class Task:
         raise NotImplementedError
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """Metrics of the current model (rank 0 only); empty when the task has none."""
+        """Metrics of the current model (rank 0 only unless ``evaluate_on_all_ranks``); empty when it has none."""
         return {}
 
     def param_groups(self, model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -138,6 +157,16 @@ class Task:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         return None
+
+
+def shard_batches(specs: Sequence[Any], rank: int, world: int) -> list[Any]:
+    """Rank ``rank``'s share of an epoch's specifications: ``specs[rank::world]``, cut to the same count on every
+    rank (``len(specs) // world``; the last incomplete round is dropped, as DDP needs equal step counts). One
+    process: the list itself."""
+    if world <= 1:
+        return list(specs)
+    n = len(specs) // world
+    return list(specs[rank::world][:n])
 
 
 @dataclass
@@ -257,7 +286,12 @@ class Trainer:
         if self.distributed:
             model = nn.parallel.DistributedDataParallel(model)
         optimizer = self._make_optimizer(model)
-        n_micro = len(task.batches(0))
+        world = dist_utils.world_size()
+
+        def epoch_specs(e: int) -> list[Any]:
+            return shard_batches(task.batches(e), self.rank, world)
+
+        n_micro = len(epoch_specs(0))
         if n_micro == 0:
             raise InputError("the training set gives no batches (is it smaller than one batch?)")
         steps_per_epoch = math.ceil(n_micro / cfg.grad_accum)
@@ -331,13 +365,13 @@ class Trainer:
 
         def run_eval(epoch_: int) -> None:
             nonlocal best_value, metrics
-            if not self.is_main:
+            if not self.is_main and not task.evaluate_on_all_ranks:
                 return
             model.eval()
             with torch.no_grad():
                 result = task.evaluate(unwrap(model))
             model.train()
-            if not result:
+            if not result or not self.is_main:
                 return
             metrics = {k: float(v) for k, v in result.items()}
             self._log({"step": step, "epoch": epoch_, "elapsed_s": time.perf_counter() - t_start,
@@ -359,7 +393,7 @@ class Trainer:
             """Every remaining epoch's batches, each epoch closed by ``_EPOCH_END`` (one stream, so the
             prefetch thread prepares the next epoch's first batches while this epoch ends)."""
             for e in range(first, cfg.epochs):
-                specs = task.batches(e)
+                specs = epoch_specs(e)
                 yield from task.iterate(specs[skip:] if skip and e == first else specs)
                 yield _EPOCH_END
 
@@ -368,6 +402,7 @@ class Trainer:
             it = _prefetch(it, cfg.prefetch)
         try:
             while epoch < cfg.epochs and step < total:
+                task.on_epoch_start(unwrap(model), epoch)
                 micro = micro_done
                 epoch_done = False
                 extra_logs: dict[str, float] = {}
