@@ -16,8 +16,9 @@ from hypalign.data.hierarchy import Hierarchy
 from hypalign.errors import InputError
 from hypalign.eval.hierarchy import link_prediction, reconstruction
 from hypalign.geometry import get_geometry
-from hypalign.losses.hierarchy import hierarchy_nll_fused, hierarchy_nll_loss, negative_mask
+from hypalign.losses.hierarchy import hierarchy_nll_fused, hierarchy_nll_loss
 from hypalign.models.hierarchy import HierarchyEmbedding
+from hypalign.objectives.miners import negative_mask
 from hypalign.recipes.hierarchy import (
     HierarchyConfig,
     HierarchyTask,
@@ -504,7 +505,7 @@ def test_mining_gives_the_exact_nearest_non_ancestors_and_reconstruction_ranks(m
     """Brute force as the oracle: all-pairs distances from the geometry; ranks from the evaluation module.
     Radius 25 (float64 Poincaré, 1 - |x|^2 ~ 5e-11) is where a dot-product shortcut would lose the order."""
     from hypalign.eval.retrieval import relevant_ranks
-    from hypalign.losses.hierarchy import mine_nearest_non_ancestors
+    from hypalign.objectives.miners import mine_nearest_non_ancestors
 
     h = dag()
     anc = h.ancestors()
@@ -536,7 +537,7 @@ def test_mining_gives_the_exact_nearest_non_ancestors_and_reconstruction_ranks(m
 
 
 def test_mining_pads_a_pool_larger_than_the_non_ancestors() -> None:
-    from hypalign.losses.hierarchy import mine_nearest_non_ancestors
+    from hypalign.objectives.miners import mine_nearest_non_ancestors
 
     x = torch.tensor([[0.0, 0.0], [0.5, 0.0], [0.0, 0.5]], dtype=torch.float64)
     indptr, indices = np.array([0, 0, 1, 2]), np.array([0, 0])  # 1 and 2 under the root 0

@@ -482,7 +482,7 @@ def test_cone_objectives_apply_in_the_lorentz_model_only() -> None:
 def test_draw_homologs_prefers_remote_partners_when_asked() -> None:
     """``homology_remote`` = p: a partner among the protein's < 40 %-identity homologs with probability p
     (where it has any), else uniform over all its homologs; a protein without homologs pairs with itself."""
-    from hypalign.recipes.protclip import REMOTE_IDENTITY, draw_homologs
+    from hypalign.objectives.miners import REMOTE_IDENTITY, draw_homologs
 
     # protein 0: homologs 1 (90 %), 2 (35 %), 3 (25 %); 1: only 0 (90 %); 2: none; 3: only 0 (25 %)
     indptr = np.array([0, 3, 4, 4, 5])

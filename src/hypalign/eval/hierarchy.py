@@ -71,7 +71,7 @@ def reconstruction(
     if backend == "kernel" and kind is None:
         raise ValueError(f"the reconstruction kernel covers Poincaré, Lorentz and Euclidean, not {geometry}")
     if backend != "torch" and kind is not None and len(sel):
-        from hypalign.losses.hierarchy import mine_nearest_non_ancestors
+        from hypalign.objectives.miners import mine_nearest_non_ancestors
 
         indptr = np.r_[0, np.cumsum([len(a) for a in ancestors])].astype(np.int64)
         indices = np.concatenate([np.asarray(a, dtype=np.int64) for a in ancestors])

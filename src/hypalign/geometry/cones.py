@@ -19,6 +19,7 @@ Shapes: ``g``, ``s`` are ``(..., D)`` and broadcast; the ``*_matrix`` forms take
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from hypalign.geometry.base import Manifold, as_float
@@ -67,7 +68,7 @@ def exterior_angle_matrix(g: Tensor, s: Tensor, geometry: Manifold) -> Tensor:
 
 def cone_violation(g: Tensor, s: Tensor, geometry: Manifold, min_radius: float = MIN_RADIUS) -> Tensor:
     """``max(0, ext(g, s) - aper(g))`` of paired rows: 0 inside the cone (MERU eq. 9 before the mean)."""
-    return (exterior_angle(g, s, geometry) - half_aperture(g, geometry, min_radius)).clamp_min(0.0)
+    return torch.relu(exterior_angle(g, s, geometry) - half_aperture(g, geometry, min_radius))
 
 
 def cone_margin_matrix(g: Tensor, s: Tensor, geometry: Manifold, min_radius: float = MIN_RADIUS) -> Tensor:

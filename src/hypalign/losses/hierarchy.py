@@ -13,7 +13,7 @@ path in float64).
 
 :func:`rank_hinge_loss` is the alternative objective ``--loss warp``: a margin ranking loss on the
 nearest non-ancestors, each pair weighted by its current rank (WARP, Weston, Bengio & Usunier 2011, with
-the linear rank weighting that makes it a surrogate of the mean rank); :func:`mine_nearest_non_ancestors`
+the linear rank weighting that makes it a surrogate of the mean rank); :func:`~hypalign.objectives.miners.mine_nearest_non_ancestors`
 supplies both the negatives and the exact ranks in one pass over the table.
 """
 
@@ -59,7 +59,7 @@ class _FusedNLL(torch.autograd.Function):
         def run(s: slice) -> np.ndarray:
             return hierarchy_nll_grad(w, un[s], vn[s], mn[s], kind, float(c), 1.0 / n, gu[s], gv[s])
 
-        losses = _run_split(run, n)
+        losses = run_split(run, n)
         ctx.save_for_backward(u, v, torch.from_numpy(gu), torch.from_numpy(gv))
         ctx.shape, ctx.dtype, ctx.sparse = weight.shape, weight.dtype, sparse
         return torch.tensor(float(np.concatenate(losses).mean()), dtype=weight.dtype)
@@ -115,60 +115,12 @@ def rank_hinge_loss(d_pos: Tensor, d_neg: Tensor, weight: Tensor, margin: float 
     count. Each violated negative is one node ranked above the ancestor, so the hinge sum counts (softly)
     ``rank - 1``; ``weight_b = max(1, (rank_b - 1) / K)`` for a pool of the ``K`` nearest restores the
     count for pairs with more violators than the pool holds (Weston et al. 2011 estimate the rank by
-    sampling; here it is exact, from :func:`mine_nearest_non_ancestors`).
+    sampling; here it is exact, from :func:`~hypalign.objectives.miners.mine_nearest_non_ancestors`).
     """
     h = torch.relu(margin + d_pos.unsqueeze(1) - d_neg)
     if mask is not None:
         h = h * mask.to(h.dtype)
     return (h.sum(1) * weight.to(h.dtype)).mean()
-
-
-def mine_nearest_non_ancestors(
-    weight: Tensor | np.ndarray, indptr: np.ndarray, indices: np.ndarray, model: str, c: float, k: int,
-    rows: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact hard negatives and reconstruction ranks in one pass over the table (numba, :data:`THREADS`).
-
-    For every node ``u`` in ``rows`` (default all), with ancestors ``indices[indptr[u]:indptr[u+1]]``:
-
-    * ``pool[r]``: the ``k`` nearest nodes to ``u`` that are neither ``u`` nor its ancestors (nearest first,
-      ``-1`` where fewer exist);
-    * ``ranks[indptr[u] + t]``: ``1 + #{w non-ancestor, w != u: d(u, w) < d(u, a_t)}`` for each ancestor
-      ``a_t``: the filtered reconstruction rank of Nickel & Kiela (2017), the same numbers as
-      :func:`hypalign.eval.hierarchy.reconstruction` (tested); entries of nodes not in ``rows`` stay 0.
-
-    Distances are compared through a monotone score computed from coordinate differences in float64
-    (exact for deep float64 Poincaré points). Cost: ``rows x N x D`` (all nouns: ~20 s on 2 cores).
-    """
-    from hypalign.losses._hierarchy_kernels import nearest_non_ancestors
-
-    if model not in KINDS:
-        raise ValueError(f"unknown model {model!r}; expected one of {', '.join(KINDS)}")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    w = weight.detach().cpu().numpy() if isinstance(weight, Tensor) else np.asarray(weight)
-    w = w.astype(np.float64, copy=False)
-    embT = np.ascontiguousarray(w.T)
-    nrm = np.einsum("ij,ij->i", w, w)
-    rows = np.arange(len(w), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
-    pool = np.empty((len(rows), k), dtype=np.int64)
-    ranks = np.zeros(len(indices), dtype=np.int64)
-    ip, ix = np.asarray(indptr, dtype=np.int64), np.asarray(indices, dtype=np.int64)
-
-    def run(s: slice) -> None:
-        nearest_non_ancestors(embT, nrm, rows[s], ip, ix, KINDS[model], float(c), pool[s], ranks)
-
-    _run_split(run, len(rows), min_rows=16)
-    return pool, ranks
-
-
-def negative_mask(u: Tensor, v: Tensor, indptr: np.ndarray, indices: np.ndarray) -> Tensor:
-    """Which candidates count: the positive always; a negative unless it is ``u`` or one of ``u``'s
-    ancestors (``indices[indptr[u]:indptr[u+1]]``, sorted)."""
-    from hypalign.losses._hierarchy_kernels import negative_mask as _mask
-
-    un, vn = u.numpy(), v.numpy()
-    return torch.from_numpy(np.concatenate(_run_split(lambda s: _mask(un[s], vn[s], indptr, indices), len(un))))
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -183,7 +135,7 @@ def _slot(n: int) -> np.ndarray:
     return _SLOT
 
 
-def _run_split(fn: Callable[[slice], T], n: int, min_rows: int = 256) -> list[T]:
+def run_split(fn: Callable[[slice], T], n: int, min_rows: int = 256) -> list[T]:
     """Run ``fn`` on contiguous slices of ``range(n)``, one per :data:`THREADS` (the kernels release the GIL)."""
     global _POOL
     threads = max(1, min(THREADS, n // min_rows))

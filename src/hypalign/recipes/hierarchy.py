@@ -52,13 +52,14 @@ from hypalign.data.hierarchy import Hierarchy, read_edge_list, wordnet_noun_hier
 from hypalign.errors import InputError
 from hypalign.eval.hierarchy import link_prediction, reconstruction
 from hypalign.io import atomic_write_json, atomic_write_text, save_npy
-from hypalign.losses.hierarchy import mine_nearest_non_ancestors, negative_mask, rank_hinge_loss
+from hypalign.losses.hierarchy import rank_hinge_loss
 from hypalign.models.hierarchy import (
     HIERARCHY_MODELS,
     HierarchyEmbedding,
     combinatorial_construction,
     hierarchy_init,
 )
+from hypalign.objectives.miners import mine_nearest_non_ancestors, negative_mask
 from hypalign.train import Task, TrainConfig, Trainer, resolve_device
 from hypalign.train.checkpoint import unwrap
 

@@ -1,0 +1,155 @@
+"""The built-in objective kinds (:mod:`hypalign.objectives.base`), each a thin binding of a loss of
+:mod:`hypalign.losses` to the model's outputs. Bindings name output keys (``a``, ``b``, ``general`` …), batch keys
+and model attributes (``geometry``, ``scale``), so one kind serves every recipe:
+
+=====================  =====================================================================================
+kind                   term (paper)
+=====================  =====================================================================================
+``contrastive``        symmetric InfoNCE ``clip_loss(out[a], out[b])`` with ``model.<scale>`` (CLIP; MERU eq. 5)
+``entailment``         mean over pairs of MERU's cone loss ``max(0, ext(g, s) - aper(g))`` (MERU eq. 9)
+``term_matching``      BCE of ``model.term_logits(out[p], out[terms], batch[cand])`` vs ``batch[labels]``
+``masked_lm``          cross-entropy of ``out[logits]`` vs ``batch[labels]`` (-100 ignored; BERT / ESM MLM)
+``segment_alignment``  ProtCLIP's L_PDA over ``out[u]``, ``out[residues]``
+``pairwise_ce``        Hyp-ViT's pairwise cross-entropy over ``out[z]`` laid out class by class
+=====================  =====================================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import Tensor, nn
+
+from hypalign.objectives.base import Objective, register_objective
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+@register_objective("contrastive")
+class Contrastive(Objective):
+    """``clip_loss(out[a], out[b], model.<geometry>, model.<scale>)``; under DDP both sides are gathered with their
+    gradient. Bindings: ``a``, ``b`` (output keys), ``geometry`` (model attribute, default ``geometry``),
+    ``scale`` (model attribute holding the log temperature, default ``logit_scale``)."""
+
+    def __init__(self, weight: float = 1.0, a: str = "a", b: str = "b", geometry: str = "geometry",
+                 scale: str = "logit_scale") -> None:
+        super().__init__(weight, a=a, b=b, geometry=geometry, scale=scale)
+        self.a, self.b, self.geometry, self.scale = a, b, geometry, scale
+        self.outputs = (a, b)
+
+    def compute(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any], model: nn.Module) -> Tensor:
+        from hypalign.losses.contrastive import clip_loss
+
+        m = _unwrap(model)
+        return clip_loss(outputs[self.a], outputs[self.b], getattr(m, self.geometry), getattr(m, self.scale))
+
+
+@register_objective("entailment")
+class Entailment(Objective):
+    """Mean over ``pairs`` of :func:`~hypalign.losses.contrastive.entailment_loss` (general entails specific).
+    A pair is ``(general key, specific key)`` or ``(general key, specific key, general rows key, specific rows
+    key)``, the row keys naming batch index tensors that select the rows to pair. Shorthand for one pair:
+    ``general=…, specific=…``. Needs a geometry with cones (Lorentz or Poincaré)."""
+
+    def __init__(self, weight: float = 1.0, general: str | None = None, specific: str | None = None,
+                 pairs: tuple[tuple[str, ...], ...] = (), geometry: str = "geometry") -> None:
+        if general is not None and specific is not None:
+            pairs = ((general, specific), *pairs)
+        if not pairs:
+            raise ValueError("entailment: bind general/specific or pairs")
+        super().__init__(weight, pairs=pairs, geometry=geometry)
+        self.pairs = tuple(tuple(p) for p in pairs)
+        self.geometry = geometry
+        self.outputs = tuple(dict.fromkeys(k for p in self.pairs for k in p[:2]))
+        self.batch_keys = tuple(dict.fromkeys(k for p in self.pairs for k in p[2:]))
+
+    def compute(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any], model: nn.Module) -> Tensor:
+        from hypalign.losses.contrastive import entailment_loss
+
+        geo = getattr(_unwrap(model), self.geometry)
+        total = None
+        for p in self.pairs:
+            g, s = outputs[p[0]], outputs[p[1]]
+            if len(p) == 4:
+                g, s = g[batch[p[2]]], s[batch[p[3]]]
+            term = entailment_loss(g, s, geo)
+            total = term if total is None else total + term
+        assert total is not None
+        return total / len(self.pairs)
+
+
+@register_objective("term_matching")
+class TermMatching(Objective):
+    """Binary cross-entropy of ``model.term_logits(out[p], out[terms], batch[cand])`` against ``batch[labels]``
+    (multi-label matching of items against a set of candidate label texts, e.g. proteins and GO terms)."""
+
+    def __init__(self, weight: float = 1.0, p: str = "protein", terms: str = "terms", cand: str = "cand",
+                 labels: str = "labels") -> None:
+        super().__init__(weight, p=p, terms=terms, cand=cand, labels=labels)
+        self.p, self.terms, self.cand, self.labels = p, terms, cand, labels
+        self.outputs, self.batch_keys = (p, terms), (cand, labels)
+
+    def compute(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any], model: nn.Module) -> Tensor:
+        logits = _unwrap(model).term_logits(outputs[self.p], outputs[self.terms], batch[self.cand])
+        return nn.functional.binary_cross_entropy_with_logits(logits, batch[self.labels])
+
+
+@register_objective("masked_lm")
+class MaskedLM(Objective):
+    """``cross_entropy(out[logits], batch[labels])`` over every position, label -100 ignored (masked-token
+    prediction: ESM/BERT MLM, ProtCLIP's MLM and BSR, absorbing-diffusion LMs)."""
+
+    def __init__(self, weight: float = 1.0, logits: str = "mlm_logits", labels: str = "mlm_labels") -> None:
+        super().__init__(weight, logits=logits, labels=labels)
+        self.logits, self.labels = logits, labels
+        self.outputs, self.batch_keys = (logits,), (labels,)
+
+    def compute(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any], model: nn.Module) -> Tensor:
+        return nn.functional.cross_entropy(outputs[self.logits].flatten(0, 1), batch[self.labels].flatten())
+
+
+@register_objective("segment_alignment")
+class SegmentAlignment(Objective):
+    """ProtCLIP's L_PDA (:func:`~hypalign.losses.contrastive.segment_alignment_loss`) between property texts
+    ``out[u]`` and residues ``out[residues]`` of ``batch[ids]`` (padding from the token ids)."""
+
+    def __init__(self, weight: float = 1.0, u: str = "pda_u", residues: str = "pda_residues", ids: str = "ids",
+                 scale: str = "local_logit_scale", theta: float = 0.3) -> None:
+        super().__init__(weight, u=u, residues=residues, ids=ids, scale=scale, theta=theta)
+        self.u, self.residues, self.ids, self.scale, self.theta = u, residues, ids, scale, theta
+        self.outputs, self.batch_keys = (u, residues), (ids,)
+
+    def compute(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any], model: nn.Module) -> Tensor:
+        from hypalign.encoders.protein import residue_mask
+        from hypalign.losses.contrastive import segment_alignment_loss
+
+        return segment_alignment_loss(outputs[self.u], outputs[self.residues], residue_mask(batch[self.ids]),
+                                      getattr(_unwrap(model), self.scale), self.theta)
+
+
+@register_objective("pairwise_ce")
+class PairwiseCE(Objective):
+    """Hyp-ViT's pairwise cross-entropy (:func:`~hypalign.losses.pairwise.pairwise_ce_loss`) over ``out[z]``
+    gathered from every process with its gradient, ``samples_per_class`` rows per class, temperature ``tau``;
+    ``batch[labels]`` must be laid out class by class (checked)."""
+
+    def __init__(self, weight: float = 1.0, z: str = "z", labels: str = "labels", samples_per_class: int = 2,
+                 tau: float = 0.2, geometry: str = "geometry") -> None:
+        super().__init__(weight, z=z, labels=labels, samples_per_class=samples_per_class, tau=tau, geometry=geometry)
+        self.z, self.labels, self.m, self.tau, self.geometry = z, labels, samples_per_class, tau, geometry
+        self.outputs, self.batch_keys = (z,), (labels,)
+
+    def compute(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any], model: nn.Module) -> Tensor:
+        from hypalign import distributed as dist_utils
+        from hypalign.losses.pairwise import pairwise_ce_loss
+
+        z = dist_utils.all_gather_with_grad(outputs[self.z])
+        labels = dist_utils.all_gather_no_grad(batch[self.labels])
+        z = z.view(-1, self.m, z.shape[-1])
+        if not bool((labels.view(-1, self.m) == labels.view(-1, self.m)[:, :1]).all()):
+            raise RuntimeError("batch is not laid out class by class")  # a sampler bug, never user input
+        loss, _ = pairwise_ce_loss(z, getattr(_unwrap(model), self.geometry), self.tau, stats=False)
+        return loss
