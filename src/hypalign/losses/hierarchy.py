@@ -13,7 +13,8 @@ path in float64).
 
 :func:`rank_hinge_loss` is the alternative objective ``--loss warp``: a margin ranking loss on the
 nearest non-ancestors, each pair weighted by its current rank (WARP, Weston, Bengio & Usunier 2011, with
-the linear rank weighting that makes it a surrogate of the mean rank); :func:`~hypalign.objectives.miners.mine_nearest_non_ancestors`
+the linear rank weighting that makes it a surrogate of the mean rank);
+:func:`~hypalign.objectives.miners.mine_nearest_non_ancestors`
 supplies both the negatives and the exact ranks in one pass over the table.
 """
 
