@@ -31,7 +31,8 @@ import torch
 
 from hypalign.eval.hierarchy import reconstruction
 from hypalign.geometry import PoincareBall
-from hypalign.recipes.hierarchy import HierarchyConfig, load_source, train_hierarchy
+from hypalign.data.hierarchy_sources import load_source
+from hypalign.recipes.hierarchy import HierarchyConfig, train_hierarchy
 from hypalign.train import TrainConfig
 
 PRESETS = {

@@ -12,7 +12,8 @@ import argparse
 import json
 import time
 
-from hypalign.recipes.protclip import prepare_go_split, run_baselines
+from hypalign.data.go_split import prepare_go_split
+from hypalign.eval.baselines import run_baselines
 
 # issue 6 §6: (Fmax BP, MF, CC), (MRR BP, MF, CC)
 REFERENCE = {

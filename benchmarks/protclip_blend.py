@@ -17,15 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from hypalign.data.go_split import prepare_go_split
 from hypalign.eval import baselines as bl
-from hypalign.recipes.protclip import (
-    diamond_hits,
-    evaluate_scores,
-    fmax_metric,
-    load_protclip_run,
-    prepare_go_split,
-    run_scores,
-)
+from hypalign.eval.baselines import diamond_hits
+from hypalign.eval.function import evaluate_scores, fmax_metric
+from hypalign.recipes.protclip import load_protclip_run, run_scores
 
 
 def main() -> None:

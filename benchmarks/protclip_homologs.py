@@ -20,16 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hypalign.data.go_split import prepare_go_split
 from hypalign.data.seqtools import homolog_lists
-from hypalign.eval.baselines import best_hits
-from hypalign.recipes.protclip import (
-    REMOTE_IDENTITY,
-    evaluate_scores,
-    load_protclip_run,
-    prepare_go_split,
-    run_baselines,
-    run_scores,
-)
+from hypalign.eval.baselines import best_hits, run_baselines
+from hypalign.eval.function import evaluate_scores
+from hypalign.objectives.miners import REMOTE_IDENTITY
+from hypalign.recipes.protclip import load_protclip_run, run_scores
 
 ONTS = ("BP", "MF", "CC")
 

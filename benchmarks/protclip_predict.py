@@ -27,8 +27,9 @@ from pathlib import Path
 
 import torch
 
+from hypalign.data.go_split import prepare_go_split
 from hypalign.data.seqtools import diamond_blastp, write_fasta
-from hypalign.recipes.protclip import load_protclip_run, predict_go, prepare_go_split
+from hypalign.recipes.protclip import load_protclip_run, predict_go
 
 
 def best_of(repeats: int, fn: object) -> float:

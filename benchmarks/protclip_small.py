@@ -20,17 +20,10 @@ import statistics
 import time
 from pathlib import Path
 
-from hypalign.recipes.protclip import (
-    GOSplitData,
-    ProtCLIPConfig,
-    blend_with_diamond,
-    load_protclip_run,
-    prepare_go_split,
-    run_baselines,
-    run_scores,
-    summarise_metrics,
-    train_protclip,
-)
+from hypalign.data.go_split import GOSplitData, prepare_go_split
+from hypalign.eval.baselines import blend_with_diamond, run_baselines
+from hypalign.eval.function import summarise_metrics
+from hypalign.recipes.protclip import ProtCLIPConfig, load_protclip_run, run_scores, train_protclip
 from hypalign.train import TrainConfig
 
 ONTS = ("BP", "MF", "CC")

@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hypalign.data.go_split import prepare_go_split
 from hypalign.eval import baselines as bl
-from hypalign.recipes.protclip import evaluate_scores, load_protclip_run, prepare_go_split, run_scores
+from hypalign.eval.function import evaluate_scores
+from hypalign.recipes.protclip import load_protclip_run, run_scores
 
 
 def main() -> None:

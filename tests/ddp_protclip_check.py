@@ -75,7 +75,10 @@ def main() -> None:
         scale = max(q.grad.abs().max().item() for _, q in pairs)
         res[name] = {"gc": float(gc.detach()), "grad_err": err, "grad_scale": scale}
     ns = SimpleNamespace(train_positions=np.arange(50), seed=0, cfg=SimpleNamespace(batch_size=8))
-    res["batches"] = [b[:-1].tolist() for b in ProtCLIPTask.batches(ns, 0)]  # type: ignore[arg-type]
+    from hypalign.train import shard_batches  # the trainer deals every process's batches to the ranks
+
+    mine = shard_batches(ProtCLIPTask.batches(ns, 0), rank, world)  # type: ignore[arg-type]
+    res["batches"] = [b[:-1].tolist() for b in mine]
     (out / f"rank{rank}.json").write_text(json.dumps(res))
 
 

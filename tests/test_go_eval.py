@@ -393,7 +393,8 @@ def test_cli_baselines_on_a_split_directory_of_swissprot_accessions(tmp_path: Pa
             assert 0.0 <= m["fmax"] <= 1.0 and 0.0 < m["mrr"] <= 1.0 and m["n_proteins"] <= 40
     assert 0.0 <= out["diamond_coverage"] <= 1.0
     # aupr=False (the benchmark scripts): the same figures without AUPR
-    from hypalign.recipes.protclip import prepare_go_split, run_baselines
+    from hypalign.data.go_split import prepare_go_split
+    from hypalign.eval.baselines import run_baselines
 
     quick = run_baselines(prepare_go_split(str(tmp_path / "s")), "test", threads=2, aupr=False)["metrics"]
     for method, per in quick.items():

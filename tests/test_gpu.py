@@ -80,15 +80,10 @@ def test_trainer_on_cuda_with_autocast(tmp_path: Path, precision: str) -> None:
 
 def test_protclip_every_objective_on_cuda_then_scored_the_same_on_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                      char_bert: tuple[Path, Path]) -> None:
+    from hypalign.data.go_split import prepare_go_split
     from hypalign.data.protein import GODataset
     from hypalign.data.splits import Split
-    from hypalign.recipes.protclip import (
-        ProtCLIPConfig,
-        load_protclip_run,
-        prepare_go_split,
-        run_scores,
-        train_protclip,
-    )
+    from hypalign.recipes.protclip import ProtCLIPConfig, load_protclip_run, run_scores, train_protclip
     from hypalign.train import TrainConfig
     from protein_fixtures import two_families
 

@@ -153,7 +153,7 @@ def test_entailment_term_logits_are_the_cone_margin_in_both_hyperbolic_models() 
 def test_transfer_reference_votes_of_nearest_training_proteins_and_round_trip(tmp_path: Path) -> None:
     import scipy.sparse as sp
 
-    from hypalign.recipes.protclip import TransferReference
+    from hypalign.search.transfer import TransferReference
 
     lor = Lorentz(1.0)
     centres = torch.tensor([[3.0, 0.0], [-3.0, 0.0]])
@@ -250,9 +250,10 @@ def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pyt
     from typer.testing import CliRunner
 
     from hypalign.cli.main import app
+    from hypalign.data.go_split import prepare_go_split
     from hypalign.data.protein import GODataset
     from hypalign.data.splits import Split
-    from hypalign.recipes.protclip import ProtCLIPConfig, prepare_go_split, train_protclip
+    from hypalign.recipes.protclip import ProtCLIPConfig, train_protclip
     from hypalign.train import TrainConfig
 
     text, cache = char_bert
@@ -307,7 +308,7 @@ def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pyt
         compare_runs([tmp_path / "run"], gsd=moved)
 
     # metrics on a subset of the proteins equal those of a split holding only that subset
-    from hypalign.recipes.protclip import evaluate_scores
+    from hypalign.eval.function import evaluate_scores
 
     sc = np.random.default_rng(1).random(gsd.truth["MF"]["test"].shape).astype(np.float32)
     half = np.arange(len(sc)) % 2 == 0
@@ -366,7 +367,8 @@ def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pyt
 
     # a separate homology head: homologs pair up (and the transfer searches) on its unit sphere; the saved
     # reference is the training proteins there, and the reloaded run scores the test proteins as training did
-    from hypalign.recipes.protclip import embed_protein_spaces, run_scores, summarise_metrics
+    from hypalign.eval.function import summarise_metrics
+    from hypalign.recipes.protclip import embed_protein_spaces, run_scores
 
     tc_head = TrainConfig(run_dir=str(tmp_path / "run-head"), epochs=1, lr=3e-3, progress=False, threads=1,
                           eval_every=0)
@@ -452,9 +454,13 @@ def test_protclip_under_ddp_two_gloo_processes(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("options", "message"), [
     (["--objectives", "gc,mlmx"], "objective 'mlmx'"),
     (["--objectives", "mlm,bsr"], "need gc or term"),
-    (["--objectives", "gc,hierarchy", "--geometry", "sphere"], "'hierarchy' needs --geometry lorentz"),
-    (["--term-score", "cosine"], "term score 'cosine'"),
-    (["--sampling", "random"], "sampling 'random'"),
+    (["--objectives", "gc,hierarchy", "--geometry", "sphere"], "'hierarchy' needs a hyperbolic geometry"),
+    (["--term-score", "cosine"], "--term-score 'cosine': expected one of auto, similarity, entailment"),
+    (["--sampling", "random"], "--sampling 'random': expected one of uniform, property"),
+    (["--objectives", "gc:x"], "the weight after ':' must be a number"),
+    (["--w-mlm", "0.5"], "--w-mlm: objective 'mlm' is not among the objectives"),
+    (["--set", "emb_dim=x"], "emb_dim: expected an integer"),
+    (["--set", "nope=1"], "nope: no such option of recipe protclip"),
     (["--homology-head", "--w-homology", "0"], "homology head: needs the homology objective"),
     (["--text-tune", "1", "--description", "text"], "text tune: needs --description terms"),
     (["--text-tune", "1", "--objectives", "gc,term,hierarchy"], "objective(s) hierarchy read frozen"),
@@ -466,17 +472,24 @@ def test_train_protclip_rejects_bad_options_before_loading_data(tmp_path: Path, 
     from hypalign.cli.main import app
 
     r = CliRunner().invoke(app, ["train", "protclip", "-o", str(tmp_path / "r"), *options, "--no-progress"])
-    assert r.exit_code == 2 and message in r.output
+    assert r.exit_code == 2 and message in r.output and r.output.count("\n") == 1, r.output
 
 
-def test_cone_objectives_apply_in_the_lorentz_model_only() -> None:
+def test_cone_objectives_apply_in_hyperbolic_geometries_only() -> None:
     from hypalign.recipes.protclip import ProtCLIPConfig, resolve_objectives
 
-    assert resolve_objectives(ProtCLIPConfig(geometry="lorentz")) == ("gc", "term", "entail", "homology")
-    assert resolve_objectives(ProtCLIPConfig(geometry="sphere")) == ("gc", "term", "homology")
-    assert resolve_objectives(ProtCLIPConfig(geometry="poincare", objectives="paper")) == ("gc", "mlm", "bsr", "pda")
-    assert resolve_objectives(ProtCLIPConfig(w_entail=0.0)) == ("gc", "term", "homology")
-    assert resolve_objectives(ProtCLIPConfig(w_homology=0.0)) == ("gc", "term", "entail")
+    def names(**kw: object) -> tuple[str, ...]:
+        return resolve_objectives(ProtCLIPConfig(**kw)).names  # type: ignore[arg-type]
+
+    assert names(geometry="lorentz") == ("gc", "term", "entail", "homology")
+    assert names(geometry="poincare") == ("gc", "term", "entail", "homology")  # the cones module covers the ball
+    assert names(geometry="sphere") == ("gc", "term", "homology")
+    assert names(geometry="poincare", objectives="paper") == ("gc", "mlm", "bsr", "pda")
+    assert names(objectives="gc,term,entail:0,homology") == ("gc", "term", "homology")
+    assert names(objectives="homology:0,entail,term,gc") == ("gc", "term", "entail")  # menu order, weight 0 out
+    objs = resolve_objectives(ProtCLIPConfig(objectives="gc:2,term,entail:0.5", pda_theta=0.4))
+    assert objs.weights() == {"gc": 2.0, "term": 1.0, "entail": 0.5}
+    assert resolve_objectives(ProtCLIPConfig(objectives="gc,pda", pda_theta=0.4)).parts["pda"].theta == 0.4
 
 
 def test_draw_homologs_prefers_remote_partners_when_asked() -> None:
@@ -501,7 +514,7 @@ def test_draw_homologs_prefers_remote_partners_when_asked() -> None:
     assert np.allclose(share, 1 / 3, atol=0.04)
     half = draw_homologs(homologs, rows, rng, remote=0.5)  # P(90 % homolog) = 0.5 * 1/3
     assert abs(np.mean(half[rows == 0] == 1) - 1 / 6) < 0.03
-    with pytest.raises(InputError, match="homology remote"):
+    with pytest.raises(InputError, match="--homology-remote 1.5: expected a value in"):
         from hypalign.recipes.protclip import ProtCLIPConfig, check_config
 
         check_config(ProtCLIPConfig(homology_remote=1.5))
@@ -576,18 +589,17 @@ def test_protclip_with_a_tuned_text_tower_trains_saves_and_scores_with_it(
     """--text-tune 1: the text encoder's top layer trains (its weights move at their own learning rate), is
     saved with the model, and the reloaded run scores GO terms through it (the same scores as at the end of
     training; frozen features would give others)."""
+    from hypalign.data.go_split import prepare_go_split
     from hypalign.data.protein import GODataset
     from hypalign.data.splits import Split
     from hypalign.encoders.text import token_states_cached
+    from hypalign.models.protclip import TUNED_TERMS_FILE
     from hypalign.recipes.protclip import (
-        TUNED_TERMS_FILE,
         ProtCLIPConfig,
         load_protclip_run,
-        prepare_go_split,
         run_scores,
         term_table,
         train_protclip,
-        tuned_text_features,
     )
     from hypalign.train import TrainConfig
 
@@ -630,6 +642,6 @@ def test_protclip_with_a_tuned_text_tower_trains_saves_and_scores_with_it(
         model.text_layers.layers[0].output.dense.weight.mul_(-1.0)
     moved = term_table(gsd.ontologies, str(bert), model=model)[2]
     assert float((moved - tuned).abs().max()) > 1e-3
-    np.testing.assert_allclose(moved.numpy(), tuned_text_features(model, *token_states_cached(
+    np.testing.assert_allclose(moved.numpy(), model.tuned_text_features(*token_states_cached(
         [n for o in gsd.ontologies for n in gsd.ontologies[o].names], str(bert), 1)).numpy(), atol=1e-6)
     assert 0.0 <= out["test"]["BP/fmax"] <= 1.0

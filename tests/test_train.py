@@ -236,7 +236,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path: Path) -> 
 
 
 def test_read_run_config_names_what_the_directory_is(tmp_path: Path) -> None:
-    from hypalign.train.checkpoint import read_run_config
+    from hypalign.runs import read_run_config
 
     with pytest.raises(InputError, match=r"no config.json \(is this a `hypalign train protclip` run directory\?\)"):
         read_run_config(tmp_path, "protclip")

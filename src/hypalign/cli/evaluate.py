@@ -9,7 +9,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from hypalign.cli._common import console, fail, print_json, print_metrics, user_errors
+from hypalign.cli._common import console, fail, print_json, user_errors
 from hypalign.cli.index import CurvatureOpt, GeometryOpt, curvature_for
 
 
@@ -87,60 +87,23 @@ def retrieval(
 @eval_app.command("run")
 @user_errors
 def run(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory (hypvit, hierarchy or protclip recipe).")],
-    which: Annotated[str, typer.Option(help="model (final), latest or best.")] = "model",
-    features_out: Annotated[Path | None, typer.Option(help="Also write the test split's encoder features (.npy) "
-                                                           "for `hypalign delta`.")] = None,
-    embeddings_out: Annotated[Path | None, typer.Option(help="Also write the test embeddings (.npy).")] = None,
-    plot: Annotated[Path | None, typer.Option(help="Draw the test embeddings in the Poincaré disk (.png).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+    run_dir: Annotated[Path, typer.Argument(help="A run directory of any recipe.")],
+    which: Annotated[str | None, typer.Option(help="hypvit: model (final), latest or best checkpoint.")] = None,
+    features_out: Annotated[Path | None, typer.Option(help="hypvit: also write the test split's encoder features "
+                                                           "(.npy) for `hypalign delta`.")] = None,
+    embeddings_out: Annotated[Path | None, typer.Option(help="hypvit: also write the test embeddings (.npy).")] = None,
+    plot: Annotated[Path | None, typer.Option(help="hypvit, hierarchy: draw the embeddings in the Poincaré disk "
+                                                   "(.png).")] = None,
     split: Annotated[str | None, typer.Option(help="protclip: the directory of the split the run was trained on, "
                                                    "when its built-in name now resolves to another (fingerprints "
                                                    "must match).")] = None,
+    part: Annotated[str | None, typer.Option(help="protclip: valid or test (default test).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
 ) -> None:
-    """Evaluate a trained run: Recall@K and MAP@R on the held-out classes (hypvit), reconstruction (hierarchy),
-    GO Fmax/AUPR/MRR on the split's test proteins (protclip)."""
-    import json
+    """Evaluate a trained run with its recipe's evaluator: Recall@K and MAP@R on the held-out classes (hypvit),
+    reconstruction and link prediction (hierarchy), GO Fmax/AUPR/MRR on the split's test proteins (protclip). An
+    option the run's recipe does not read is refused with a one-line error."""
+    from hypalign.cli.recipes import eval_run
 
-    from hypalign.errors import InputError
-
-    cfg_file = run_dir / "config.json"
-    if not cfg_file.is_file():
-        raise InputError(f"{run_dir}: no config.json (not a run directory)")
-    recipe = json.loads(cfg_file.read_text()).get("recipe")
-    if recipe == "hierarchy":
-        from hypalign.cli.hierarchy import evaluate as hierarchy_eval
-
-        return hierarchy_eval(run_dir, as_json=as_json)
-    if recipe == "protclip":
-        from hypalign.recipes.protclip import evaluate_run
-
-        result = evaluate_run(run_dir, split=split)
-        return print_metrics(result, as_json, title=f"{run_dir} (GO prediction on the split's test proteins)")
-    if recipe != "hypvit":
-        raise InputError(f"{run_dir}: recipe {recipe!r} has no evaluation here")
-    import numpy as np
-    import torch
-
-    from hypalign.io import save_npy
-    from hypalign.recipes.hypvit import HypViTConfig, HypViTTask, load_run_model
-
-    model, cfg = load_run_model(run_dir, which)
-    h = HypViTConfig(**{k: v for k, v in cfg["hypvit"].items() if k != "ks"})
-    task = HypViTTask(h, seed=cfg["train"]["seed"])
-    model.eval()
-    with torch.no_grad():
-        result = task.evaluate(model)
-        split = task.splits.get("test") or task.splits["query"]
-        if features_out is not None:
-            save_npy(features_out, task.embed_split(model, split, features=True).numpy().astype(np.float32))
-        if embeddings_out is not None or plot is not None:
-            emb = task.embed_split(model, split).numpy()
-            if embeddings_out is not None:
-                save_npy(embeddings_out, emb.astype(np.float32))
-            if plot is not None:
-                from hypalign.viz.disk import plot_disk, to_disk
-
-                pts = to_disk(emb, model.geometry_name, model.c, method="tangent-pca")
-                plot_disk(pts, plot, labels=split.labels, title=f"{run_dir.name}: test classes ({model.geometry_name})")
-    print_metrics(result, as_json, title=f"{run_dir} ({model.geometry_name}, {h.dataset_format} test classes)")
+    eval_run(run_dir, as_json=as_json, which=which, features_out=features_out, embeddings_out=embeddings_out,
+             plot=plot, split=split, part=part)

@@ -9,9 +9,10 @@ from hypalign.cli.delta import delta
 from hypalign.cli.evaluate import eval_app
 from hypalign.cli.hierarchy import hierarchy_app
 from hypalign.cli.index import index_app
-from hypalign.cli.protein import predict, protein_app
+from hypalign.cli.protein import protein_app
 from hypalign.cli.quickstart import quickstart
-from hypalign.cli.train import embed, train_app
+from hypalign.cli.recipes import TRAIN_HELP, TrainGroup
+from hypalign.cli.train import embed, predict
 
 app = typer.Typer(
     name="hypalign",
@@ -20,12 +21,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+# `hypalign train RECIPE`: one subcommand per registered recipe, generated from its configuration when asked for
+app.add_typer(typer.Typer(cls=TrainGroup, no_args_is_help=True, help=TRAIN_HELP), name="train")
 app.command()(delta)
 app.command()(quickstart)
 app.add_typer(index_app, name="index")
 app.add_typer(eval_app, name="eval")
 app.add_typer(hierarchy_app, name="hierarchy")
-app.add_typer(train_app, name="train")
 app.add_typer(protein_app, name="protein")
 app.command()(embed)
 app.command()(predict)
@@ -45,7 +47,7 @@ def _root(
 
 
 def main() -> None:
-    app()
+    app(prog_name="hypalign")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,12 +16,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hypalign.data.seqtools import Hits
+from hypalign.eval.function import evaluate_scores, fmax_metric
+
+if TYPE_CHECKING:
+    from hypalign.data.go_split import GOSplitData
 
 ALPHAS = tuple(np.round(np.arange(0.0, 1.01, 0.1), 2))
 
@@ -179,3 +184,75 @@ def choose_group_alphas(
         if not changed:
             break
     return cur, best
+
+
+# ---- the sequence baselines of a GO split: frequency, DIAMOND, their blend, model + DIAMOND ----------------------
+def diamond_hits(gsd: GOSplitData, part: str, threads: int | None = None) -> Hits:
+    """DIAMOND blastp (``--more-sensitive``, e <= 1e-3, 25 targets) of a held-out part against train."""
+    from hypalign.data.seqtools import diamond_blastp
+
+    return diamond_blastp(gsd.accessions(part), gsd.sequences(part), gsd.accessions("train"),
+                          gsd.sequences("train"), threads=threads)
+
+
+def run_baselines(gsd: GOSplitData, part: str = "test", threads: int | None = None,
+                  say: Any = None, aupr: bool = True) -> dict[str, Any]:
+    """Term frequency, DIAMOND transfer, DIAMOND blended with frequency (one weight per identity group of
+    the best hit and one for the proteins without a hit, :func:`~hypalign.eval.baselines.no_hit_group`,
+    :func:`~hypalign.eval.baselines.choose_group_alphas`, chosen by Fmax on valid).
+
+    Returns ``{"metrics": {method: {ontology: metrics}}, "alpha": {ontology: [alpha per group]}, "coverage":
+    share of ``part`` proteins with any DIAMOND hit, "scores": {method: {ontology: matrix}}, "scores_valid":
+    the frequency and DIAMOND matrices of the validation proteins, "groups": {part: identity group of each
+    protein's best hit (-1: no hit)}}``. ``aupr=False``: every metric but AUPR (the slowest; for scripts that
+    do not report it).
+    """
+    log = say if callable(say) else (lambda msg: None)
+    t = time.perf_counter()
+    hits = {p: diamond_hits(gsd, p, threads) for p in ("valid", part)}
+    log(f"DIAMOND: {time.perf_counter() - t:.0f} s")
+    groups = {p: identity_groups(hits[p], len(gsd.rows[p])) for p in hits}
+    n_groups = len(IDENTITY_BOUNDS) + 1
+    weighted = {p: no_hit_group(g, n_groups) for p, g in groups.items()}  # no hit: a weight of its own
+    metrics: dict[str, dict[str, dict[str, float]]] = {"frequency": {}, "diamond": {}, "diamond+frequency": {}}
+    scores: dict[str, dict[str, np.ndarray]] = {k: {} for k in metrics}
+    scores_valid: dict[str, dict[str, np.ndarray]] = {"frequency": {}, "diamond": {}}
+    alpha: dict[str, list[float]] = {}
+    for o in gsd.ontologies:
+        y = gsd.truth[o]["train"]
+        freq = {p: term_frequency_scores(y, len(gsd.rows[p])) for p in hits}
+        dia = {p: diamond_transfer_scores(hits[p], y, len(gsd.rows[p])) for p in hits}
+
+        alpha[o], _ = choose_group_alphas(fmax_metric(gsd, o), dia["valid"], freq["valid"], weighted["valid"],
+                                             n_groups + 1)
+        scores_valid["frequency"][o], scores_valid["diamond"][o] = freq["valid"], dia["valid"]
+        blended = blend_groups(dia[part], freq[part], alpha[o], weighted[part])
+        for name, s in (("frequency", freq[part]), ("diamond", dia[part]), ("diamond+frequency", blended)):
+            metrics[name][o] = evaluate_scores(gsd, o, part, s, fast=not aupr)
+            scores[name][o] = s
+        log(f"{o}: " + ", ".join(f"{k} Fmax {metrics[k][o]['fmax']:.3f} MRR {metrics[k][o]['mrr']:.3f}"
+                                 for k in metrics) + f" (alpha {alpha[o]})")
+    return {"metrics": metrics, "alpha": alpha, "coverage": float((groups[part] >= 0).mean()), "scores": scores,
+            "scores_valid": scores_valid, "hits": hits, "groups": groups}
+
+
+def blend_with_diamond(gsd: GOSplitData, base: dict[str, Any], scores: dict[str, dict[str, np.ndarray]],
+                       part: str = "test", aupr: bool = False) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """"Model + DIAMOND": the model's GO scores (``scores[part][ontology]``, ``scores["valid"]`` too) blended
+    with DIAMOND transfer as the baselines blend it with frequency (one weight per identity group of the
+    best hit and one that scales the model's scores where DIAMOND finds nothing, chosen by Fmax on valid:
+    :func:`~hypalign.eval.baselines.no_hit_group`). ``base``: the result of
+    :func:`run_baselines` on the same split and part. Returns Fmax, MRR and hits@k per ontology (and AUPR
+    with ``aupr``) and the weights."""
+    out: dict[str, float] = {}
+    alphas: dict[str, list[float]] = {}
+    n_groups = len(IDENTITY_BOUNDS) + 1
+    weighted = {p: no_hit_group(base["groups"][p], n_groups) for p in ("valid", part)}
+    for o in gsd.ontologies:
+        dia_valid, dia = base["scores_valid"]["diamond"][o], base["scores"]["diamond"][o]
+        alphas[o], _ = choose_group_alphas(fmax_metric(gsd, o), dia_valid, scores["valid"][o],
+                                              weighted["valid"], n_groups + 1)
+        res = evaluate_scores(gsd, o, part, blend_groups(dia, scores[part][o], alphas[o], weighted[part]),
+                              fast=not aupr)
+        out.update({f"{o}/{k}": v for k, v in res.items() if k != "n_proteins"})
+    return out, alphas

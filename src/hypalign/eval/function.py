@@ -18,8 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from hypalign.data.go_split import GOSplitData
 
 CAFA_THRESHOLDS = np.round(np.arange(1, 101) / 100.0, 2)
 
@@ -222,3 +226,49 @@ def go_prediction_metrics(
     for k in ks:
         res[f"hits@{k}"] = float(np.mean([np.mean(r <= k) for r in ranks if len(r)]))
     return res
+
+
+# ---- a GO split's ground truth (hypalign.data.go_split) ----------------------------------------------------
+def evaluate_scores(gsd: GOSplitData, ontology: str, part: str, scores: np.ndarray,
+                    fmax_only: bool = False, fast: bool = False, rows: np.ndarray | None = None) -> dict[str, float]:
+    """GO metrics of a ``(proteins of part x terms of ontology)`` score matrix (propagated by the caller);
+    ``rows`` (boolean, one per protein): only those proteins.
+
+    As in CAFA, the ontology's root term is left out (every protein has it; predicting it is free),
+    and proteins annotated with the root alone do not count."""
+    y = gsd.truth[ontology][part]
+    if scores.shape != y.shape:
+        raise ValueError(f"scores shaped {scores.shape}, expected {y.shape} ({part} proteins x {ontology} terms)")
+    if rows is not None:
+        y, scores = y[rows], scores[rows]
+    root = gsd.ontologies[ontology].root
+    keep = np.ones(y.shape[1], dtype=bool)
+    keep[root] = False
+    if fmax_only:
+        return {"fmax": fmax(scores[:, keep], y[:, keep]).fmax}
+    remap = np.cumsum(keep) - 1
+    specific = gsd.specific[ontology][part]
+    if rows is not None:
+        specific = [t for t, r in zip(specific, rows, strict=True) if r]
+    spec = [remap[t[t != root]] for t in specific]
+    return go_prediction_metrics(scores[:, keep], y[:, keep], spec, aupr=not fast)
+
+
+def fmax_metric(gsd: GOSplitData, ontology: str, part: str = "valid") -> FmaxByProtein:
+    """Fmax of ``part`` (root left out, as :func:`evaluate_scores`) as a callable that comes apart by protein,
+    for the blend-weight searches (:func:`~hypalign.eval.baselines.choose_group_alphas`)."""
+    keep = np.ones(gsd.truth[ontology][part].shape[1], dtype=bool)
+    keep[gsd.ontologies[ontology].root] = False
+    return FmaxByProtein(gsd.truth[ontology][part], columns=keep)
+
+
+def summarise_metrics(gsd: GOSplitData, part: str, scores: dict[str, np.ndarray],
+                      full: bool = True) -> dict[str, float]:
+    """``{"BP/fmax": …, …, "fmax": mean over ontologies, "mrr": mean}`` of per-ontology score matrices."""
+    out: dict[str, float] = {}
+    for o, s in scores.items():
+        res = evaluate_scores(gsd, o, part, s, fast=not full)
+        out.update({f"{o}/{k}": v for k, v in res.items() if k != "n_proteins"})
+    out["fmax"] = float(np.mean([out[f"{o}/fmax"] for o in scores]))
+    out["mrr"] = float(np.mean([out[f"{o}/mrr"] for o in scores]))
+    return out

@@ -28,6 +28,7 @@ alignment; nearest-neighbour transfer then searches that space (``search_geometr
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,8 +36,11 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
 
 from hypalign.encoders.protein import ESM_TOKENS, ESMEncoder, ResidueCNN
-from hypalign.geometry import Lorentz, Manifold, PoincareBall, Sphere
+from hypalign.geometry import Manifold, Sphere, get_geometry
 from hypalign.losses.contrastive import TERM_SCORES, term_matching_logits
+
+#: in a model directory with a tuned text tower: every GO term name's features through the trained layers
+TUNED_TERMS_FILE = "tuned_term_features.safetensors"
 
 
 def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
@@ -197,14 +201,9 @@ class ProtCLIP(nn.Module, PyTorchModelHubMixin):
             if text_config is None:
                 raise ValueError("text_tune_layers > 0 needs text_config (the sentence encoder's config)")
             self.text_layers = TunedTextLayers(text_config, text_tune_layers)
-        if geometry == "lorentz":
-            self.geometry: Manifold = Lorentz(c)
-        elif geometry == "poincare":
-            self.geometry = PoincareBall(c)
-        elif geometry == "sphere":
-            self.geometry = Sphere()
-        else:
+        if geometry not in ("lorentz", "poincare", "sphere"):
             raise ValueError(f"unknown geometry {geometry!r}; expected lorentz, poincare or sphere")
+        self.geometry: Manifold = get_geometry(geometry, c=c)
         self.protein_alpha = nn.Parameter(torch.tensor(-0.5 * math.log(emb_dim)))
         self.text_alpha = nn.Parameter(torch.tensor(-0.5 * math.log(emb_dim)))
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
@@ -214,6 +213,89 @@ class ProtCLIP(nn.Module, PyTorchModelHubMixin):
             self.homology_logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         if homology_head:  # a second projection of the pooled protein, unit vectors: the homolog search space
             self.homology_proj = _mlp(int(self.protein_encoder.dim), hidden, emb_dim)
+        #: nearest-neighbour GO transfer from the training proteins (fitted after training; saved with the model)
+        self.transfer_reference: Any = None
+        #: ``(fingerprint, features)`` of every GO term name through the tuned text layers (saved with the model)
+        self.saved_term_features: tuple[str, Tensor] | None = None
+
+    # ---- the model's own saved state beyond the weights ----------------------------------------------------
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """Weights and config (the hub mixin), plus what prediction needs: the transfer reference
+        (``transfer.safetensors`` + ``transfer.json``) and the tuned term features, when the model has them."""
+        super()._save_pretrained(save_directory)  # type: ignore[misc]
+        if self.transfer_reference is not None:
+            self.transfer_reference.save(save_directory)
+        if self.saved_term_features is not None:
+            self.save_term_features(save_directory, *self.saved_term_features)
+
+    @classmethod
+    def _from_pretrained(cls, **kwargs: Any) -> ProtCLIP:  # type: ignore[override]
+        """The hub mixin's loader, then the saved transfer reference and tuned term features (when present), so
+        that ``ProtCLIP.from_pretrained(run/"model")`` alone predicts as ``hypalign predict`` does."""
+        from hypalign.search.transfer import TransferReference
+
+        model = super()._from_pretrained(**kwargs)  # type: ignore[misc]
+        directory = Path(kwargs["model_id"])
+        if directory.is_dir():
+            model.transfer_reference = TransferReference.load(directory)
+            if hasattr(model, "text_layers"):
+                model.saved_term_features = cls.load_term_features(directory)
+        return model
+
+    def tuned_terms_fingerprint(self, names: list[str]) -> str:
+        """A hash of the tuned text layers' weights and of the term names they were run over: saved term features
+        are used only for the same weights and the same term axis."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for k, v in sorted(self.text_layers.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
+        h.update("\n".join(names).encode())
+        return h.hexdigest()[:32]
+
+    @torch.no_grad()
+    def tuned_text_features(self, states: Any, offsets: Any, chunk: int = 512) -> Tensor:
+        """Sentence features of every text of ``(states, offsets)``
+        (:func:`~hypalign.encoders.text.token_states_cached`)
+        through the tuned text layers in eval mode (no dropout); texts of similar length batched together
+        (:meth:`TunedTextLayers.forward_packed`)."""
+        import numpy as np
+
+        was = self.training
+        self.eval()
+        dev = next(self.parameters()).device
+        tokens = torch.from_numpy(states).to(dev)
+        lengths = torch.from_numpy(np.diff(offsets).astype(np.int64))
+        out = self.text_layers.forward_packed(tokens, lengths, chunk).float().cpu()
+        self.train(was)
+        return out
+
+    def remember_term_features(self, names: list[str], features: Tensor) -> None:
+        """Keep ``features`` (every term name through the tuned layers) with the model: saved by ``save_pretrained``,
+        so ``predict`` and ``eval`` neither rerun the layers over ~39k names nor need the original text encoder."""
+        self.saved_term_features = (self.tuned_terms_fingerprint(names), features.float().cpu().contiguous())
+
+    @staticmethod
+    def save_term_features(directory: Path, fingerprint: str, features: Tensor) -> None:
+        from safetensors.torch import save_file
+
+        from hypalign.io import atomic_write
+
+        meta = {"fingerprint": fingerprint, "n_terms": str(len(features))}
+        atomic_write(Path(directory) / TUNED_TERMS_FILE,
+                     lambda tmp: save_file({"features": features.float().cpu().contiguous()}, str(tmp), metadata=meta))
+
+    @staticmethod
+    def load_term_features(directory: Path) -> tuple[str, Tensor] | None:
+        """``(fingerprint, features)`` saved beside the weights, or None without the file."""
+        from safetensors import safe_open
+
+        f = Path(directory) / TUNED_TERMS_FILE
+        if not f.is_file():
+            return None
+        with safe_open(str(f), framework="pt") as fh:
+            return (fh.metadata() or {}).get("fingerprint", ""), fh.get_tensor("features")
 
     @property
     def search_geometry(self) -> Manifold:
@@ -222,10 +304,8 @@ class ProtCLIP(nn.Module, PyTorchModelHubMixin):
         return Sphere() if hasattr(self, "homology_proj") else self.geometry
 
     def _lift(self, u: Tensor, alpha: Tensor) -> Tensor:
-        u = u.float() * alpha.exp()
-        if isinstance(self.geometry, Sphere):
-            return nn.functional.normalize(u, dim=-1)
-        return self.geometry.expmap0(u)
+        """``expmap0(exp(alpha) u)``: onto the hyperboloid / into the ball, or L2-normalised on the sphere."""
+        return self.geometry.expmap0(u.float() * alpha.exp())
 
     def encode_protein(self, ids: Tensor, mask: Tensor) -> Tensor:
         return self._lift(self.protein_proj(self.protein_encoder(ids, mask)), self.protein_alpha)

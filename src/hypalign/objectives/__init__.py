@@ -10,6 +10,8 @@ from hypalign.objectives.base import (
     parse_objectives,
     register_objective,
 )
+from hypalign.objectives.library import Contrastive, Entailment, MaskedLM, PairwiseCE, SegmentAlignment, TermMatching
 
-__all__ = ["Objective", "ObjectiveSet", "ObjectiveSpec", "format_objectives", "objective_kinds",
-           "parse_objectives", "register_objective"]
+__all__ = ["Contrastive", "Entailment", "MaskedLM", "Objective", "ObjectiveSet", "ObjectiveSpec", "PairwiseCE",
+           "SegmentAlignment", "TermMatching", "format_objectives", "objective_kinds", "parse_objectives",
+           "register_objective"]

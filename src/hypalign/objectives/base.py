@@ -42,9 +42,8 @@ def register_objective(name: str) -> Callable[[type[Objective]], type[Objective]
 
 
 def objective_kinds() -> dict[str, type[Objective]]:
-    """Every registered objective kind (the library's and any a user registered)."""
-    import hypalign.objectives.library  # noqa: F401  (registers the built-in kinds)
-
+    """Every registered objective kind: the library's (the package imports :mod:`hypalign.objectives.library` first,
+    so they are always there) and any a user registered."""
     return dict(_KINDS)
 
 
@@ -88,11 +87,12 @@ class ObjectiveSpec:
         object.__setattr__(self, "help", help)
         object.__setattr__(self, "needs_cones", needs_cones)
 
-    def build(self, weight: float | None = None) -> Objective:
+    def build(self, weight: float | None = None, **overrides: Any) -> Objective:
+        """The objective at ``weight`` (default: the menu's), with ``overrides`` of its bindings."""
         kinds = objective_kinds()
         if self.kind not in kinds:
             raise InputError(f"objective kind {self.kind!r}: expected one of {', '.join(sorted(kinds))}")
-        return kinds[self.kind](self.weight if weight is None else weight, **self.bindings)
+        return kinds[self.kind](self.weight if weight is None else weight, **{**self.bindings, **overrides})
 
 
 def parse_objectives(spec: str, menu: Mapping[str, ObjectiveSpec],
@@ -139,13 +139,15 @@ class ObjectiveSet:
 
     @classmethod
     def from_menu(cls, menu: Mapping[str, ObjectiveSpec], chosen: Mapping[str, float | None],
-                  drop: tuple[str, ...] = ()) -> ObjectiveSet:
-        """Build the chosen objectives in menu order; weight 0 and names in ``drop`` are left out."""
+                  drop: tuple[str, ...] = (), overrides: Mapping[str, Mapping[str, Any]] | None = None,
+                  ) -> ObjectiveSet:
+        """Build the chosen objectives in menu order (``overrides``: bindings per name, e.g. from the config);
+        weight 0 and names in ``drop`` are left out."""
         parts = {}
         for name, spec in menu.items():
             if name not in chosen or name in drop:
                 continue
-            obj = spec.build(chosen[name])
+            obj = spec.build(chosen[name], **(overrides or {}).get(name, {}))
             if obj.weight > 0:
                 parts[name] = obj
         return cls(parts)

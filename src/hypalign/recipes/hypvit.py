@@ -11,7 +11,7 @@ emb 128, m = 2); the CPU default is the small CNN on scikit-learn's digits (0–
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,12 @@ from hypalign.data.images import IMAGENET_MEAN, IMAGENET_STD, ImageSplit, ImageT
 from hypalign.data.sampler import ClassBalancedBatchSampler
 from hypalign.errors import InputError
 from hypalign.eval.retrieval import retrieval_metrics
-from hypalign.losses.pairwise import pairwise_ce_loss
+from hypalign.models.encode import encode_batched
 from hypalign.models.hypvit import HypViT
+from hypalign.objectives import ObjectiveSet, ObjectiveSpec
+from hypalign.objectives.library import PairwiseCE
+from hypalign.options import check_options, opt
+from hypalign.recipes.registry import Recipe
 from hypalign.train import Task, TrainConfig, Trainer, model_device
 
 RECALL_KS = {"digits": (1, 2, 4, 8), "folder": (1, 2, 4, 8), "cub": (1, 2, 4, 8, 16, 32), "cars": (1, 2, 4, 8, 16, 32),
@@ -33,26 +37,34 @@ RECALL_KS = {"digits": (1, 2, 4, 8), "folder": (1, 2, 4, 8), "cub": (1, 2, 4, 8,
 
 @dataclass
 class HypViTConfig:
-    data: str = "digits"  # 'digits' or a directory
-    dataset_format: str = "digits"  # digits | folder | cub | cars | sop | inshop
-    encoder: str = "cnn"  # cnn | hf
-    encoder_path: str | None = None  # local Hugging Face directory for encoder = hf
-    freeze: int = 0
-    emb_dim: int = 128
-    geometry: str = "poincare"  # poincare | sphere
-    c: float = 0.1
-    clip_r: float | None = 2.3
-    tau: float | None = None  # default: 0.2 poincare, 0.1 sphere
-    batch_size: int = 80
-    samples_per_class: int | None = None  # m; None: 2 (paper default; CUB/Cars use 9), 16 for digits (5 classes)
-    image_size: int = 224
-    resize: int = 256
-    workers: int = 0
-    eval_batch_size: int = 256
-    ks: tuple[int, ...] = field(default_factory=tuple)
-    passes: int | None = None  # class permutations per epoch; None: 1 (Hyp-ViT), digits: one pass over the images
+    data: str = opt("digits", "'digits' (built in) or the dataset directory.")
+    dataset_format: str = opt("digits", "Layout of --data.", choices=tuple(RECALL_KS))
+    encoder: str = opt("cnn", "'cnn' (small CNN from scratch) or a local Hugging Face ViT/DeiT/DINO directory.")
+    encoder_path: str | None = opt(None, "Local Hugging Face directory (set by --encoder DIR).", cli=False)
+    freeze: int = opt(0, "Freeze patch embedding + this many first blocks (HF encoders).", min=0)
+    emb_dim: int = opt(128, "Embedding dimension.", "--emb", min=2)
+    geometry: str = opt("poincare", "poincare (Hyp-ViT) or sphere.", choices=("poincare", "sphere"))
+    c: float = opt(0.1, "Curvature magnitude (curvature -c).", min=1e-6)
+    clip_r: float | None = opt(2.3, "Feature clipping radius (0 = off).", min=0.0)
+    tau: float | None = opt(None, "Temperature (default 0.2 poincare, 0.1 sphere).")
+    batch_size: int = opt(80, "Images per step (classes x samples per class).", min=4)
+    samples_per_class: int | None = opt(None, "Samples per class in a batch (default 16 for digits, else 2).", "--m",
+                                        min=2)
+    image_size: int = opt(224, "Crop size for image files.", min=8)
+    resize: int = opt(256, "Test-time resize before the centre crop.", min=8)
+    workers: int = opt(0, "DataLoader workers for image files.", min=0)
+    eval_batch_size: int = opt(256, "Images per forward pass at evaluation.", min=1)
+    ks: tuple[int, ...] = opt(help="Recall@K cut-offs (default by dataset format).", cli=False, default_factory=tuple)
+    passes: int | None = opt(None, "Class permutations per epoch (default 1 as Hyp-ViT; digits: one pass over the "
+                             "images).", min=1)
 
     def __post_init__(self) -> None:
+        check_options(self)
+        if self.encoder not in ("cnn", "hf"):  # a directory: the Hugging Face model in it
+            self.encoder, self.encoder_path = "hf", self.encoder
+        if self.clip_r is not None and self.clip_r <= 0:
+            self.clip_r = None  # 0 = off
+        self.ks = tuple(self.ks)
         if self.tau is None:
             self.tau = 0.2 if self.geometry == "poincare" else 0.1
         if not self.ks:
@@ -93,6 +105,8 @@ class HypViTTask(Task):
         self.sampler = ClassBalancedBatchSampler(self.splits["train"].labels, per_rank // cfg.samples_per_class,
                                                  cfg.samples_per_class, seed, world, passes)
         self.train_tf, self.test_tf = transforms(cfg)
+        self.objectives = ObjectiveSet({"pairwise_ce": PairwiseCE(1.0, samples_per_class=cfg.samples_per_class,
+                                                                  tau=cfg.tau or 0.2)})
 
     # -- batches ---------------------------------------------------------------------------------
     def batches(self, epoch: int) -> list[torch.Tensor]:
@@ -120,24 +134,20 @@ class HypViTTask(Task):
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Pairwise cross-entropy over the batch gathered from every process (with gradient)."""
         x, y = batch
-        z = dist_utils.all_gather_with_grad(model(x))
-        labels = dist_utils.all_gather_no_grad(y)
-        m = self.cfg.samples_per_class
-        z = z.view(-1, m, z.shape[-1])
-        if not bool((labels.view(-1, m) == labels.view(-1, m)[:, :1]).all()):
-            raise RuntimeError("batch is not laid out class by class")  # a sampler bug, never user input
-        loss, _ = pairwise_ce_loss(z, unwrap_geometry(model), self.cfg.tau or 0.2, stats=False)
-        return {"loss": loss}
+        return self.objectives({"z": model(x)}, {"labels": y}, model)
 
     # -- evaluation --------------------------------------------------------------------------------------
     def embed_split(self, model: HypViT, split: ImageSplit, features: bool = False) -> torch.Tensor:
+        """Embeddings (or encoder features) of every image of ``split``, eval transform, through the one batched
+        inference path (:func:`~hypalign.models.encode.encode_batched`)."""
         ds = SplitDataset(split, self.test_tf, augment=False)
-        out = []
-        bs, dev = self.cfg.eval_batch_size, model_device(model)
-        for s in range(0, len(ds), bs):
-            x = torch.stack([ds.load(i, 0) for i in range(s, min(len(ds), s + bs))]).to(dev)
-            out.append((model.features(x) if features else model(x)).detach().float().cpu())
-        return torch.cat(out)
+        dev = model_device(model)
+
+        def run(idx: list[int]) -> torch.Tensor:
+            x = torch.stack([ds.load(i, 0) for i in idx]).to(dev)
+            return model.features(x) if features else model(x)
+
+        return encode_batched(run, range(len(ds)), self.cfg.eval_batch_size, model=model)[0]
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         m: HypViT = model  # type: ignore[assignment]
@@ -161,16 +171,12 @@ def transforms(cfg: HypViTConfig) -> tuple[ImageTransform, ImageTransform]:
             ImageTransform(cfg.image_size, cfg.resize, train=False, mean=mean, std=std))
 
 
-def unwrap_geometry(model: nn.Module) -> Any:
-    return (model.module if hasattr(model, "module") else model).geometry
-
-
 def train_hypvit(cfg: HypViTConfig, train: TrainConfig, splits: dict[str, ImageSplit] | None = None) -> dict[str, Any]:
     """Train, evaluate, save ``runs/NAME/model/`` (``save_pretrained``) and ``eval.json``."""
     dist_utils.init_from_env(device=train.device)  # under torchrun: join first, so the sampler knows its rank
     task = HypViTTask(cfg, seed=train.seed, splits=splits)
-    if train.best_metric is None:
-        train.best_metric, train.best_mode = "recall@1", "max"
+    if train.best_metric is None:  # the caller's config stays as given
+        train = replace(train, best_metric="recall@1", best_mode="max")
     trainer = Trainer(task, train, extra_config={"recipe": "hypvit", "hypvit": asdict(cfg)})
     result = trainer.fit()
     out: dict[str, Any] = {"epochs": result.epoch, "steps": result.step, "train_seconds": result.seconds,
@@ -189,7 +195,7 @@ def train_hypvit(cfg: HypViTConfig, train: TrainConfig, splits: dict[str, ImageS
 
 def load_run_model(run: str | Path, which: str = "model") -> tuple[HypViT, dict[str, Any]]:
     """The trained model of a run directory (``model/`` written at the end, or a checkpoint tag)."""
-    from hypalign.train.checkpoint import read_run_config
+    from hypalign.runs import read_run_config
 
     run = Path(run)
     cfg = read_run_config(run, "hypvit")
@@ -220,3 +226,80 @@ def iter_images(paths: Iterable[Path]) -> Iterator[Path]:
             yield from sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES)
         else:
             yield p
+
+
+# ---- what `hypalign eval|embed RUN` do with a Hyp-ViT run ----------------------------------------------------
+def _run_config(run: Any) -> HypViTConfig:
+    return HypViTConfig(**{k: v for k, v in run.recipe_config.items() if k != "ks"})
+
+
+def evaluate_run(run: Any, which: str | None = None, features_out: Path | None = None,
+                 embeddings_out: Path | None = None, plot: Path | None = None, **_: Any) -> dict[str, float]:
+    """Recall@K and MAP@R on the held-out classes; optionally the test split's encoder features / embeddings
+    (.npy) and a Poincaré-disk drawing of the test embeddings."""
+    import numpy as np
+
+    from hypalign.io import save_npy
+
+    model, _cfg = load_run_model(run.path, which or "model")
+    task = HypViTTask(_run_config(run), seed=run.train_config.get("seed", 0))
+    model.eval()
+    with torch.no_grad():
+        result = task.evaluate(model)
+        split = task.splits.get("test") or task.splits["query"]
+        if features_out is not None:
+            save_npy(features_out, task.embed_split(model, split, features=True).numpy().astype(np.float32))
+        if embeddings_out is not None or plot is not None:
+            emb = task.embed_split(model, split).numpy()
+            if embeddings_out is not None:
+                save_npy(embeddings_out, emb.astype(np.float32))
+            if plot is not None:
+                from hypalign.viz.disk import plot_disk, to_disk
+
+                pts = to_disk(emb, model.geometry_name, model.c, method="tangent-pca")
+                plot_disk(pts, plot, labels=split.labels,
+                          title=f"{run.path.name}: test classes ({model.geometry_name})")
+    return result
+
+
+def embed_run(run: Any, inputs: list[str], out: Path, features: bool = False, batch_size: int | None = None,
+              **_: Any) -> dict[str, Any]:
+    """Embed image files or folders (searched recursively) with the eval transform; names to ``out`` + .txt."""
+    import numpy as np
+
+    from hypalign.data.images import ImageSplit
+    from hypalign.io import atomic_write_text, save_npy
+
+    model, _cfg = load_run_model(run.path)
+    files = list(iter_images(Path(p) for p in inputs))
+    if not files:
+        raise InputError("no images found in the given paths")
+    ds = SplitDataset(ImageSplit(np.zeros(len(files), dtype=np.int64), paths=files), transforms(_run_config(run))[1],
+                      augment=False)
+
+    def encode(idx: list[int]) -> torch.Tensor:
+        x = torch.stack([ds.load(i, 0) for i in idx])
+        return model.features(x) if features else model(x)
+
+    emb = encode_batched(encode, range(len(ds)), batch_size or 64, model=model)[0].numpy().astype(np.float32)
+    save_npy(out, emb)
+    atomic_write_text(Path(out).with_suffix(".txt"), "".join(f"{p}\n" for p in files))
+    return {"n": int(emb.shape[0]), "dim": int(emb.shape[1]), "geometry": model.geometry_name,
+            "c": None if features else model.c}
+
+
+RECIPE = Recipe(
+    name="hypvit",
+    summary="Hyp-ViT metric learning (pairwise cross-entropy, Poincaré ball or sphere).",
+    config=HypViTConfig,
+    train=lambda cfg, train, say=None: train_hypvit(cfg, train),
+    load_model=lambda run_dir, which="model": load_run_model(run_dir, which)[0],
+    evaluate=evaluate_run,
+    embed=embed_run,
+    train_defaults={"epochs": 100, "lr": 1e-3, "weight_decay": 0.01, "warmup_steps": 0, "schedule": "constant",
+                    "grad_clip": 3.0, "eval_every": 10, "log_every": 10, "optimizer": "adamw"},
+    best_metric=("recall@1", "max"),
+    objectives={"pairwise_ce": ObjectiveSpec("pairwise_ce", 1.0, help="Hyp-ViT's pairwise cross-entropy")},
+    eval_options=frozenset({"which", "features_out", "embeddings_out", "plot"}),
+    embed_options=frozenset({"features", "batch_size"}),
+)

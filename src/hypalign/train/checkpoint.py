@@ -93,14 +93,3 @@ def load_checkpoint(path: Path, model: nn.Module | None = None) -> tuple[dict[st
 def unwrap(model: nn.Module) -> nn.Module:
     """The module inside a DistributedDataParallel wrapper (or the module itself)."""
     return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
-
-
-def read_run_config(run: str | os.PathLike[str], recipe: str) -> dict[str, Any]:
-    """A run directory's ``config.json``, checked to be from ``recipe`` (errors say what the directory is)."""
-    cfg_file = Path(run) / "config.json"
-    if not cfg_file.is_file():
-        raise InputError(f"{run}: no config.json (is this a `hypalign train {recipe}` run directory?)")
-    cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
-    if cfg.get("recipe") != recipe:
-        raise InputError(f"{run}: recipe {cfg.get('recipe')!r}, expected {recipe}")
-    return cfg

@@ -41,6 +41,7 @@ from hypalign import distributed as dist_utils
 from hypalign.device import resolve_device, to_device
 from hypalign.errors import InputError
 from hypalign.io import atomic_write_json
+from hypalign.options import REQUIRED, check_options, opt
 from hypalign.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint, unwrap
 from hypalign.train.optim import LazyAdam, RiemannianAdam, RiemannianSGD, clip_grad_norm, param_groups
 from hypalign.train.schedule import LRSchedule
@@ -51,39 +52,50 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 
 @dataclass
 class TrainConfig:
-    """Everything the loop needs; saved as ``config.json["train"]`` in the run directory."""
+    """Everything the loop needs; saved as ``config.json["train"]`` in the run directory. Declared once: every
+    recipe's ``hypalign train RECIPE`` offers these options (a recipe only changes their defaults)."""
 
-    run_dir: str
-    epochs: int = 10
-    max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs for the schedule)
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.999)
-    schedule: str = "cosine"
-    warmup_steps: int = 0
-    min_lr_ratio: float = 0.0
-    burnin_epochs: int = 0
-    burnin_factor: float = 0.1
-    grad_clip: float | None = None
-    grad_accum: int = 1
-    precision: str = "fp32"
-    device: str = "auto"
-    seed: int = 0
-    log_every: int = 10
-    eval_every: int = 1  # epochs; 0 = only at the end
-    save_every: int = 0  # optimizer steps between 'latest' checkpoints; 0 = end of each epoch only
-    save_interval_s: float = 30.0  # skip an epoch-end checkpoint if the last one is more recent than this
-    prefetch: int = 2  # batches prepared ahead in a background thread (0 = inline)
-    best_metric: str | None = None
-    best_mode: str = "max"
-    progress: bool = True
-    tensorboard: bool = False
-    resume: bool = False
-    threads: int | None = None
+    run_dir: str = opt(REQUIRED, "Run directory (runs/NAME): config.json, metrics.jsonl, checkpoints, model/.",
+                       "-o", "--out")
+    epochs: int = opt(10, "Epochs over the training data.", min=0)
+    max_steps: int | None = opt(None, "Stop after this many optimizer steps (the schedule follows).", min=1)
+    optimizer: str = opt("adamw", "adamw, adam, sparse_adam (lazy Adam for embedding tables), sgd, rsgd or radam "
+                         "(Riemannian SGD / Adam for manifold parameters).", choices=OPTIMIZERS)
+    lr: float = opt(1e-3, "Learning rate (peak, after warmup and burn-in).")
+    weight_decay: float = opt(0.01, "Weight decay (AdamW; matrices only).", min=0.0)
+    betas: tuple[float, float] = opt((0.9, 0.999), "Adam betas.", cli=False)
+    schedule: str = opt("cosine", "Learning rate after warmup: cosine (decay to min_lr_ratio) or constant.",
+                        choices=("cosine", "constant"))
+    warmup_steps: int = opt(0, "Linear warmup steps.", "--warmup", min=0)
+    min_lr_ratio: float = opt(0.0, "Cosine floor as a fraction of lr.", min=0.0, max=1.0)
+    burnin_epochs: int = opt(0, "Burn-in epochs at lr x burnin_factor (Nickel & Kiela).", "--burnin", min=0)
+    burnin_factor: float = opt(0.1, "Learning-rate factor during burn-in.", min=0.0)
+    grad_clip: float | None = opt(None, "Clip the global gradient L2 norm (0 or unset = off).", min=0.0)
+    grad_accum: int = opt(1, "Micro-batches per optimizer step.", min=1)
+    precision: str = opt("fp32", "fp32, bf16 (CPU or CUDA) or fp16 (CUDA, with a gradient scaler).",
+                         choices=PRECISIONS)
+    device: str = opt("auto", "auto, cpu, cuda, cuda:1 ...")
+    seed: int = opt(0, "Random seed (data order, initialisation, augmentation).")
+    log_every: int = opt(10, "Optimizer steps between metrics.jsonl lines.", min=1)
+    eval_every: int = opt(1, "Evaluate every N epochs (0 = only at the end).", min=0)
+    save_every: int = opt(0, "Optimizer steps between 'latest' checkpoints (0 = at epoch ends).", min=0)
+    save_interval_s: float = opt(30.0, "Skip an epoch-end checkpoint if the last is more recent than this (s).",
+                                 min=0.0)
+    prefetch: int = opt(2, "Batches prepared ahead in a background thread (0 = inline).", min=0)
+    best_metric: str | None = opt(None, "Evaluation metric that selects the 'best' checkpoint (recipe default).")
+    best_mode: str = opt("max", "Whether a larger or a smaller best_metric is better.", choices=("max", "min"))
+    progress: bool = opt(True, "Show the progress bar.")
+    tensorboard: bool = opt(False, "Also write TensorBoard event files.")
+    resume: bool = opt(False, "Continue the run in --out from its latest checkpoint, exactly.")
+    threads: int | None = opt(None, "CPU threads for torch.", min=1)
 
     def __post_init__(self) -> None:
+        check_options(self)
+        if not self.run_dir:
+            raise InputError("run_dir: a run directory is required (-o/--out)")
         self.betas = tuple(self.betas)  # type: ignore[assignment]
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            self.grad_clip = None  # 0 = off, as on the command line
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
         if self.precision not in PRECISIONS:

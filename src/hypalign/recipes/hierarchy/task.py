@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +47,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from hypalign.data.go import go_hierarchy
-from hypalign.data.hierarchy import Hierarchy, read_edge_list, wordnet_noun_hierarchy
+from hypalign.data.hierarchy import Hierarchy
+from hypalign.data.hierarchy_sources import closure_csr, load_source, split_link_prediction
 from hypalign.errors import InputError
 from hypalign.eval.hierarchy import link_prediction, reconstruction
 from hypalign.io import atomic_write_json, atomic_write_text, save_npy
@@ -60,6 +60,7 @@ from hypalign.models.hierarchy import (
     hierarchy_init,
 )
 from hypalign.objectives.miners import mine_nearest_non_ancestors, negative_mask
+from hypalign.options import REQUIRED, check_options, opt
 from hypalign.train import Task, TrainConfig, Trainer, resolve_device
 from hypalign.train.checkpoint import unwrap
 
@@ -68,85 +69,45 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 @dataclass
 class HierarchyConfig:
-    source: str
-    dim: int = 10
-    model: str = "lorentz"
-    c: float = 1.0
-    negatives: int = 50
-    batch_size: int = 1024
-    link_prediction: float = 0.0  # fraction of transitive-reduction edges held out
-    eval_nodes: int = 2000  # nodes sampled for evaluations during training (0 = all); the final one uses all
-    drop_invalid: bool = False
-    init_scale: float = 1e-3
-    init: str = "random"  # random (the papers) | hierarchy (hierarchy_init) | combinatorial (construction)
-    init_spread: float = 1.5  # hierarchy_init
-    init_step: float = 1.0
-    init_decay: float = 0.5
-    init_margin: float = 0.3  # combinatorial_construction
-    init_cap: float = 1.4
-    local_negatives: int = 0  # of the negatives, this many drawn from the descendants of the positive ancestor
-    dtype: str = "float32"  # float32 | float64 (the embedding table; float64 for deep hierarchies)
-    loss: str = "nll"  # nll (Nickel & Kiela softmax) | warp (rank-weighted margin on mined hard negatives)
-    margin: float = 0.1  # warp
-    hard_pool: int = 32  # warp: nearest non-ancestors kept per node; the negatives are drawn from them
-    mine_every: int = 1  # warp: epochs between minings (each one also gives the exact ranks)
-    init_from: str = ""  # a finished run directory of the same hierarchy and geometry: start from its embeddings
+    source: str = opt(REQUIRED, "wordnet:nouns, wordnet:<synset> (e.g. wordnet:mammal.n.01), go:BP|MF|CC, or "
+                      "file:<edges.tsv> (child,parent per line).")
+    dim: int = opt(10, "Embedding dimension.", min=1)
+    model: str = opt("lorentz", "Geometry of the embedding.", choices=HIERARCHY_MODELS)
+    c: float = opt(1.0, "Curvature magnitude (curvature -c).", min=1e-6)
+    negatives: int = opt(50, "Negatives per positive pair.", min=1)
+    batch_size: int = opt(1024, "Closure pairs per step.", min=1)
+    link_prediction: float = opt(0.0, "Hold out this fraction of transitive-reduction edges and report link "
+                                 "prediction.", min=0.0, max=0.5)
+    eval_nodes: int = opt(2000, "Nodes sampled for evaluations during training (0 = all); the final one uses all.",
+                          min=0)
+    drop_invalid: bool = opt(False, "file: sources: drop bad lines (counted) instead of failing.")
+    init_scale: float = opt(1e-3, "init random: uniform half-width near the origin.", min=0.0)
+    init: str = opt("random", "random: uniform near the origin (the papers); hierarchy: each node near its parent's "
+                    "direction, one step further out; combinatorial: nested shadow cones, trees nearly exact before "
+                    "training (see docs/hierarchy.md).", choices=("random", "hierarchy", "combinatorial"))
+    init_spread: float = opt(1.5, "init hierarchy: direction noise below the roots.", min=0.0)
+    init_step: float = opt(1.0, "init hierarchy: geodesic radius added per level.", min=0.0)
+    init_decay: float = opt(0.5, "init hierarchy: noise factor per level.", min=0.0, max=1.0)
+    init_margin: float = opt(0.3, "init combinatorial: geodesic margin added to each level's radial step.", min=0.0)
+    init_cap: float = opt(1.4, "init combinatorial: children's cone as a fraction of the parent's shadow (2 = all).",
+                          min=0.0, max=2.0)
+    local_negatives: int = opt(0, "Of the negatives, this many drawn from the descendants of the positive ancestor "
+                               "(siblings and cousins) instead of all nodes.", min=0)
+    dtype: str = opt("float32", "Embedding table precision; float64 for deep hierarchies (WordNet nouns): float32 "
+                     "Poincaré points stop at radius ~12.", choices=tuple(DTYPES))
+    loss: str = opt("nll", "nll: the papers' softmax over the negatives; warp: rank-weighted margin loss on each "
+                    "node's mined nearest non-ancestors (a mean-rank refinement of a trained run).",
+                    choices=("nll", "warp"))
+    margin: float = opt(0.1, "loss warp: margin of the hinge.", min=0.0)
+    hard_pool: int = opt(32, "loss warp: nearest non-ancestors kept per node; the negatives are drawn from them.",
+                         min=1)
+    mine_every: int = opt(1, "loss warp: epochs between minings of the pool (each also computes every pair's exact "
+                          "rank).", min=1)
+    init_from: str = opt("", "Start from a finished run of the same source and geometry (its embeddings.npy), e.g. "
+                         "to refine it with --loss warp.")
 
-
-def load_source(source: str, drop_invalid: bool = False) -> Hierarchy:
-    """``wordnet:nouns``, ``wordnet:<synset>``, ``go:<BP|MF|CC>`` or ``file:<path>``."""
-    kind, _, arg = source.partition(":")
-    if not arg:
-        raise InputError(f"source {source!r}: expected wordnet:nouns, wordnet:<synset>, go:BP|MF|CC or file:<path>")
-    if kind == "wordnet":
-        h = wordnet_noun_hierarchy()
-        return h if arg == "nouns" else h.subtree(arg)
-    if kind == "go":
-        return go_hierarchy(arg)
-    if kind == "file":
-        return read_edge_list(arg, drop_invalid=drop_invalid)
-    raise InputError(f"source {source!r}: unknown kind {kind!r}; expected wordnet, go or file")
-
-
-def transitive_reduction(h: Hierarchy, ancestors: list[np.ndarray] | None = None) -> np.ndarray:
-    """Direct edges ``(child, parent)`` not implied by another path (the Hasse diagram)."""
-    anc = ancestors if ancestors is not None else h.ancestors()
-    parents = h.parents()
-    keep = []
-    for c, ps in enumerate(parents):
-        for p in ps:
-            if not any(q != p and p in set(anc[q].tolist()) for q in ps):
-                keep.append((c, p))
-    return np.asarray(sorted(set(keep)), dtype=np.int64).reshape(-1, 2)
-
-
-def split_link_prediction(
-    h: Hierarchy, fraction: float, seed: int = 0, ancestors: list[np.ndarray] | None = None
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """Hold out ``fraction`` of the transitive-reduction edges.
-
-    Returns the training ancestors of every node (the full closure minus the held-out pairs: the
-    other ancestors stay, so a held-out parent has to be inferred from the rest of the
-    hierarchy) and the held-out ``(child, parent)`` pairs.
-    """
-    anc = ancestors if ancestors is not None else h.ancestors()
-    red = transitive_reduction(h, anc)
-    rng = np.random.default_rng(seed)
-    n_test = round(fraction * len(red))
-    test = red[np.sort(rng.choice(len(red), size=n_test, replace=False))] if n_test else red[:0]
-    held: dict[int, set[int]] = {}
-    for c, p in test.tolist():
-        held.setdefault(c, set()).add(p)
-    train = [a if v not in held else np.asarray([x for x in a.tolist() if x not in held[v]], dtype=np.int64)
-             for v, a in enumerate(anc)]
-    return train, test
-
-
-def _csr(ancestors: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    indptr = np.zeros(len(ancestors) + 1, dtype=np.int64)
-    indptr[1:] = np.cumsum([len(a) for a in ancestors])
-    indices = np.concatenate(ancestors).astype(np.int64) if indptr[-1] else np.zeros(0, dtype=np.int64)
-    return indptr, indices
+    def __post_init__(self) -> None:
+        check_options(self)
 
 
 class HierarchyTask(Task):
@@ -183,7 +144,7 @@ class HierarchyTask(Task):
             )
         else:
             self.train_ancestors, self.test_edges = self.all_ancestors, np.zeros((0, 2), dtype=np.int64)
-        self.indptr, self.indices = _csr(self.train_ancestors)
+        self.indptr, self.indices = closure_csr(self.train_ancestors)
         self.pairs = torch.from_numpy(
             np.column_stack([np.repeat(np.arange(hierarchy.n_nodes), np.diff(self.indptr)), self.indices])
         )
@@ -346,17 +307,20 @@ def train_hierarchy(cfg: HierarchyConfig, train: TrainConfig, hierarchy: Hierarc
 
     h = hierarchy if hierarchy is not None else load_source(cfg.source, cfg.drop_invalid)
     # the numba kernels do the parallel work on their own threads; torch's few small ops per step
-    # run fastest single-threaded (its OpenMP pool only contends with them)
+    # run fastest single-threaded (its OpenMP pool only contends with them). The caller's config stays as given.
     hierarchy_loss.THREADS = train.threads or os.cpu_count() or 1
-    train.threads = 1
+    changes: dict[str, Any] = {"threads": 1}
     # the fused kernels are CPU code (numba); a GPU would only hold the embedding table
     if train.device == "auto":
-        train.device = "cpu"
+        changes["device"] = "cpu"
     elif resolve_device(train.device).type != "cpu":
         raise InputError(f"device {train.device!r}: hierarchy embedding trains on the CPU (fused numba kernels)")
-    if train.optimizer not in ("sparse_adam", "rsgd", "radam"):
+    if train.optimizer == "adam":  # Adam on an embedding table is the lazy (sparse) one
+        changes["optimizer"] = "sparse_adam"
+    elif train.optimizer not in ("sparse_adam", "rsgd", "radam"):
         raise InputError(f"optimizer {train.optimizer!r}: hierarchy embedding updates only the rows a batch "
-                         "touches (sparse gradients); use sparse_adam, rsgd or radam")
+                         "touches (sparse gradients); use adam (= sparse_adam), rsgd or radam")
+    train = replace(train, **changes)
     task = HierarchyTask(h, cfg, seed=train.seed)
     extra = {"recipe": "hierarchy", "hierarchy": asdict(cfg), "nodes": h.n_nodes, "closure_pairs": len(task.pairs)}
     run_dir = Path(train.run_dir)
@@ -403,7 +367,7 @@ def load_run(run_dir: str | Path) -> tuple[np.ndarray, list[str], dict[str, Any]
     run_dir = Path(run_dir)
     for f in ("embeddings.npy", "names.txt", "embedding.json"):
         if not (run_dir / f).is_file():
-            raise InputError(f"{run_dir}: missing {f} (is this a finished `hypalign hierarchy embed` run?)")
+            raise InputError(f"{run_dir}: missing {f} (is this a finished `hypalign train hierarchy` run?)")
     emb = np.load(run_dir / "embeddings.npy", allow_pickle=False)
     names = (run_dir / "names.txt").read_text(encoding="utf-8").splitlines()
     meta = json.loads((run_dir / "embedding.json").read_text())
