@@ -29,9 +29,9 @@ import time
 import numpy as np
 import torch
 
+from hypalign.data.hierarchy_sources import load_source
 from hypalign.eval.hierarchy import reconstruction
 from hypalign.geometry import PoincareBall
-from hypalign.data.hierarchy_sources import load_source
 from hypalign.recipes.hierarchy import HierarchyConfig, train_hierarchy
 from hypalign.train import TrainConfig
 

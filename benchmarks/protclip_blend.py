@@ -20,7 +20,7 @@ import numpy as np
 from hypalign.data.go_split import prepare_go_split
 from hypalign.eval import baselines as bl
 from hypalign.eval.baselines import diamond_hits
-from hypalign.eval.function import evaluate_scores, fmax_metric
+from hypalign.eval.function import evaluate_scores
 from hypalign.recipes.protclip import load_protclip_run, run_scores
 
 
@@ -53,7 +53,7 @@ def main() -> None:
             for name, gs, n in ((f"DIAMOND + {other} per group, no hit: {other}", grp, ng),
                                 (f"DIAMOND + {other} per group + no-hit weight",
                                  {p: bl.no_hit_group(grp[p], ng) for p in parts}, ng + 1)):
-                w, _ = bl.choose_group_alphas(fmax_metric(gsd, o), dia["valid"], sc["valid"], gs["valid"], n)
+                w, _ = bl.fit_group_blend(gsd, o, dia, sc, gs, n)
                 chosen[name] = (w, [fmax(p, bl.blend_groups(dia[p], sc[p], w, gs[p])) for p in parts])
         print(f"\n{o}\n| scores | valid Fmax | test Fmax |\n|---|---|---|")
         for name, (w, v) in chosen.items():

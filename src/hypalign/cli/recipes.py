@@ -320,42 +320,35 @@ def _check_options(recipe: Any, verb: str, allowed: frozenset[str], given: dict[
 
 def eval_run(run_dir: Path, as_json: bool = False, **options: Any) -> None:
     """``hypalign eval RUN``."""
+    run, recipe, given = _run_offering("evaluate", run_dir, options)
+    print_metrics(recipe.evaluate(run, **given), as_json, title=f"{run_dir} ({recipe.name})")
+
+
+def _run_offering(verb: str, run_dir: Path, options: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    """``(run, recipe, the options given)`` for ``hypalign VERB RUN``: a one-line error when the run's recipe does not
+    offer ``verb`` or does not read an option given."""
     from hypalign.runs import load_run
 
     run = load_run(run_dir)
     recipe = run.recipe
-    if recipe.evaluate is None:
-        raise InputError(f"recipe {recipe.name} has no evaluation")
-    _check_options(recipe, "eval", recipe.eval_options, options)
-    result = recipe.evaluate(run, **{k: v for k, v in options.items() if v not in (None, False, ())})
-    print_metrics(result, as_json, title=f"{run_dir} ({recipe.name})")
+    if getattr(recipe, verb) is None:
+        raise InputError(f"recipe {recipe.name} has no {verb} (`hypalign {verb}` works on runs of: "
+                         + ", ".join(_recipes_with(verb)) + ")")
+    _check_options(recipe, verb, getattr(recipe, f"{verb}_options"), options)
+    return run, recipe, {k: v for k, v in options.items() if v not in (None, False, ())}
 
 
 def embed_run(run_dir: Path, inputs: list[str], out: Path, **options: Any) -> dict[str, Any]:
     """``hypalign embed RUN INPUTS -o OUT``."""
-    from hypalign.runs import load_run
-
-    run = load_run(run_dir)
-    recipe = run.recipe
-    if recipe.embed is None:
-        raise InputError(f"recipe {recipe.name} cannot embed inputs (`hypalign embed` works on runs of: "
-                         + ", ".join(_recipes_with("embed")) + ")")
-    _check_options(recipe, "embed", recipe.embed_options, options)
-    return recipe.embed(run, inputs, out, **{k: v for k, v in options.items() if v not in (None, False, ())},
-                        say=lambda m: err_console.print(m, highlight=False))
+    run, recipe, given = _run_offering("embed", run_dir, options)
+    return recipe.embed(run, inputs, out, **given, say=lambda m: err_console.print(m, highlight=False))
 
 
 def predict_run(run_dir: Path, inputs: list[str], as_json: bool = False, **options: Any) -> None:
     """``hypalign predict RUN INPUTS``."""
     from hypalign.cli._common import console
-    from hypalign.runs import load_run
 
-    run = load_run(run_dir)
-    recipe = run.recipe
-    if recipe.predict is None:
-        raise InputError(f"recipe {recipe.name} has no prediction (`hypalign predict` works on runs of: "
-                         + ", ".join(_recipes_with("predict")) + ")")
-    _check_options(recipe, "predict", recipe.predict_options, options)
+    run, recipe, given = _run_offering("predict", run_dir, options)
 
     def echo(line: str) -> None:
         if as_json:
@@ -364,7 +357,7 @@ def predict_run(run_dir: Path, inputs: list[str], as_json: bool = False, **optio
             console.print(line, highlight=False, markup=False)
 
     recipe.predict(run, inputs, as_json=as_json, echo=echo, say=lambda m: err_console.print(m, highlight=False),
-                   **{k: v for k, v in options.items() if v not in (None, False, ())})
+                   **given)
 
 
 def _recipes_with(verb: str) -> list[str]:

@@ -19,9 +19,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hypalign.errors import InputError, MissingDataError
+from hypalign.errors import InputError
+from hypalign.paths import DEFAULT_WORDNET_DIR, wordnet_dir
 
-DEFAULT_WORDNET_DIR = Path("/usr/share/wordnet")
+__all__ = ["DEFAULT_WORDNET_DIR", "Synset", "iter_synsets", "parse_data_line", "wordnet_dir"]
+
 
 
 @dataclass
@@ -37,16 +39,6 @@ class Synset:
     def name(self) -> str:
         """nltk-style name of the first lemma, e.g. ``entity.n`` (without the sense number)."""
         return f"{self.words[0].lower()}.{self.ss_type}"
-
-
-def wordnet_dir() -> Path:
-    d = Path(os.environ.get("HYPALIGN_WORDNET_DIR", DEFAULT_WORDNET_DIR))
-    if not (d / "data.noun").exists():
-        raise MissingDataError(
-            f"{d}: WordNet 3.0 is not installed (no data.noun); run `bash scripts/setup.sh --data` "
-            "or `apt-get install wordnet-base`, or point HYPALIGN_WORDNET_DIR at a copy"
-        )
-    return d
 
 
 def parse_data_line(line: str, source: str = "data", lineno: int = 0) -> Synset:

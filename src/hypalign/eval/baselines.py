@@ -195,6 +195,17 @@ def diamond_hits(gsd: GOSplitData, part: str, threads: int | None = None) -> Hit
                           gsd.sequences("train"), threads=threads)
 
 
+def fit_group_blend(gsd: GOSplitData, ontology: str, dia: dict[str, np.ndarray], other: dict[str, np.ndarray],
+                    groups: dict[str, np.ndarray], n_groups: int, part: str = "test",
+                    ) -> tuple[list[float], np.ndarray]:
+    """DIAMOND transfer blended with ``other`` scores (frequency, a model), one weight per group of ``groups``
+    (:func:`identity_groups`, optionally with :func:`no_hit_group`), the weights chosen by Fmax on the valid proteins
+    (:func:`choose_group_alphas`). ``dia``/``other``/``groups``: ``{"valid": …, part: …}``. Returns the weights and
+    ``part``'s blended scores."""
+    alphas, _ = choose_group_alphas(fmax_metric(gsd, ontology), dia["valid"], other["valid"], groups["valid"], n_groups)
+    return alphas, blend_groups(dia[part], other[part], alphas, groups[part])
+
+
 def run_baselines(gsd: GOSplitData, part: str = "test", threads: int | None = None,
                   say: Any = None, aupr: bool = True) -> dict[str, Any]:
     """Term frequency, DIAMOND transfer, DIAMOND blended with frequency (one weight per identity group of
@@ -223,10 +234,8 @@ def run_baselines(gsd: GOSplitData, part: str = "test", threads: int | None = No
         freq = {p: term_frequency_scores(y, len(gsd.rows[p])) for p in hits}
         dia = {p: diamond_transfer_scores(hits[p], y, len(gsd.rows[p])) for p in hits}
 
-        alpha[o], _ = choose_group_alphas(fmax_metric(gsd, o), dia["valid"], freq["valid"], weighted["valid"],
-                                             n_groups + 1)
+        alpha[o], blended = fit_group_blend(gsd, o, dia, freq, weighted, n_groups + 1, part)
         scores_valid["frequency"][o], scores_valid["diamond"][o] = freq["valid"], dia["valid"]
-        blended = blend_groups(dia[part], freq[part], alpha[o], weighted[part])
         for name, s in (("frequency", freq[part]), ("diamond", dia[part]), ("diamond+frequency", blended)):
             metrics[name][o] = evaluate_scores(gsd, o, part, s, fast=not aupr)
             scores[name][o] = s
@@ -249,10 +258,9 @@ def blend_with_diamond(gsd: GOSplitData, base: dict[str, Any], scores: dict[str,
     n_groups = len(IDENTITY_BOUNDS) + 1
     weighted = {p: no_hit_group(base["groups"][p], n_groups) for p in ("valid", part)}
     for o in gsd.ontologies:
-        dia_valid, dia = base["scores_valid"]["diamond"][o], base["scores"]["diamond"][o]
-        alphas[o], _ = choose_group_alphas(fmax_metric(gsd, o), dia_valid, scores["valid"][o],
-                                              weighted["valid"], n_groups + 1)
-        res = evaluate_scores(gsd, o, part, blend_groups(dia, scores[part][o], alphas[o], weighted[part]),
-                              fast=not aupr)
+        dia = {"valid": base["scores_valid"]["diamond"][o], part: base["scores"]["diamond"][o]}
+        alphas[o], blended = fit_group_blend(gsd, o, dia, {p: scores[p][o] for p in ("valid", part)}, weighted,
+                                             n_groups + 1, part)
+        res = evaluate_scores(gsd, o, part, blended, fast=not aupr)
         out.update({f"{o}/{k}": v for k, v in res.items() if k != "n_proteins"})
     return out, alphas

@@ -300,6 +300,6 @@ RECIPE = Recipe(
                     "grad_clip": 3.0, "eval_every": 10, "log_every": 10, "optimizer": "adamw"},
     best_metric=("recall@1", "max"),
     objectives={"pairwise_ce": ObjectiveSpec("pairwise_ce", 1.0, help="Hyp-ViT's pairwise cross-entropy")},
-    eval_options=frozenset({"which", "features_out", "embeddings_out", "plot"}),
+    evaluate_options=frozenset({"which", "features_out", "embeddings_out", "plot"}),
     embed_options=frozenset({"features", "batch_size"}),
 )

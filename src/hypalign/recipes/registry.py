@@ -7,7 +7,7 @@ A :class:`Recipe` is a recipe's configuration dataclass plus its entry points:
 * ``load_model(run, which)``: the trained model of a run (``which``: ``model``, ``latest`` or ``best``);
 * ``evaluate(run, **options)``, ``embed(run, inputs, out, **options)``, ``predict(run, inputs, **options)``: what
   ``hypalign eval|embed|predict RUN`` call (``None``: the recipe does not offer it — a one-line error names it);
-  each declares the generic options it reads (``eval_options`` …); an option it does not read is refused, never
+  each declares the generic options it reads (``evaluate_options`` …); an option it does not read is refused, never
   silently ignored;
 * ``train_defaults``: the recipe's defaults for the shared trainer options (the options themselves are declared
   once, on :class:`~hypalign.train.TrainConfig`); ``best_metric``;
@@ -54,7 +54,7 @@ class Recipe:
     best_metric: tuple[str, str] | None = None  # (metric, "max" | "min")
     objectives: Mapping[str, Any] = field(default_factory=dict)  # name -> ObjectiveSpec
     objective_aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    eval_options: frozenset[str] = frozenset()
+    evaluate_options: frozenset[str] = frozenset()
     embed_options: frozenset[str] = frozenset()
     predict_options: frozenset[str] = frozenset()
     #: turn a finished run's results into the flat ``{metric: value}`` printed by ``train``

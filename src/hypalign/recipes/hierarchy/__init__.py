@@ -15,7 +15,7 @@ RECIPE = Recipe(
     embed=commands.embed,
     train_defaults={"epochs": 150, "lr": 1.0, "optimizer": "adam", "schedule": "constant", "burnin_epochs": 10,
                     "eval_every": 0, "log_every": 20, "save_interval_s": 30.0, "weight_decay": 0.0},
-    eval_options=frozenset({"plot", "which"}),
+    evaluate_options=frozenset({"plot", "which"}),
 )
 
 __all__ = ["RECIPE", "HierarchyConfig", "HierarchyTask", "load_run", "save_embeddings", "train_hierarchy"]
