@@ -45,7 +45,14 @@ def test_pairwise_loss_equals_the_reference_loop(geometry: object, tau: float, m
     ref.backward()
     assert loss.item() == pytest.approx(ref.item(), rel=1e-12)
     torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12)
-    assert 0.0 <= float(stats["acc"]) <= 1.0
+    # acc by hand: an anchor (a, i) is right for slot j != i when its most similar item of slot j is its own class
+    n, hits = z.shape[0], []
+    for i in range(m):
+        for j in range(m):
+            if i != j:
+                sim = geometry.similarity(z[:, i][:, None, :], z[:, j][None, :, :])  # (anchors, classes)
+                hits += (sim.argmax(dim=1) == torch.arange(n)).tolist()
+    assert float(stats["acc"]) == pytest.approx(float(np.mean(hits)), abs=1e-6)  # a float32 mean
 
 
 @pytest.mark.parametrize("geometry", [PoincareBall(c=0.1), PoincareBall(c=1.0), Sphere()])
@@ -279,7 +286,10 @@ def test_cli_train_eval_embed_on_digits(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     res = json.loads(r.output.strip().splitlines()[-1])
     # digits: 901 training images, so an epoch is 901 // 40 = 22 batches (class permutations)
-    assert res["steps"] == 2 * 22 and 0.5 < res["recall@1"] <= 1.0 and "map@r" in res
+    assert res["steps"] == 2 * 22 and "map@r" in res
+    saved = json.loads((run / "eval.json").read_text())
+    assert saved["recall@1"] == res["recall@1"] and saved["map@r"] == res["map@r"]
+    assert res["recall@1"] > 0.5  # learned something: a random embedding of 5 classes gives about 0.2
     for f in ("config.json", "metrics.jsonl", "latest/model.safetensors", "best/model.safetensors",
               "model/config.json", "model/model.safetensors", "eval.json"):
         assert (run / f).exists(), f

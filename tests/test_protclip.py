@@ -268,9 +268,24 @@ def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pyt
                      eval_every=1)
     out = train_protclip(cfg, tc, gsd=gsd)
     assert out["steps"] == 8 and set(out) >= {"valid", "test"}
+    # eval.json holds exactly what train returned, and the saved model alone reproduces every figure of it:
+    # ProtCLIP.from_pretrained brings its transfer reference along (no bolting on by a run loader)
+    saved = js.loads((tmp_path / "run" / "eval.json").read_text())
+    assert saved["test"] == out["test"] and saved["valid"] == out["valid"]
+    from hypalign.eval.function import summarise_metrics
+    from hypalign.models.protclip import ProtCLIP
+    from hypalign.recipes.protclip import predict_scores, term_table
+
+    alone = ProtCLIP.from_pretrained(str(tmp_path / "run" / "model")).eval()
+    assert alone.transfer_reference is not None
+    _, offset, feats = term_table(gsd.ontologies, str(text), model=alone)
     for part in ("valid", "test"):
-        for o in ("BP", "MF", "CC"):
-            assert 0.0 <= out[part][f"{o}/fmax"] <= 1.0 and 0.0 < out[part][f"{o}/mrr"] <= 1.0
+        scores = predict_scores(alone, gsd.sequences(part), gsd.ontologies, feats, offset, cfg.eval_max_len,
+                                alone.transfer_reference)
+        again = summarise_metrics(gsd, part, scores)
+        assert again.keys() == out[part].keys()
+        for k, v in again.items():
+            assert v == pytest.approx(out[part][k], abs=1e-6), (part, k)
     lines = [js.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert any("eval/fmax" in x for x in lines) and all(np.isfinite(x.get("loss", 0.0)) for x in lines)
     assert {"gc", "term", "entail", "homology"} <= set(lines[0])
@@ -343,11 +358,17 @@ def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pyt
     assert {"gc", "term", "entail", "hierarchy", "homology", "mlm", "bsr", "pda"} <= set(logged[0])
     assert all(np.isfinite(x[k]) for x in logged for k in ("hierarchy", "homology", "mlm", "bsr", "pda"))
     assert logged[0]["mlm"] == pytest.approx(math.log(33), rel=0.3)  # ~uniform over the 33 ESM classes at first
-    assert 0.0 <= out_all["test"]["MF/fmax"] <= 1.0 and "transfer" not in out_all
+    assert "transfer" not in out_all and "term_only" not in out_all  # transfer_k=0: the term scores alone
     from hypalign.recipes.protclip import load_protclip_run
 
-    back, _ = load_protclip_run(tmp_path / "run-all")  # the objective heads are rebuilt and loaded
+    back, back_cfg = load_protclip_run(tmp_path / "run-all")  # the objective heads are rebuilt and loaded
     assert back.transfer_reference is None and hasattr(back, "mlm_head") and hasattr(back, "prototype_bank")
+    from hypalign.eval.function import summarise_metrics
+    from hypalign.recipes.protclip import run_scores
+
+    again = summarise_metrics(gsd, "test", run_scores(back, back_cfg, gsd, ("test",))[2]["test"])
+    for k, v in again.items():  # the reloaded model scores the test proteins exactly as at the end of training
+        assert v == pytest.approx(out_all["test"][k], abs=1e-6), k
 
     # homology partners: each protein's partner crop comes from one of its DIAMOND homologs among the
     # training proteins (here: its made-up family), or from itself when it has none
@@ -389,9 +410,15 @@ def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pyt
     assert res.exit_code == 0, res.output
     rows = [js.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
     assert [r["id"] for r in rows] == ["Q1", "Q2"]
-    for r in rows:
+    from hypalign.recipes.protclip import load_protclip_run as _load
+    from hypalign.recipes.protclip import predict_go
+
+    model_p, cfg_p = _load(tmp_path / "run")
+    want = predict_go(model_p, cfg_p, [seqs[0], seqs[1]], top=3)  # the CLI prints what the Python API returns
+    for r, w in zip(rows, want, strict=True):
         for o in ("BP", "MF", "CC"):
-            assert len(r[o]) == 3 and all(0.0 <= t["score"] <= 1.0 and t["term"].startswith("GO:") for t in r[o])
+            assert [t["term"] for t in r[o]] == [t for t, _, _ in w[o]]
+            assert [t["score"] for t in r[o]] == [round(x, 5) for _, _, x in w[o]]
             assert r[o][0]["score"] >= r[o][-1]["score"]
     # ancestors score at least as high as their descendants (scores propagated): the root is first
     assert rows[0]["MF"][0]["term"] == "GO:0003674"
@@ -514,7 +541,7 @@ def test_draw_homologs_prefers_remote_partners_when_asked() -> None:
     assert np.allclose(share, 1 / 3, atol=0.04)
     half = draw_homologs(homologs, rows, rng, remote=0.5)  # P(90 % homolog) = 0.5 * 1/3
     assert abs(np.mean(half[rows == 0] == 1) - 1 / 6) < 0.03
-    with pytest.raises(InputError, match="--homology-remote 1.5: expected a value in"):
+    with pytest.raises(InputError, match=r"--homology-remote 1\.5: expected a value in"):
         from hypalign.recipes.protclip import ProtCLIPConfig, check_config
 
         check_config(ProtCLIPConfig(homology_remote=1.5))
