@@ -115,3 +115,23 @@ def test_no_import_cycles_in_the_package() -> None:
     detail = "; ".join(" <-> ".join(c) + " (" + ", ".join(f"{m} -> {sorted(graph[m] & set(c))}" for m in c) + ")"
                        for c in cycles)
     assert not cycles, f"import cycles: {detail}"
+
+
+def test_recipe_modules_stay_small() -> None:
+    """A recipe is its configuration plus its own parts: no recipe module over 400 lines (shared parts go to the
+    core: data, eval, search, objectives, models)."""
+    sizes = {str(f.relative_to(SRC)): len(f.read_text(encoding="utf-8").splitlines())
+             for f in (SRC / "recipes").rglob("*.py")}
+    assert "recipes/protclip/task.py" in sizes and "recipes/hierarchy/task.py" in sizes
+    big = {k: v for k, v in sizes.items() if v > 400}
+    assert not big, f"recipe modules over 400 lines: {big}"
+
+
+def test_every_builtin_recipe_registers_itself_under_its_name() -> None:
+    import importlib
+
+    from hypalign.recipes.registry import BUILTIN, Recipe
+
+    for name, (module, summary) in BUILTIN.items():
+        recipe = importlib.import_module(module).RECIPE
+        assert isinstance(recipe, Recipe) and recipe.name == name and recipe.summary == summary
