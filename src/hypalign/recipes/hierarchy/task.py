@@ -75,7 +75,7 @@ class HierarchyConfig:
     model: str = opt("lorentz", "Geometry of the embedding.", choices=HIERARCHY_MODELS)
     c: float = opt(1.0, "Curvature magnitude (curvature -c).", min=1e-6)
     negatives: int = opt(50, "Negatives per positive pair.", min=1)
-    batch_size: int = opt(1024, "Closure pairs per step.", min=1)
+    batch_size: int = opt(512, "Closure pairs per step.", min=1)
     link_prediction: float = opt(0.0, "Hold out this fraction of transitive-reduction edges and report link "
                                  "prediction.", min=0.0, max=0.5)
     eval_nodes: int = opt(2000, "Nodes sampled for evaluations during training (0 = all); the final one uses all.",
