@@ -196,7 +196,7 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     # epochs 0 is a valid config (a recipe may keep its initial placement) but nothing for the trainer to do
     with pytest.raises(InputError, match="epochs 0: nothing to train"):
         Trainer(ToyTask(), config(str(tmp_path / "zero"), epochs=0))
-    with pytest.raises(InputError, match="epochs >= 0"):
+    with pytest.raises(InputError, match="--epochs -1: expected a value >= 0"):
         config(str(tmp_path / "neg"), epochs=-1)
 
 

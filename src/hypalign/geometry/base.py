@@ -104,6 +104,11 @@ class Manifold(nn.Module):
         tolerate and which early in training would recompute most of a large matrix); the sphere: ``x @ y.T``."""
         return -self.cdist(x, y, refine=refine)
 
+    def mips_vectors(self, x: Tensor, role: str) -> Tensor:
+        """Vectors whose inner product ranks like ``-dist`` (``role``: ``"gallery"`` or ``"query"``), so that exact
+        nearest neighbours become a maximum-inner-product search (faiss ``IndexFlatIP``, HNSW after augmentation)."""
+        raise TypeError(f"no inner-product reduction for {type(self).__name__}")
+
     @staticmethod
     def feature_clip(u: Tensor, r: float) -> Tensor:
         """See :func:`hypalign.geometry.base.feature_clip`."""

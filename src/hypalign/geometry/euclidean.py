@@ -51,6 +51,12 @@ class Euclidean(Manifold):
     def _cdist_error_scale(self, x: Tensor) -> Tensor:
         return 1.0 + (x * x).sum(-1)
 
+    def mips_vectors(self, x: Tensor, role: str) -> Tensor:
+        """``[x, -|x|^2/2]`` (gallery) and ``[y, 1]`` (query): ``<y, x> - |x|^2/2 = (|y|^2 - |x - y|^2) / 2``."""
+        if role == "gallery":
+            return torch.cat([x, -0.5 * (x * x).sum(-1, keepdim=True)], dim=-1)
+        return torch.cat([x, torch.ones_like(x[:, :1])], dim=-1)
+
 
 class Sphere(Manifold):
     """The unit sphere: embeddings are L2-normalised (``expmap0 = project = u / ||u||``).
@@ -107,3 +113,7 @@ class Sphere(Manifold):
 
     def _cdist_error_scale(self, x: Tensor) -> Tensor:
         return torch.ones(x.shape[:-1], dtype=x.dtype, device=x.device)
+
+    def mips_vectors(self, x: Tensor, role: str) -> Tensor:
+        """The unit vectors themselves: the cosine ranks like ``-dist``."""
+        return self.project(x)

@@ -160,6 +160,12 @@ class Lorentz(CurvedManifold):
     def contains(self, x: Tensor, atol: float = 1e-5) -> Tensor:
         return torch.isfinite(x).all(-1)
 
+    def mips_vectors(self, x: Tensor, role: str) -> Tensor:
+        """``[x, x_t]`` (gallery) and ``[y, -y_t]`` (query): their inner product is ``-<x, y>_L``, which grows with
+        ``cosh(sqrt(c) d)``: the Lorentz distance as a maximum inner product after negating the query's time."""
+        xt = time_component(x, self._c(x)).unsqueeze(-1)
+        return torch.cat([x, xt if role == "gallery" else -xt], dim=-1)
+
     def mean(self, x: Tensor, weights: Tensor | None = None, dim: int = 0) -> Tensor:
         """Lorentz centroid (see :func:`centroid`)."""
         return centroid(x, self._c(as_float(x)), weights, dim)

@@ -168,6 +168,14 @@ class PoincareBall(CurvedManifold):
     def mobius_add(self, x: Tensor, y: Tensor) -> Tensor:
         return mobius_add(x, y, self._c(x))
 
+    def mips_vectors(self, x: Tensor, role: str) -> Tensor:
+        """Through the isometric Lorentz model (:meth:`Lorentz.mips_vectors` of the same curvature)."""
+        from hypalign.geometry.convert import poincare_to_lorentz
+        from hypalign.geometry.lorentz import Lorentz
+
+        c = self._c(x)
+        return Lorentz(float(c)).mips_vectors(poincare_to_lorentz(x, c), role)
+
     def contains(self, x: Tensor, atol: float = 1e-5) -> Tensor:
         c = float(self.c)
         return torch.isfinite(x).all(-1) & (c * (x.double() ** 2).sum(-1) < 1.0 - atol)

@@ -22,7 +22,7 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
 
 from hypalign.encoders.vision import HFVisionEncoder, SmallCNN
-from hypalign.geometry import Manifold, PoincareBall, Sphere, feature_clip
+from hypalign.geometry import Manifold, feature_clip, get_geometry
 
 
 class HypViT(nn.Module, PyTorchModelHubMixin, library_name="hypalign", tags=["hyperbolic", "metric-learning"]):
@@ -58,7 +58,9 @@ class HypViT(nn.Module, PyTorchModelHubMixin, library_name="hypalign", tags=["hy
         nn.init.orthogonal_(self.head.weight)
         nn.init.zeros_(self.head.bias)
         self.geometry_name, self.c, self.clip_r = geometry, float(c), clip_r
-        self._geometry: Manifold = PoincareBall(c=c) if geometry == "poincare" else Sphere()
+        if geometry not in ("poincare", "sphere"):
+            raise ValueError(f"geometry {geometry!r}: expected poincare or sphere")
+        self._geometry: Manifold = get_geometry(geometry, c=c)
 
     @property
     def geometry(self) -> Manifold:

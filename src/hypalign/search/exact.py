@@ -19,8 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hypalign.geometry import Euclidean, Lorentz, Manifold, PoincareBall, Sphere, poincare_to_lorentz
-from hypalign.geometry.lorentz import time_component
+from hypalign.geometry import Manifold
 
 #: extra candidates taken from the inner-product search and re-ranked exactly
 RERANK_MARGIN = 16
@@ -33,20 +32,7 @@ def mips_vectors(x: torch.Tensor, geometry: Manifold, role: str) -> torch.Tensor
     if role not in ("gallery", "query"):
         raise ValueError(f"role must be 'gallery' or 'query', got {role!r}")
     x = x.float() if not x.is_floating_point() or x.dtype in (torch.float16, torch.bfloat16) else x
-    if isinstance(geometry, PoincareBall):
-        geometry_c = geometry.c.to(dtype=x.dtype, device=x.device)
-        x = poincare_to_lorentz(x, geometry_c)
-        return mips_vectors(x, Lorentz(float(geometry_c)), role)
-    if isinstance(geometry, Lorentz):
-        xt = time_component(x, geometry.c.to(dtype=x.dtype, device=x.device)).unsqueeze(-1)
-        return torch.cat([x, xt if role == "gallery" else -xt], dim=-1)
-    if isinstance(geometry, Sphere):
-        return geometry.project(x)
-    if isinstance(geometry, Euclidean):
-        if role == "gallery":
-            return torch.cat([x, -0.5 * (x * x).sum(-1, keepdim=True)], dim=-1)
-        return torch.cat([x, torch.ones_like(x[:, :1])], dim=-1)
-    raise TypeError(f"no inner-product reduction for {type(geometry).__name__}")
+    return geometry.mips_vectors(x, role)  # each geometry's own reduction
 
 
 def _faiss_available() -> bool:
