@@ -341,10 +341,19 @@ def test_index_errors(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "row 1 lies outside the Poincaré ball" in " ".join(res.stderr.split())
     res = runner.invoke(app, ["index", "search", str(tmp_path), str(tmp_path / "q3.npy")])
     assert res.exit_code == 2 and "not a hypalign index" in res.stderr
+    # --c defaults to 1.0 as everywhere else (issue 29): these points are outside the unit ball, and say so
     res = runner.invoke(
         app, ["index", "build", str(tmp_path / "out.npy"), "--geometry", "poincare", "-o", str(tmp_path / "i2")]
     )
-    assert res.exit_code == 2 and "needs a curvature" in res.stderr
+    assert res.exit_code == 2 and "row 1 lies outside the Poincaré ball" in " ".join(res.stderr.split())
+    np.save(tmp_path / "in.npy", np.array([[0.1, 0, 0, 0], [0.5, 0, 0, 0]]))
+    res = runner.invoke(app, ["index", "build", str(tmp_path / "in.npy"), "--geometry", "poincare", "-o",
+                              str(tmp_path / "i2")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "i2" / "index.json").read_text())["c"] == 1.0
+    res = runner.invoke(app, ["index", "build", str(tmp_path / "in.npy"), "--geometry", "poincare", "--c", "0",
+                              "-o", str(tmp_path / "i4")])
+    assert res.exit_code == 2 and "needs a curvature --c > 0, got 0.0" in res.stderr
     with pytest.raises(InputError, match="2 ids for 20 embeddings"):
         build_index(x, "poincare", tmp_path / "i3", c=1.0, ids=["a", "b"])
     assert not (tmp_path / "i3" / "index.json").exists()

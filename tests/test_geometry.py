@@ -486,3 +486,47 @@ def test_cones_are_the_same_in_the_lorentz_model_and_the_poincare_ball() -> None
         assert not cones.has_cones(other)
         with pytest.raises(ValueError, match="hyperbolic"):
             cones.half_aperture(g, other)
+
+
+def _spread(kind: str, n: int, d: int, c: float, g: torch.Generator) -> torch.Tensor:
+    """Poincaré points of one radius distribution (float64): the spreads real embeddings have (issue 29)."""
+    u = torch.randn(n, d, generator=g, dtype=torch.float64)
+    u = u / u.norm(dim=1, keepdim=True)
+    r = {"fixed": lambda: torch.full((n, 1), 0.3, dtype=torch.float64),
+         "uniform": lambda: 0.95 * torch.rand(n, 1, generator=g, dtype=torch.float64),
+         "boundary": lambda: 1 - 10 ** (-4 * torch.rand(n, 1, generator=g, dtype=torch.float64)),
+         "origin": lambda: 1e-3 * torch.rand(n, 1, generator=g, dtype=torch.float64)}[kind]()
+    return u * r / c**0.5
+
+
+@pytest.mark.parametrize("kind", ["fixed", "uniform", "boundary", "origin", "near-duplicates"])
+@pytest.mark.parametrize("model", ["poincare", "lorentz", "euclidean", "sphere"])
+def test_float32_cdist_keeps_1e4_relative_precision_on_every_radius_spread(kind: str, model: str) -> None:
+    """Against float64 on the same float32 points: every pair within 1e-4 relative, near-identical pairs included,
+    whatever the spread of radii; and only pairs that need it are recomputed (not 7.7 % of a uniform spread)."""
+    from hypalign.geometry import Euclidean, Lorentz, PoincareBall, Sphere
+    from hypalign.geometry.convert import poincare_to_lorentz
+
+    c = 0.1
+    g = torch.Generator().manual_seed(11)
+    geo = {"poincare": PoincareBall(c), "lorentz": Lorentz(c), "euclidean": Euclidean(), "sphere": Sphere()}[model]
+    x = _spread("uniform" if kind == "near-duplicates" else kind, 300, 32, c, g)
+    y = _spread("uniform" if kind == "near-duplicates" else kind, 200, 32, c, g)
+    if kind == "near-duplicates":  # every y has a twin in x at a relative distance of 1e-6 .. 1e-3
+        y[:100] = x[:100] * (1 + 10 ** (-3 - 3 * torch.rand(100, 1, generator=g, dtype=torch.float64)))
+    if model == "lorentz":
+        x, y = poincare_to_lorentz(x, c), poincare_to_lorentz(y, c)
+    elif model == "sphere":
+        x, y = geo.project(x + 1e-9), geo.project(y + 1e-9)
+    elif model == "poincare":
+        x, y = geo.project(x), geo.project(y)
+    x32, y32 = x.float(), y.float()
+    ref = geo.cdist(x32.double(), y32.double())
+    got = geo.cdist(x32, y32).double()
+    rel = ((got - ref).abs() / ref.clamp_min(1e-300))
+    assert float(rel.max()) <= 1e-4, (kind, model, float(rel.max()))
+    if model == "poincare" and kind in ("uniform", "fixed", "boundary"):
+        flagged = geo._unreliable(geo._cdist_factors(x32, y32)[0] @ geo._cdist_factors(x32, y32)[1].T,
+                                  *geo._cdist_bound_factors(x32, y32), geo._cdist_bound_factors(x32, y32)[1].amax(0))
+        n_flagged = 0 if flagged is None else flagged[0].numel()
+        assert n_flagged <= 0.01 * x.shape[0] * y.shape[0]

@@ -281,3 +281,20 @@ def test_on_epoch_start_runs_once_per_epoch_also_after_resume(tmp_path: Path) ->
     assert [e for e, _ in t2.calls] == [0, 1] and [e for e, _ in t3.calls] == [1, 2]
     for a, b in zip(t.model.parameters(), t3.model.parameters(), strict=True):  # and the resume is exact
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_the_library_starts_from_the_command_lines_defaults(tmp_path: Path) -> None:
+    """`Recipe.train_config` = what `hypalign train NAME` assembles with no options (issue 29: no defaults that
+    differ between the library call and the CLI)."""
+    from hypalign.cli.recipes import build_train_command, train_config_values
+
+    for name in ("hypvit", "hierarchy", "protclip"):
+        recipe = get_recipe(name)
+        cmd = build_train_command(recipe)
+        params = {p.name: p.default for p in cmd.params if p.name}
+        params.update({"t_run_dir": str(tmp_path), "r_source": "wordnet:mammal.n.01"} if name == "hierarchy"
+                      else {"t_run_dir": str(tmp_path)})
+        cfg, train = train_config_values(recipe, params, set(), None, (), {})
+        assert train == recipe.train_config(str(tmp_path)), name
+        want = recipe.config(**({"source": "wordnet:mammal.n.01"} if name == "hierarchy" else {}))
+        assert cfg == want, name

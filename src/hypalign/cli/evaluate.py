@@ -47,7 +47,7 @@ def retrieval(
     embeddings: Annotated[Path, typer.Argument(help="Embeddings (queries = gallery, query excluded).")],
     labels: Annotated[Path, typer.Argument(help="Labels: .npy or a text file, one per row.")],
     geometry: GeometryOpt,
-    c: CurvatureOpt = None,
+    c: CurvatureOpt = 1.0,
     k: Annotated[str, typer.Option("--k", help="Comma-separated K for Recall@K.")] = "1,2,4,8",
     mrr_all: Annotated[bool, typer.Option(help="Also MRR over all positives (filtered; sorts full rows).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object keyed by metric name.")] = False,

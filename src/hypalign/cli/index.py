@@ -23,7 +23,9 @@ class GeometryChoice(StrEnum):
 
 
 GeometryOpt = Annotated[GeometryChoice, typer.Option(help="Geometry of the embeddings.")]
-CurvatureOpt = Annotated[float | None, typer.Option(help="Curvature magnitude c (curvature -c) for lorentz/poincare.")]
+CurvatureOpt = Annotated[float, typer.Option(help="Curvature magnitude c (curvature -c) for lorentz/poincare; 1.0 by "
+                                                  "default, as everywhere in hypalign (ignored by sphere and "
+                                                  "euclidean).")]
 
 
 @index_app.command("build")
@@ -32,7 +34,7 @@ def build(
     embeddings: Annotated[Path, typer.Argument(help="Gallery embeddings (.npy, .pt, .safetensors, .parquet, .csv).")],
     geometry: GeometryOpt,
     out: Annotated[Path, typer.Option("-o", "--out", help="Index directory to write.")],
-    c: CurvatureOpt = None,
+    c: CurvatureOpt = 1.0,
     ids: Annotated[Path | None, typer.Option(help="Text file with one id per embedding row.")] = None,
     hnsw: Annotated[bool, typer.Option(help="Also build an HNSW graph for approximate search.")] = False,
 ) -> None:
@@ -83,9 +85,10 @@ def search(
 
 
 def curvature_for(geometry: str, c: float | None) -> float:
-    """The curvature to use, failing clearly when a curved geometry has none."""
+    """The curvature to use (1.0 unless given), failing clearly on a non-positive one for a curved geometry."""
     if geometry in ("lorentz", "poincare"):
-        if c is None or c <= 0:
-            fail(f"--geometry {geometry} needs --c > 0")
-        return float(c)  # type: ignore[arg-type]
+        c = 1.0 if c is None else c
+        if not c > 0:
+            fail(f"--geometry {geometry} needs --c > 0, got {c}")
+        return float(c)
     return 1.0

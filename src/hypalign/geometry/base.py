@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -130,6 +131,12 @@ class Manifold(nn.Module):
         """Out-of-place (differentiable) version of :meth:`_cdist_finish_`, used when gradients are needed."""
         raise NotImplementedError
 
+    def _cdist_bound_factors(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
+        """Non-negative ``(bx (N, r), by (M, r))``, ``r`` small, with ``sum_k |Xf_ik Yf_jk| <= bx_i . by_j``: the
+        rounding error of the factor product ``q_ij`` is a small multiple of ``eps * bx_i . by_j`` (a per-pair bound,
+        so a pair is refined only when its own product may have cancelled)."""
+        raise NotImplementedError
+
     def cdist(
         self,
         x: Tensor,
@@ -168,9 +175,10 @@ class Manifold(nn.Module):
         if n == 0 or m == 0:
             return out
         with torch.no_grad():
-            # The y factor and error scale are shared by all chunks; the x side is built per chunk.
+            # The y factors (product and error bound) are shared by all chunks; the x side is built per chunk.
             yf = self._cdist_factors(x[:1], y)[1]
-            sy = self._cdist_error_scale(y) if refine else None
+            by = self._cdist_bound_factors(x[:1], y)[1].to(dtype) if refine else None
+            by_max = by.amax(0) if by is not None else None
             if chunk_rows is None:
                 # row chunks of ~CHUNK_TARGET_BYTES keep the elementwise passes in cache, within the workspace
                 per_row = (2 * m + x.shape[1] + 4) * x.element_size()
@@ -182,18 +190,31 @@ class Manifold(nn.Module):
                 xs = x[start:stop]
                 block, tmp = out[start:stop], scratch[: stop - start]
                 torch.mm(self._cdist_factors(xs, y[:1])[0], yf.T, out=block)
-                flagged = self._unreliable(block, self._cdist_error_scale(xs), sy) if sy is not None else None
+                flagged = None
+                if by is not None:
+                    bx = self._cdist_bound_factors(xs, y[:1])[0].to(dtype)
+                    flagged = self._unreliable(block, bx, by, by_max)
                 self._cdist_finish_(block, tmp)
                 if flagged is not None:
                     rows, cols = flagged
-                    block[rows, cols] = self.dist(xs[rows], y[cols]).to(dtype)
+                    block[rows, cols] = self._exact_pairs(xs, y, rows, cols, dtype)
+        return out
+
+    def _exact_pairs(self, x: Tensor, y: Tensor, rows: Tensor, cols: Tensor, dtype: torch.dtype,
+                     chunk: int = 1 << 16) -> Tensor:
+        """``dist(x[rows], y[cols])`` with the stable paired formula (differences of coordinates: no cancellation),
+        ``chunk`` pairs at a time so the gathered rows stay small however many pairs were flagged."""
+        out = torch.empty(rows.shape[0], dtype=dtype, device=x.device)
+        for s in range(0, rows.shape[0], chunk):
+            r, c = rows[s : s + chunk], cols[s : s + chunk]
+            out[s : s + chunk] = self.dist(x.index_select(0, r), y.index_select(0, c)).to(dtype)
         return out
 
     def gallery_cache(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-row factor form and error scale of gallery points, for repeated :meth:`dist_candidates`."""
+        """Per-row factor form and error-bound factors of gallery points, for repeated :meth:`dist_candidates`."""
         y = as_float(y)
         with torch.no_grad():
-            return self._cdist_factors(y[:1], y)[1].contiguous(), self._cdist_error_scale(y).contiguous()
+            return self._cdist_factors(y[:1], y)[1].contiguous(), self._cdist_bound_factors(y[:1], y)[1].contiguous()
 
     def dist_candidates(
         self,
@@ -210,7 +231,7 @@ class Manifold(nn.Module):
         refinement. ``cand`` must hold valid indices.
         """
         x = as_float(x)
-        yf_all, sy_all = cache if cache is not None else self.gallery_cache(y)
+        yf_all, by_all = cache if cache is not None else self.gallery_cache(y)
         dtype = torch.promote_types(x.dtype, yf_all.dtype)
         x = x.to(dtype)
         b, kc = cand.shape
@@ -221,30 +242,46 @@ class Manifold(nn.Module):
             q = torch.bmm(yf, xf.unsqueeze(-1)).squeeze(-1)
             flagged = None
             if refine:
-                eps = torch.finfo(dtype).eps * REFINE_FACTOR
-                thr = (self._cdist_error_scale(x).to(dtype) * eps)[:, None] * sy_all.to(dtype).index_select(
-                    0, flat
-                ).view(b, kc)
-                rows, cols = (q < thr).nonzero(as_tuple=True)
+                bx = self._cdist_bound_factors(x, x[:1])[0].to(dtype)
+                by = by_all.to(dtype).index_select(0, flat).view(b, kc, -1)
+                thr = torch.bmm(by, bx.unsqueeze(-1)).squeeze(-1) * (torch.finfo(dtype).eps * REFINE_FACTOR)
+                rows, cols = ((q < thr) | (q < self._cdist_q_floor(dtype))).nonzero(as_tuple=True)
                 flagged = (rows, cols) if rows.numel() else None
             self._cdist_finish_(q, torch.empty_like(q))
             if flagged is not None:
                 rows, cols = flagged
-                q[rows, cols] = self.dist(x[rows], as_float(y)[cand[rows, cols]].to(dtype)).to(dtype)
+                q[rows, cols] = self._exact_pairs(x, as_float(y).to(dtype), rows, cand[rows, cols], dtype)
         return q
 
-    @staticmethod
-    def _unreliable(q: Tensor, sx: Tensor, sy: Tensor) -> tuple[Tensor, Tensor] | None:
-        """Entries of ``q`` that may be within ``REFINE_FACTOR`` of their rounding error ``eps * sx[i] * sy[j]``.
+    def _cdist_q_floor(self, dtype: torch.dtype) -> float:
+        """Products below this are recomputed whatever their bound: where the in-place finish itself loses
+        precision (0 here: ``sqrt`` and ``asin(sqrt)`` keep it; the hyperbolic models override)."""
+        return 0.0
 
-        A per-row bound ``eps * sx[i] * max(sy)`` is used (one compare pass, no ``N x M`` temporary);
-        it may flag a few extra entries, which are then merely recomputed exactly.
-        """
-        thr = sx.to(q.dtype) * (torch.finfo(q.dtype).eps * REFINE_FACTOR * float(sy.max()))
-        if float(q.amin()) >= float(thr.max()):
-            return None  # the common case for distinct point sets: one reduction, no mask
-        rows, cols = (q < thr[:, None]).nonzero(as_tuple=True)
-        return (rows, cols) if rows.numel() else None
+    def _unreliable(self, q: Tensor, bx: Tensor, by: Tensor, by_max: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Entries of the product ``q`` whose rounding error may exceed the target: ``q_ij < REFINE_FACTOR * eps *
+        (bx_i . by_j)`` (the factor product's error is a small multiple of ``eps * bx_i . by_j``, each geometry's
+        :meth:`_cdist_bound_factors`), or ``q_ij`` below :meth:`_cdist_q_floor` (where the finish loses precision).
+
+        On the CPU one numba pass counts the flagged entries per row (no temporary); elsewhere a row whose smallest
+        entry clears ``bx_i . max_j by_j`` is skipped. The per-pair test then runs on the remaining rows only."""
+        eps = torch.finfo(q.dtype).eps * REFINE_FACTOR
+        floor = self._cdist_q_floor(q.dtype)
+        if q.device.type == "cpu" and q.is_contiguous():  # one vectorised pass (numba), rows with a flag located
+            from hypalign.geometry._cdist_kernels import count_unreliable
+
+            count = np.zeros(q.shape[0], dtype=np.int64)
+            count_unreliable(q.numpy(), bx.contiguous().numpy(), by.T.contiguous().numpy(), eps, floor, count)
+            cand = torch.from_numpy(np.flatnonzero(count))
+        else:
+            row_thr = (bx @ by_max) * eps
+            cand = (q.amin(1) < row_thr.clamp_min(floor)).nonzero().squeeze(1)
+        if cand.numel() == 0:
+            return None
+        qc = q.index_select(0, cand)
+        bad = (qc < (bx.index_select(0, cand) @ by.T) * eps) | (qc < floor)
+        r, c = bad.nonzero(as_tuple=True)
+        return (cand[r], c) if r.numel() else None
 
 
 class CurvedManifold(Manifold):
@@ -293,6 +330,11 @@ class CurvedManifold(Manifold):
     # on CPU and dominated the run time). That form loses relative precision only for q below about
     # 1e8 * eps^2, far inside the range the refinement pass recomputes (q < REFINE_FACTOR * eps * s_x * s_y
     # with s >= 1), so with refine=True every entry keeps ~1e-4 relative precision or better.
+    def _cdist_q_floor(self, dtype: torch.dtype) -> float:
+        """``log(sqrt(q) + sqrt(1 + q))`` loses about ``eps / sqrt(q)`` of relative precision for small ``q``:
+        products below ``(eps / 2e-5)^2`` are recomputed (float32: q < 3.6e-5, i.e. ``sqrt(c) d < 0.012``)."""
+        return (torch.finfo(dtype).eps / 2e-5) ** 2
+
     def _cdist_finish_(self, q: Tensor, tmp: Tensor) -> Tensor:
         two_over_sqrt_c = 2.0 / float(self.c) ** 0.5
         q.clamp_min_(0.0)

@@ -48,8 +48,11 @@ class Euclidean(Manifold):
     def _cdist_finish(self, q: Tensor) -> Tensor:
         return torch.sqrt(q.clamp_min(1e-30))
 
-    def _cdist_error_scale(self, x: Tensor) -> Tensor:
-        return 1.0 + (x * x).sum(-1)
+    def _cdist_bound_factors(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """``sum|terms| = |x|^2 + 2|x.y| + |y|^2 <= 2(|x|^2 + |y|^2) = [2|x|^2, 2] . [1, |y|^2]``."""
+        x2 = (x * x).sum(-1, keepdim=True)
+        y2 = (y * y).sum(-1, keepdim=True)
+        return torch.cat([2.0 * x2, torch.full_like(x2, 2.0)], -1), torch.cat([torch.ones_like(y2), y2], -1)
 
     def mips_vectors(self, x: Tensor, role: str) -> Tensor:
         """``[x, -|x|^2/2]`` (gallery) and ``[y, 1]`` (query): ``<y, x> - |x|^2/2 = (|y|^2 - |x - y|^2) / 2``."""
@@ -99,11 +102,13 @@ class Sphere(Manifold):
         """Normalised (weighted) Euclidean mean: the extrinsic mean on the sphere."""
         return self.project(Euclidean.mean(self, x, weights, dim))
 
-    # q = ||x - y||^2 / 4 = (1 - x.y) / 2 = [x, 1] . [-y/2, 1/2]
+    # q = ||x - y||^2 / 4 = [x, ||x||^2, 1] . [-y/2, 1/4, ||y||^2/4] (= (1 - x.y) / 2 for exact unit vectors; the
+    # norms keep it equal to the paired chord form for points that are unit only to rounding, e.g. float32 ones)
     def _cdist_factors(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        one_x = torch.ones_like(x[..., :1])
-        one_y = torch.ones_like(y[..., :1])
-        return torch.cat([x, one_x], -1), torch.cat([-0.5 * y, 0.5 * one_y], -1)
+        x2 = (x * x).sum(-1, keepdim=True)
+        y2 = (y * y).sum(-1, keepdim=True)
+        return torch.cat([x, x2, torch.ones_like(x2)], -1), torch.cat([-0.5 * y, torch.full_like(y2, 0.25),
+                                                                      0.25 * y2], -1)
 
     def _cdist_finish_(self, q: Tensor, tmp: Tensor) -> Tensor:
         return q.clamp_(1e-30, 1.0).sqrt_().asin_().mul_(2.0)
@@ -111,8 +116,11 @@ class Sphere(Manifold):
     def _cdist_finish(self, q: Tensor) -> Tensor:
         return 2.0 * torch.asin(torch.sqrt(q.clamp(1e-30, 1.0)))
 
-    def _cdist_error_scale(self, x: Tensor) -> Tensor:
-        return torch.ones(x.shape[:-1], dtype=x.dtype, device=x.device)
+    def _cdist_bound_factors(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """``sum|terms| = (|x|^2 + 2|x.y| + |y|^2) / 4 <= (|x|^2 + |y|^2) / 2 = [|x|^2/2, 1/2] . [1, |y|^2]``."""
+        x2 = (x * x).sum(-1, keepdim=True)
+        y2 = (y * y).sum(-1, keepdim=True)
+        return torch.cat([0.5 * x2, torch.full_like(x2, 0.5)], -1), torch.cat([torch.ones_like(y2), y2], -1)
 
     def mips_vectors(self, x: Tensor, role: str) -> Tensor:
         """The unit vectors themselves: the cosine ranks like ``-dist``."""

@@ -179,6 +179,9 @@ class Lorentz(CurvedManifold):
         yf = torch.cat([-y, yt, torch.full_like(yt, -1.0) / c], dim=-1)
         return xf, yf
 
-    def _cdist_error_scale(self, x: Tensor) -> Tensor:
+    def _cdist_bound_factors(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """``sum|terms| = (c/2)(|x.y| + x_t y_t) + 1/2 <= c x_t y_t + 1/2 = [c x_t, 1/2] . [y_t, 1]``."""
         c = self._c(x)
-        return c**0.5 * time_component(x, c)
+        xt = time_component(x, c).unsqueeze(-1)
+        yt = time_component(y, c).unsqueeze(-1)
+        return torch.cat([c * xt, torch.full_like(xt, 0.5)], -1), torch.cat([yt, torch.ones_like(yt)], -1)

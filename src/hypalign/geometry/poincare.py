@@ -73,7 +73,13 @@ def logmap0(x: Tensor, c: Tensor | float, convention: Convention = "geoopt") -> 
 
 
 def _one_minus_c_sq(x: Tensor, c: Tensor | float) -> Tensor:
-    """``1 - c||x||^2`` floored at a tiny positive value (points on or past the boundary stay finite)."""
+    """``1 - c||x||^2`` floored at a tiny positive value (points on or past the boundary stay finite). For float32
+    points the squared norm is accumulated in float64: near the boundary the difference cancels, and float32
+    rounding of ``||x||^2`` alone would cost ``eps / (1 - c||x||^2)`` of relative precision."""
+    if x.dtype == torch.float32 and x.device.type == "cpu":
+        x64 = x.double()
+        c64 = c.double() if isinstance(c, Tensor) else c
+        return (1.0 - c64 * (x64 * x64).sum(-1)).clamp_min(1e-15).to(x.dtype)
     return (1.0 - c * (x * x).sum(-1)).clamp_min(1e-15)
 
 
@@ -196,8 +202,15 @@ class PoincareBall(CurvedManifold):
         yf = torch.cat([-2.0 * y / dy, 1.0 / dy, y2 / dy], dim=-1)
         return xf, yf
 
-    def _cdist_error_scale(self, x: Tensor) -> Tensor:
-        return 2.0 / _one_minus_c_sq(x, self._c(x))
+    def _cdist_bound_factors(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """``sum|terms| = c(|x|^2 + 2|x.y| + |y|^2) / (d_x d_y) <= 2c(|x|^2 + |y|^2) / (d_x d_y)
+        = [2c|x|^2 / d_x, 2c / d_x] . [1 / d_y, |y|^2 / d_y]`` (``d = 1 - c|x|^2``)."""
+        c = self._c(x)
+        dx = _one_minus_c_sq(x, c).unsqueeze(-1)
+        dy = _one_minus_c_sq(y, c).unsqueeze(-1)
+        x2 = (x * x).sum(-1, keepdim=True)
+        y2 = (y * y).sum(-1, keepdim=True)
+        return torch.cat([2 * c * x2 / dx, 2 * c / dx], -1), torch.cat([1.0 / dy, y2 / dy], -1)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", convention={self.convention!r}"

@@ -60,6 +60,18 @@ class Recipe:
     #: turn a finished run's results into the flat ``{metric: value}`` printed by ``train``
     summarize: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
+    def train_config(self, run_dir: str, **overrides: Any) -> Any:
+        """The :class:`~hypalign.train.TrainConfig` that ``hypalign train NAME -o run_dir`` uses: the trainer's
+        defaults with this recipe's ``train_defaults`` and ``best_metric``, then ``overrides`` (so the library call
+        and the command line start from the same defaults)."""
+        from hypalign.train import TrainConfig
+
+        values: dict[str, Any] = dict(self.train_defaults)
+        if self.best_metric:
+            values["best_metric"], values["best_mode"] = self.best_metric
+        values.update(overrides)
+        return TrainConfig(run_dir=run_dir, **values)
+
     def config_from_dict(self, values: Mapping[str, Any]) -> Any:
         """The recipe's config from a (saved or user) mapping; unknown keys are a one-line error."""
         import dataclasses

@@ -71,7 +71,7 @@ def build_index(
     embeddings: np.ndarray,
     geometry: str,
     out_dir: str | os.PathLike[str],
-    c: float | None = None,
+    c: float | None = 1.0,
     ids: list[str] | None = None,
     hnsw: bool = False,
     source: str = "embeddings",
@@ -80,7 +80,8 @@ def build_index(
     if geometry not in GEOMETRIES:
         raise InputError(f"unknown geometry {geometry!r}; expected one of {', '.join(GEOMETRIES)}")
     curved = geometry in ("poincare", "lorentz")
-    if curved and (c is None or not (math.isfinite(c) and c > 0)):
+    c = 1.0 if c is None else c  # the library's default curvature everywhere
+    if curved and not (math.isfinite(c) and c > 0):
         raise InputError(f"geometry {geometry} needs a curvature --c > 0, got {c}")
     x = check_embeddings(embeddings, source)
     check_on_manifold(x, geometry, c or 1.0, source)
