@@ -499,7 +499,7 @@ def _spread(kind: str, n: int, d: int, c: float, g: torch.Generator) -> torch.Te
     return u * r / c**0.5
 
 
-@pytest.mark.parametrize("kind", ["fixed", "uniform", "boundary", "origin", "near-duplicates"])
+@pytest.mark.parametrize("kind", ["fixed", "uniform", "boundary", "origin", "near-duplicates", "clustered"])
 @pytest.mark.parametrize("model", ["poincare", "lorentz", "euclidean", "sphere"])
 def test_float32_cdist_keeps_1e4_relative_precision_on_every_radius_spread(kind: str, model: str) -> None:
     """Against float64 on the same float32 points: every pair within 1e-4 relative, near-identical pairs included,
@@ -510,10 +510,14 @@ def test_float32_cdist_keeps_1e4_relative_precision_on_every_radius_spread(kind:
     c = 0.1
     g = torch.Generator().manual_seed(11)
     geo = {"poincare": PoincareBall(c), "lorentz": Lorentz(c), "euclidean": Euclidean(), "sphere": Sphere()}[model]
-    x = _spread("uniform" if kind == "near-duplicates" else kind, 300, 32, c, g)
-    y = _spread("uniform" if kind == "near-duplicates" else kind, 200, 32, c, g)
+    x = _spread("uniform" if kind in ("near-duplicates", "clustered") else kind, 300, 32, c, g)
+    y = _spread("uniform" if kind in ("near-duplicates", "clustered") else kind, 200, 32, c, g)
     if kind == "near-duplicates":  # every y has a twin in x at a relative distance of 1e-6 .. 1e-3
         y[:100] = x[:100] * (1 + 10 ** (-3 - 3 * torch.rand(100, 1, generator=g, dtype=torch.float64)))
+    if kind == "clustered":  # 4 clusters: every row has ~50-75 near-duplicates (the dense float64 re-product path)
+        centres = _spread("uniform", 4, 32, c, g)
+        x = centres[torch.arange(300) % 4] + 1e-4 * torch.randn(300, 32, generator=g, dtype=torch.float64)
+        y = centres[torch.arange(200) % 4] + 1e-4 * torch.randn(200, 32, generator=g, dtype=torch.float64)
     if model == "lorentz":
         x, y = poincare_to_lorentz(x, c), poincare_to_lorentz(y, c)
     elif model == "sphere":

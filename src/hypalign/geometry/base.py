@@ -197,7 +197,36 @@ class Manifold(nn.Module):
                 self._cdist_finish_(block, tmp)
                 if flagged is not None:
                     rows, cols = flagged
-                    block[rows, cols] = self._exact_pairs(xs, y, rows, cols, dtype)
+                    block[rows, cols] = self._recompute(xs, y, rows, cols, dtype, yf if by is not None else None, by)
+        return out
+
+    def _recompute(self, x: Tensor, y: Tensor, rows: Tensor, cols: Tensor, dtype: torch.dtype, yf: Tensor | None,
+                   by: Tensor | None) -> Tensor:
+        """The flagged entries, exactly. Rows with many flags (near-duplicate galleries) take their whole row of
+        the factor product again in float64 — one dense product instead of gathering a point pair per entry —
+        and keep it where float64 suffices (``q >= REFINE_FACTOR * eps64 * bound``); every other entry goes to
+        the stable paired formula (:meth:`_exact_pairs`)."""
+        out = torch.empty(rows.shape[0], dtype=dtype, device=x.device)
+        todo = torch.ones(rows.shape[0], dtype=torch.bool, device=x.device)
+        if yf is not None and by is not None and x.dtype != torch.float64:
+            per_row = torch.bincount(rows, minlength=x.shape[0])
+            heavy = (per_row > max(32, y.shape[0] // 64)).nonzero().squeeze(1)
+            if heavy.numel():
+                xs64, y64 = x.index_select(0, heavy).double(), y.double()
+                q64 = self._cdist_factors(xs64, y64[:1])[0] @ self._cdist_factors(xs64[:1], y64)[1].T
+                bound = self._cdist_bound_factors(xs64, y64[:1])[0] @ self._cdist_bound_factors(xs64[:1], y64)[1].T
+                where = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)
+                where[heavy] = torch.arange(heavy.numel(), device=x.device)
+                sel = (where[rows] >= 0).nonzero().squeeze(1)
+                qv = q64[where[rows[sel]], cols[sel]]
+                ok = (qv >= bound[where[rows[sel]], cols[sel]] * (torch.finfo(torch.float64).eps * REFINE_FACTOR)) & \
+                    (qv >= self._cdist_q_floor(torch.float64))
+                good = sel[ok]
+                out[good] = self._cdist_finish(qv[ok]).to(dtype)
+                todo[good] = False
+        rest = todo.nonzero().squeeze(1)
+        if rest.numel():
+            out[rest] = self._exact_pairs(x, y, rows[rest], cols[rest], dtype)
         return out
 
     def _exact_pairs(self, x: Tensor, y: Tensor, rows: Tensor, cols: Tensor, dtype: torch.dtype,
