@@ -12,15 +12,19 @@ from hypalign.errors import InputError
 
 
 def load_source(source: str, drop_invalid: bool = False) -> Hierarchy:
-    """``wordnet:nouns``, ``wordnet:<synset>``, ``go:<BP|MF|CC>`` or ``file:<path>``."""
+    """``wordnet:nouns``, ``wordnet:<synset>``, ``go:<BP|MF|CC>``, ``go:<BP|MF|CC>:<GO id>`` (the term and its
+    descendants, e.g. ``go:MF:GO:0016787``) or ``file:<path>``."""
     kind, _, arg = source.partition(":")
     if not arg:
-        raise InputError(f"source {source!r}: expected wordnet:nouns, wordnet:<synset>, go:BP|MF|CC or file:<path>")
+        raise InputError(f"source {source!r}: expected wordnet:nouns, wordnet:<synset>, go:BP|MF|CC[:<GO id>] or "
+                         "file:<path>")
     if kind == "wordnet":
         h = wordnet_noun_hierarchy()
         return h if arg == "nouns" else h.subtree(arg)
     if kind == "go":
-        return go_hierarchy(arg)
+        namespace, _, term = arg.partition(":")
+        h = go_hierarchy(namespace)
+        return h.subtree(term) if term else h
     if kind == "file":
         return read_edge_list(arg, drop_invalid=drop_invalid)
     raise InputError(f"source {source!r}: unknown kind {kind!r}; expected wordnet, go or file")

@@ -2,14 +2,15 @@
 configuration, task and training), :mod:`.commands` (eval, embed, model loading). See :mod:`.task` for the method."""
 
 from hypalign.recipes.hierarchy import commands
-from hypalign.recipes.hierarchy.task import HierarchyConfig, HierarchyTask, load_run, save_embeddings, train_hierarchy
+from hypalign.recipes.hierarchy.runfiles import load_run, save_embeddings
+from hypalign.recipes.hierarchy.task import HierarchyConfig, HierarchyTask, train_hierarchy
 from hypalign.recipes.registry import Recipe
 
 RECIPE = Recipe(
     name="hierarchy",
     summary="Hierarchy embedding of WordNet, GO or your edge list (Nickel & Kiela 2017/2018).",
     config=HierarchyConfig,
-    train=lambda cfg, train, say=None: train_hierarchy(cfg, train),
+    train=lambda cfg, train, say=None, hierarchy=None: train_hierarchy(cfg, train, hierarchy, say),
     load_model=commands.load_model,
     evaluate=commands.evaluate,
     embed=commands.embed,

@@ -16,7 +16,7 @@ def load_model(run_dir: Path, which: str = "model") -> Any:
     """The run's embedding table as a :class:`~hypalign.models.hierarchy.HierarchyEmbedding` (``model``: the final
     ``embeddings.npy``; ``latest`` / ``best``: a checkpoint)."""
     from hypalign.models.hierarchy import HierarchyEmbedding
-    from hypalign.recipes.hierarchy.task import load_run
+    from hypalign.recipes.hierarchy.runfiles import load_run
     from hypalign.runs import read_run_config
     from hypalign.train.checkpoint import find_checkpoint, load_checkpoint
 
@@ -44,7 +44,7 @@ def evaluate(run: Run, plot: Path | None = None, which: str | None = None, **_: 
     ``plot``, the embedding drawn in the Poincaré disk."""
     from hypalign.data.hierarchy_sources import load_source, split_link_prediction
     from hypalign.eval.hierarchy import link_prediction, reconstruction
-    from hypalign.recipes.hierarchy.task import load_run
+    from hypalign.recipes.hierarchy.runfiles import load_run
 
     _, names, meta = load_run(run.path)
     hcfg = run.recipe_config
@@ -68,7 +68,7 @@ def plot_run(run_dir: Path, out: Path, method: str = "umap", label_top: int = 25
     """Draw the run's embedding in the Poincaré disk (nodes nearest the origin first), top levels labelled."""
     from hypalign.data.hierarchy_sources import load_source
     from hypalign.geometry import get_geometry
-    from hypalign.recipes.hierarchy.task import load_run
+    from hypalign.recipes.hierarchy.runfiles import load_run
     from hypalign.runs import read_run_config
     from hypalign.viz.disk import plot_disk, to_disk
 
@@ -96,7 +96,7 @@ def embed(run: Run, inputs: list[str], out: Path, say: Any = print, **_: Any) ->
     """The embeddings of the named nodes (names, or files of names one per line) in the run's table order of the
     inputs; an unknown name is a one-line error."""
     from hypalign.io import atomic_write_text, save_npy
-    from hypalign.recipes.hierarchy.task import load_run
+    from hypalign.recipes.hierarchy.runfiles import load_run
 
     emb, names, meta = load_run(run.path)
     index = {n: i for i, n in enumerate(names)}

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ from hypalign.data.hierarchy import Hierarchy
 from hypalign.data.hierarchy_sources import closure_csr, load_source, split_link_prediction
 from hypalign.errors import InputError
 from hypalign.eval.hierarchy import link_prediction, reconstruction
-from hypalign.io import atomic_write_json, atomic_write_text, save_npy
+from hypalign.io import atomic_write_json
 from hypalign.losses.hierarchy import rank_hinge_loss
 from hypalign.models.hierarchy import (
     HIERARCHY_MODELS,
@@ -61,6 +62,7 @@ from hypalign.models.hierarchy import (
 )
 from hypalign.objectives.miners import mine_nearest_non_ancestors, negative_mask
 from hypalign.options import REQUIRED, check_options, opt
+from hypalign.recipes.hierarchy.runfiles import embeddings_of_run, save_embeddings
 from hypalign.train import Task, TrainConfig, Trainer, resolve_device
 from hypalign.train.checkpoint import unwrap
 
@@ -69,8 +71,13 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 @dataclass
 class HierarchyConfig:
-    source: str = opt(REQUIRED, "wordnet:nouns, wordnet:<synset> (e.g. wordnet:mammal.n.01), go:BP|MF|CC, or "
-                      "file:<edges.tsv> (child,parent per line).")
+    source: str = opt(REQUIRED, "wordnet:nouns, wordnet:<synset> (e.g. wordnet:mammal.n.01), go:BP|MF|CC[:<GO id>], "
+                      "or file:<edges.tsv> (child,parent per line).")
+    plan: str = opt("auto", "auto: construction, precision and training chosen from the hierarchy itself (exact "
+                    "construction kept; otherwise Riemannian SGD from a random start, then a mean-rank refinement; the "
+                    "best sampled state kept; see docs/hierarchy.md); giving --init, --loss, --init-from, --epochs, "
+                    "--lr, --optimizer, --schedule or --burnin makes it one run as given. manual: one run exactly as "
+                    "given.", choices=("auto", "manual"))
     dim: int = opt(10, "Embedding dimension.", min=1)
     model: str = opt("lorentz", "Geometry of the embedding.", choices=HIERARCHY_MODELS)
     c: float = opt(1.0, "Curvature magnitude (curvature -c).", min=1e-6)
@@ -179,7 +186,7 @@ class HierarchyTask(Task):
             raise InputError(f"init {cfg.init!r}: expected random, hierarchy or combinatorial")
         if cfg.init_from:
             with torch.no_grad():
-                self.model.weight.copy_(torch.from_numpy(_embeddings_of_run(cfg.init_from, hierarchy, cfg)))
+                self.model.weight.copy_(torch.from_numpy(embeddings_of_run(cfg.init_from, hierarchy, cfg)))
         self.init_seconds = time.perf_counter() - t0  # the placement alone
         self.pool: torch.Tensor | None = None  # loss warp: mined nearest non-ancestors (N, hard_pool)
         self.pair_ranks: torch.Tensor | None = None  # and the ranks of every training pair at that mining
@@ -285,27 +292,37 @@ class HierarchyTask(Task):
         return res
 
 
-def save_embeddings(run_dir: Path, task: HierarchyTask) -> None:
-    """``embeddings.npy`` (the table's dtype: a float64 run's deep levels do not survive float32) +
-    ``names.txt`` (one per row) + ``embedding.json`` (geometry, c)."""
-    m = task.model
-    save_npy(run_dir / "embeddings.npy", m.points().numpy())
-    atomic_write_text(run_dir / "names.txt", "".join(n + "\n" for n in task.h.names))
-    atomic_write_json(
-        run_dir / "embedding.json",
-        {"geometry": m.model, "c": m.c, "dim": int(m.weight.shape[1]), "n": task.h.n_nodes,
-         "coordinates": {"lorentz": "space components (x_0 = sqrt(1/c + |x|^2))", "poincare": "ball",
-                         "euclidean": "cartesian"}[m.model]},
-    )
+def train_hierarchy(cfg: HierarchyConfig, train: TrainConfig, hierarchy: Hierarchy | None = None,
+                    say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train, save embeddings, run the full evaluation; returns the evaluation dict (also ``eval.json``).
+
+    ``cfg.plan == "auto"`` (the default) runs :mod:`hypalign.recipes.hierarchy.plan` unless the training options were
+    given (then one run exactly as given, as ``"manual"`` always does)."""
+    from hypalign.recipes.hierarchy import plan as planning
+
+    h = hierarchy if hierarchy is not None else load_source(cfg.source, cfg.drop_invalid)
+    say = say or (lambda m: None)
+    if cfg.plan == "auto":
+        given = planning.user_chose_training(cfg, train, _train_defaults())
+        if not given:
+            return planning.train_planned(cfg, train, h, _train_single, say)
+        say(f"plan auto: {', '.join(given)} given, so one run as given")
+        cfg = replace(cfg, plan="manual")
+    return _train_single(cfg, train, h)
 
 
-def train_hierarchy(cfg: HierarchyConfig, train: TrainConfig, hierarchy: Hierarchy | None = None) -> dict[str, Any]:
-    """Train, save embeddings, run the full evaluation; returns the evaluation dict (also ``eval.json``)."""
+def _train_defaults() -> dict[str, Any]:
+    from hypalign.recipes.hierarchy import RECIPE
+
+    return dict(RECIPE.train_defaults)
+
+
+def _train_single(cfg: HierarchyConfig, train: TrainConfig, h: Hierarchy) -> dict[str, Any]:
+    """One run of the trainer (the state kept: the best by ``train.best_metric`` when that was evaluated)."""
     import os
 
     from hypalign.losses import hierarchy as hierarchy_loss
 
-    h = hierarchy if hierarchy is not None else load_source(cfg.source, cfg.drop_invalid)
     # the numba kernels do the parallel work on their own threads; torch's few small ops per step
     # run fastest single-threaded (its OpenMP pool only contends with them). The caller's config stays as given.
     hierarchy_loss.THREADS = train.threads or os.cpu_count() or 1
@@ -335,6 +352,7 @@ def train_hierarchy(cfg: HierarchyConfig, train: TrainConfig, hierarchy: Hierarc
     else:
         result = Trainer(task, train, extra_config=extra).fit()
         seconds, epochs, steps = result.seconds, result.epoch, result.step
+        _keep_best(task, train, run_dir)
     save_embeddings(run_dir, task)
     final = task.evaluate(task.model, full=True)
     out = {"source": cfg.source, "model": cfg.model, "dim": cfg.dim, "nodes": h.n_nodes,
@@ -346,31 +364,14 @@ def train_hierarchy(cfg: HierarchyConfig, train: TrainConfig, hierarchy: Hierarc
     return out
 
 
-def _embeddings_of_run(run_dir: str, h: Hierarchy, cfg: HierarchyConfig) -> np.ndarray:
-    """A finished run's embeddings as the start of this one: same nodes in the same order, same geometry."""
-    emb, names, meta = load_run(run_dir)
-    if names != h.names:
-        raise InputError(f"init from {run_dir}: its names.txt ({len(names)} nodes) is not this hierarchy "
-                         f"({h.n_nodes} nodes, source {cfg.source}): train on the same source")
-    if meta.get("geometry") != cfg.model or abs(float(meta.get("c", 1.0)) - cfg.c) > 1e-12:
-        raise InputError(f"init from {run_dir}: it is {meta.get('geometry')} with c={meta.get('c')}, this run "
-                         f"{cfg.model} with c={cfg.c}")
-    if emb.shape[1] != cfg.dim:
-        raise InputError(f"init from {run_dir}: dimension {emb.shape[1]}, this run {cfg.dim}")
-    if not np.isfinite(emb).all():
-        raise InputError(f"init from {run_dir}: embeddings.npy holds non-finite values")
-    return emb.astype(np.float64 if cfg.dtype == "float64" else np.float32)
+def _keep_best(task: HierarchyTask, train: TrainConfig, run_dir: Path) -> None:
+    """Back to the ``best`` checkpoint when the last state scores worse on ``train.best_metric`` (sampled)."""
+    from hypalign.train.checkpoint import find_checkpoint, load_checkpoint
 
-
-def load_run(run_dir: str | Path) -> tuple[np.ndarray, list[str], dict[str, Any]]:
-    """Embeddings, node names and ``embedding.json`` of a finished hierarchy run."""
-    run_dir = Path(run_dir)
-    for f in ("embeddings.npy", "names.txt", "embedding.json"):
-        if not (run_dir / f).is_file():
-            raise InputError(f"{run_dir}: missing {f} (is this a finished `hypalign train hierarchy` run?)")
-    emb = np.load(run_dir / "embeddings.npy", allow_pickle=False)
-    names = (run_dir / "names.txt").read_text(encoding="utf-8").splitlines()
-    meta = json.loads((run_dir / "embedding.json").read_text())
-    if len(names) != len(emb):
-        raise InputError(f"{run_dir}: names.txt has {len(names)} lines for {len(emb)} embeddings")
-    return emb, names, meta
+    best = find_checkpoint(run_dir, "best")
+    if not train.best_metric or best is None:
+        return
+    value = json.loads((best / "checkpoint.json").read_text()).get("best_value")
+    now = task.evaluate(task.model).get(train.best_metric)
+    if value is not None and now is not None and (now < value if train.best_mode == "max" else now > value):
+        load_checkpoint(best, task.model)
