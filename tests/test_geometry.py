@@ -534,3 +534,41 @@ def test_float32_cdist_keeps_1e4_relative_precision_on_every_radius_spread(kind:
                                   *geo._cdist_bound_factors(x32, y32), geo._cdist_bound_factors(x32, y32)[1].amax(0))
         n_flagged = 0 if flagged is None else flagged[0].numel()
         assert n_flagged <= 0.01 * x.shape[0] * y.shape[0]
+
+
+def test_fused_hyperbolic_finish_against_float64_and_the_separate_test() -> None:
+    """The one-pass kernel: ``scale * arccosh(1 + 2q)`` within 6e-6 of float64 for every q the refinement keeps
+    (3.6e-5 .. 2.5e38), 0 for q <= 0; with the test on, exactly the entries ``count_unreliable`` counts are -1 and
+    ``locate_flagged`` returns exactly them."""
+    import numba
+
+    from hypalign.geometry._cdist_kernels import count_unreliable, hyperbolic_finish, locate_flagged
+
+    q = np.concatenate([np.logspace(np.log10(3.6e-5), 38.4, 4000), [0.0, -1e-7, 1e-30]]).astype(np.float32)
+    block = q.reshape(1, -1).copy()
+    buf = np.empty((numba.config.NUMBA_NUM_THREADS, block.shape[1]), dtype=np.float32)
+    count = np.zeros(1, dtype=np.int64)
+    dummy_x, dummy_y = np.zeros((1, 2), np.float32), np.zeros((2, block.shape[1]), np.float32)
+    hyperbolic_finish(block, dummy_x, dummy_y, 0.0, 0.0, 0.5, False, count, buf)
+    ref = 0.5 * np.arccosh(1.0 + 2.0 * np.maximum(q.astype(np.float64), 0.0))
+    ok = q >= 3.6e-5
+    assert np.max(np.abs(block[0, ok] - ref[ok]) / ref[ok]) < 6e-6
+    assert block[0, -3] == 0.0 and block[0, -2] == 0.0 and count[0] == 0
+    assert block[0, -1] == 0.0  # q = 1e-30, far below the floor: 1 + 2q rounds to 1 (why such entries are recomputed)
+    rng = np.random.default_rng(3)
+    qb = (10.0 ** rng.uniform(-7, 3, (64, 300))).astype(np.float32)
+    bx = rng.uniform(0, 2, (64, 2)).astype(np.float32)
+    by_t = rng.uniform(0, 2, (2, 300)).astype(np.float32)
+    thr, floor = 1e-2, 1e-5
+    expected = np.zeros(64, dtype=np.int64)
+    count_unreliable(qb, bx, by_t, thr, floor, expected)
+    bad = (qb < thr * (bx.astype(np.float64) @ by_t)) | (qb < floor)
+    out, count = qb.copy(), np.zeros(64, dtype=np.int64)
+    buf = np.empty((numba.config.NUMBA_NUM_THREADS, 300), dtype=np.float32)
+    hyperbolic_finish(out, bx, by_t, thr, floor, 1.0, True, count, buf)
+    np.testing.assert_array_equal(count, expected)
+    np.testing.assert_array_equal(count, bad.sum(1))
+    assert (out[bad] == -1).all() and (out[~bad] > 0).all()
+    rows, cols = np.empty(count.sum(), np.int64), np.empty(count.sum(), np.int64)
+    locate_flagged(out, count, np.cumsum(count) - count, rows, cols)
+    np.testing.assert_array_equal(np.stack([rows, cols]), np.stack(np.nonzero(bad)))

@@ -5,11 +5,30 @@ all-pairs matrix, before the finish), ``count[i] = #{j : q_ij < thr * (bx_i . by
 whose product may have lost the target precision (each geometry's ``_cdist_bound_factors`` bounds the rounding
 error of ``q_ij`` by a small multiple of ``eps * bx_i . by_j``). One vectorised read of the block, no temporary; the
 caller locates the flagged columns in the few rows with a non-zero count.
+
+``hyperbolic_finish(q, bx, by, thr, floor, scale, check, count, buf)``: the same test and, in the same pass, the
+hyperbolic finish of both models in place: ``q = sinh^2(sqrt(c) d / 2)`` becomes ``d = scale * arccosh(1 + 2q)``
+(``scale = 1 / sqrt(c)``), written ``scale * log(u)`` with ``u = 1 + 2(q + sqrt(q^2 + q))``; a flagged entry is set to
+``-1`` instead (distances are >= 0) so that :func:`locate_flagged` finds it. ``log`` is computed from ``u``'s float32
+bits (exponent; mantissa halved above sqrt 2) and a degree-9 polynomial in ``m - 1`` fitted to ``log m`` on
+``[1/sqrt 2, sqrt 2)`` (relative error 1.3e-7): it vectorises, where numba's ``log`` is a scalar call without SVML.
+For ``q >= 1e18``, where ``u`` would overflow, ``u = q`` and ``log 4`` is added. Relative error against float64:
+<= 6e-6 for every ``q`` above the floor the refinement keeps (float32 ``q >= 3.6e-5``; the tests sweep ``q`` from
+there to 2.5e38). float32 blocks only.
 """
 
 from __future__ import annotations
 
+import math
+
 import numba
+import numpy as np
+
+# log(m) ~ sum_k LOG_POLY[k] (m - 1)^(k + 1) on [1/sqrt 2, sqrt 2): least squares on Chebyshev nodes
+# (scripts of the fit: the module docstring; max relative error 1.3e-7)
+_L1, _L2, _L3, _L4, _L5, _L6, _L7, _L8, _L9 = (np.float32(v) for v in (
+    0.9999999, -0.4999999, 0.33335078, -0.2500225, 0.19936633, -0.16551158, 0.15102671, -0.14477578, 0.084903836))
+_LN2 = np.float32(math.log(2.0))
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=True)
@@ -31,3 +50,58 @@ def count_unreliable(q, bx, by_t, thr, floor, count):  # pragma: no cover - comp
                 v = q[i, j]
                 acc += (v < thr * b) | (v < floor)
         count[i] = acc
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=True)
+def hyperbolic_finish(q, bx, by_t, thr, floor, scale, check, count, buf):  # pragma: no cover - compiled
+    n, m = q.shape
+    sc = np.float32(scale)
+    one, two, zero = np.float32(1.0), np.float32(2.0), np.float32(0.0)
+    big = np.float32(1e18)  # from here 1 + 2(q + sqrt(q^2 + q)) = 4q + 2 would overflow: u = q, log 4 added
+    for i in numba.prange(n):
+        row = q[i]
+        u = buf[numba.get_thread_id()]
+        bits = u.view(np.int32)
+        acc = 0
+        if check:
+            a0, a1 = bx[i, 0] * thr, bx[i, 1] * thr
+            for j in range(m):
+                v = row[j]
+                bad = (v < a0 * by_t[0, j] + a1 * by_t[1, j]) | (v < floor)
+                acc += bad
+                w = max(v, zero)
+                u[j] = np.float32(-1.0) if bad else (one + two * (w + np.sqrt(w * w + w)) if w < big else w)
+        else:
+            for j in range(m):
+                w = max(row[j], zero)
+                u[j] = one + two * (w + np.sqrt(w * w + w)) if w < big else w
+        for j in range(m):
+            b = bits[j]
+            e = ((b >> 23) & 255) - 127
+            mb = (b & 0x7FFFFF) | 0x3F800000
+            hi = mb > 0x3FB504F3  # mantissa above sqrt 2: halve it
+            e = e + (1 if hi else 0)
+            flagged = b < 0  # u = -1
+            bits[j] = mb - (0x800000 if hi else 0)
+            t = u[j] - one
+            p = t * (_L1 + t * (_L2 + t * (_L3 + t * (_L4 + t * (_L5 + t * (_L6 + t * (_L7 + t * (_L8 + t * _L9))))))))
+            e = e + (2 if row[j] >= big else 0)  # u = q there: log(4q + 2) = log q + log 4 (to 1 / (2q))
+            row[j] = np.float32(-1.0) if flagged else (np.float32(e) * _LN2 + p) * sc
+        count[i] = acc
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def locate_flagged(q, count, offsets, rows, cols):  # pragma: no cover - compiled
+    """The ``(row, column)`` of every entry :func:`hyperbolic_finish` left at -1, row ``i``'s at
+    ``offsets[i]:offsets[i] + count[i]`` (``offsets`` the exclusive cumulative sum of ``count``)."""
+    n, m = q.shape
+    for i in numba.prange(n):
+        if count[i] == 0:
+            continue
+        k = offsets[i]
+        row = q[i]
+        for j in range(m):
+            if row[j] < 0:
+                rows[k] = i
+                cols[k] = j
+                k += 1

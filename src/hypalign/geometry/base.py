@@ -127,6 +127,12 @@ class Manifold(nn.Module):
         of the same shape."""
         raise NotImplementedError
 
+    def _cdist_fused_finish_(self, q: Tensor, bx: Tensor | None, by: Tensor | None) -> np.ndarray | None:
+        """The refinement test and the finish of ``q`` in one pass where a geometry has a kernel for it: returns the
+        flagged count per row (flagged entries left at -1), or ``None`` (then :meth:`_unreliable` and
+        :meth:`_cdist_finish_` run)."""
+        return None
+
     def _cdist_finish(self, q: Tensor) -> Tensor:  # pragma: no cover - abstract
         """Out-of-place (differentiable) version of :meth:`_cdist_finish_`, used when gradients are needed."""
         raise NotImplementedError
@@ -191,10 +197,21 @@ class Manifold(nn.Module):
                 block, tmp = out[start:stop], scratch[: stop - start]
                 torch.mm(self._cdist_factors(xs, y[:1])[0], yf.T, out=block)
                 flagged = None
-                if by is not None:
-                    bx = self._cdist_bound_factors(xs, y[:1])[0].to(dtype)
-                    flagged = self._unreliable(block, bx, by, by_max)
-                self._cdist_finish_(block, tmp)
+                bx = self._cdist_bound_factors(xs, y[:1])[0].to(dtype) if by is not None else None
+                count = self._cdist_fused_finish_(block, bx, by)
+                if count is not None:  # finished in one pass; flagged entries are -1
+                    total = int(count.sum())
+                    if total:
+                        from hypalign.geometry._cdist_kernels import locate_flagged
+
+                        offsets = np.cumsum(count) - count
+                        rr, cc = np.empty(total, dtype=np.int64), np.empty(total, dtype=np.int64)
+                        locate_flagged(block.numpy(), count, offsets, rr, cc)
+                        flagged = (torch.from_numpy(rr), torch.from_numpy(cc))
+                else:
+                    if bx is not None and by is not None:
+                        flagged = self._unreliable(block, bx, by, by_max)
+                    self._cdist_finish_(block, tmp)
                 if flagged is not None:
                     rows, cols = flagged
                     block[rows, cols] = self._recompute(xs, y, rows, cols, dtype, yf if by is not None else None, by)
@@ -369,6 +386,25 @@ class CurvedManifold(Manifold):
         q.clamp_min_(0.0)
         torch.add(q, 1.0, out=tmp).sqrt_()
         return q.sqrt_().add_(tmp).log_().mul_(two_over_sqrt_c)
+
+    def _cdist_fused_finish_(self, q: Tensor, bx: Tensor | None, by: Tensor | None) -> np.ndarray | None:
+        """float32 CPU blocks: :func:`hypalign.geometry._cdist_kernels.hyperbolic_finish` (test and finish in one
+        vectorised pass)."""
+        if q.dtype != torch.float32 or q.device.type != "cpu" or not q.is_contiguous() or \
+                (bx is not None and bx.shape[1] != 2):
+            return None
+        import numba
+
+        from hypalign.geometry._cdist_kernels import hyperbolic_finish
+
+        count = np.zeros(q.shape[0], dtype=np.int64)
+        buf = np.empty((numba.config.NUMBA_NUM_THREADS, q.shape[1]), dtype=np.float32)
+        check = bx is not None and by is not None
+        bxa = bx.contiguous().numpy() if check else np.zeros((q.shape[0], 2), dtype=np.float32)
+        bya = by.T.contiguous().numpy() if check else np.zeros((2, q.shape[1]), dtype=np.float32)
+        hyperbolic_finish(q.numpy(), bxa, bya, torch.finfo(torch.float32).eps * REFINE_FACTOR,
+                          self._cdist_q_floor(torch.float32), 1.0 / float(self.c) ** 0.5, check, count, buf)
+        return count
 
     def _cdist_finish(self, q: Tensor) -> Tensor:
         sqrt_c = self._c(q) ** 0.5

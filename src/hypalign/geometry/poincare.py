@@ -76,10 +76,10 @@ def _one_minus_c_sq(x: Tensor, c: Tensor | float) -> Tensor:
     """``1 - c||x||^2`` floored at a tiny positive value (points on or past the boundary stay finite). For float32
     points the squared norm is accumulated in float64: near the boundary the difference cancels, and float32
     rounding of ``||x||^2`` alone would cost ``eps / (1 - c||x||^2)`` of relative precision."""
-    if x.dtype == torch.float32 and x.device.type == "cpu":
-        x64 = x.double()
+    if x.dtype == torch.float32 and x.device.type == "cpu":  # the norm reduced in float64, no float64 copy
         c64 = c.double() if isinstance(c, Tensor) else c
-        return (1.0 - c64 * (x64 * x64).sum(-1)).clamp_min(1e-15).to(x.dtype)
+        sq = torch.linalg.vector_norm(x, dim=-1, dtype=torch.float64).square()
+        return (1.0 - c64 * sq).clamp_min(1e-15).to(x.dtype)
     return (1.0 - c * (x * x).sum(-1)).clamp_min(1e-15)
 
 

@@ -5,7 +5,8 @@ embedding, ``eval.json`` and ``plan.json`` land in ``RUN``):
 
 1. ``construct`` — :func:`~hypalign.models.hierarchy.combinatorial_construction` in float64 (hyperbolic models,
    ``dim >= 2``), scored by the full reconstruction. Exact (MAP >= ``EXACT_MAP``: bushy trees whose depth fits the
-   float64 radius budget): kept as it is, nothing trained (training can only make it worse).
+   float64 radius budget): kept as it is, nothing trained (training can only make it worse). The same holds after
+   every later stage: the first exact one ends the plan.
 2. Otherwise two more candidates; of all the stages run (the construction included) the one with the lowest mean
    rank (full reconstruction; MAP breaks ties) is kept:
 
@@ -138,7 +139,9 @@ def train_planned(cfg: Any, train: Any, h: Hierarchy, single: Callable[..., dict
             results[name] = single(scfg, strain, h)
         r = results[name]
         say(f"stage {name}: MAP {r['map']:.4f}, mean rank {r['mean_rank']:.3f}")
-        if name == "construct" and r["map"] < EXACT_MAP:  # exact: kept as it is
+        if r["map"] >= EXACT_MAP:  # exact: kept as it is, nothing more to win
+            break
+        if name == "construct":
             todo = ["polish", "fit", "refine"]
     chosen = min(results, key=lambda n: (results[n]["mean_rank"], -results[n]["map"]))
     for f in ("embeddings.npy", "names.txt", "embedding.json"):
