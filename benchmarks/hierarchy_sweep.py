@@ -85,13 +85,14 @@ def main() -> None:
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--dims", default="5")
     ap.add_argument("--gensim-epochs", default="50,100,200,300")
-    ap.add_argument("--cache", default="/tmp/hypalign-gensim-sweep.json")
+    ap.add_argument("--cache", default=str(Path.home() / ".cache" / "hypalign" / "gensim-sweep.json"))
     ap.add_argument("--fresh", action="store_true")
     ap.add_argument("--only", choices=("gensim", "hypalign"), default=None)
     ap.add_argument("--out", default="/tmp/hypalign-bench-sweep")
     args = ap.parse_args()
     checkpoints = [int(e) for e in args.gensim_epochs.split(",")]
     cache_path = Path(args.cache)
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() and not args.fresh else {}
     rows = []
     for case in args.cases.split(","):

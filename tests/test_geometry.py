@@ -514,7 +514,7 @@ def test_float32_cdist_keeps_1e4_relative_precision_on_every_radius_spread(kind:
     y = _spread("uniform" if kind in ("near-duplicates", "clustered") else kind, 200, 32, c, g)
     if kind == "near-duplicates":  # every y has a twin in x at a relative distance of 1e-6 .. 1e-3
         y[:100] = x[:100] * (1 + 10 ** (-3 - 3 * torch.rand(100, 1, generator=g, dtype=torch.float64)))
-    if kind == "clustered":  # 4 clusters: every row has ~50-75 near-duplicates (the dense float64 re-product path)
+    if kind == "clustered":  # 4 clusters: every row has ~50-75 near-duplicates
         centres = _spread("uniform", 4, 32, c, g)
         x = centres[torch.arange(300) % 4] + 1e-4 * torch.randn(300, 32, generator=g, dtype=torch.float64)
         y = centres[torch.arange(200) % 4] + 1e-4 * torch.randn(200, 32, generator=g, dtype=torch.float64)
@@ -534,6 +534,36 @@ def test_float32_cdist_keeps_1e4_relative_precision_on_every_radius_spread(kind:
                                   *geo._cdist_bound_factors(x32, y32), geo._cdist_bound_factors(x32, y32)[1].amax(0))
         n_flagged = 0 if flagged is None else flagged[0].numel()
         assert n_flagged <= 0.01 * x.shape[0] * y.shape[0]
+
+
+@pytest.mark.parametrize("geo", [PoincareBall(0.1), Lorentz(0.1), Lorentz(2.0), Sphere(), Euclidean()])
+def test_exact_pairs_from_pair_moments_equal_float64_dist(geo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The numba pair-moment pass (float64 |x-y|^2, (x-y).(x+y), |x|^2, |y|^2 from float32 coordinates) gives the
+    paired formula's float64 value on the same float32 points, near-duplicates and far pairs alike; the other route
+    (gathered rows, and the dense float64 re-product for the rows with ~50 flags: what a GPU takes) keeps 1e-4."""
+    g = torch.Generator().manual_seed(3)
+    c = float(geo.c) if hasattr(geo, "log_c") else 1.0
+    centres = _spread("uniform", 3, 24, c, g)
+    x = centres[torch.arange(90) % 3] + 1e-5 * torch.randn(90, 24, generator=g, dtype=F64)
+    y = torch.cat([centres[torch.arange(150) % 3] + 1e-5 * torch.randn(150, 24, generator=g, dtype=F64),
+                   _spread("boundary", 40, 24, c, g)])
+    if isinstance(geo, Lorentz):
+        from hypalign.geometry.convert import poincare_to_lorentz
+
+        x, y = poincare_to_lorentz(x, c), poincare_to_lorentz(y, c)
+    else:
+        x, y = geo.project(x), geo.project(y)
+    x32, y32 = x.float(), y.float()
+    rows = torch.randint(0, 90, (500,), generator=g)
+    cols = torch.randint(0, 190, (500,), generator=g)
+    assert geo._moments_on_cpu(x32, y32)
+    got = geo._exact_pairs(x32, y32, rows, cols, F64)
+    ref = geo.dist(x32.double()[rows], y32.double()[cols])
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=0)
+    monkeypatch.setattr(type(geo), "_moments_on_cpu", lambda self, a, b: False)
+    ref_all = geo.cdist(x32.double(), y32.double())
+    rel = (geo.cdist(x32, y32).double() - ref_all).abs() / ref_all.clamp_min(1e-300)
+    assert float(rel.max()) <= 1e-4
 
 
 def test_fused_hyperbolic_finish_against_float64_and_the_separate_test() -> None:

@@ -108,3 +108,26 @@ def locate_flagged(q, count, offsets, rows, cols):  # pragma: no cover - compile
                 rows[k] = i
                 cols[k] = j
                 k += 1
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=True)
+def pair_moments(x, y, rows, cols, out):  # pragma: no cover - compiled
+    """For every pair ``k`` (``r, c = rows[k], cols[k]``): ``out[k] = (|x_r - y_c|^2, (x_r - y_c) . (x_r + y_c),
+    |x_r|^2, |y_c|^2)``, accumulated in float64 from the coordinates' differences (no cancellation): what the stable
+    paired distances of the Poincaré ball and the hyperboloid are made of (``dist`` in ``poincare.py`` /
+    ``lorentz.py``). One pass over the pairs, ``O(pairs * D)``, no gathered copies of the rows."""
+    d = x.shape[1]
+    for k in numba.prange(rows.shape[0]):
+        xr, yc = x[rows[k]], y[cols[k]]
+        acc_s, acc_p, acc_x, acc_y = 0.0, 0.0, 0.0, 0.0
+        for j in range(d):
+            a, b = np.float64(xr[j]), np.float64(yc[j])
+            t = a - b
+            acc_s += t * t
+            acc_p += t * (a + b)
+            acc_x += a * a
+            acc_y += b * b
+        out[k, 0] = acc_s
+        out[k, 1] = acc_p
+        out[k, 2] = acc_x
+        out[k, 3] = acc_y

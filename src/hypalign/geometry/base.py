@@ -219,13 +219,13 @@ class Manifold(nn.Module):
 
     def _recompute(self, x: Tensor, y: Tensor, rows: Tensor, cols: Tensor, dtype: torch.dtype, yf: Tensor | None,
                    by: Tensor | None) -> Tensor:
-        """The flagged entries, exactly. Rows with many flags (near-duplicate galleries) take their whole row of
-        the factor product again in float64 — one dense product instead of gathering a point pair per entry —
-        and keep it where float64 suffices (``q >= REFINE_FACTOR * eps64 * bound``); every other entry goes to
-        the stable paired formula (:meth:`_exact_pairs`)."""
+        """The flagged entries, exactly, by the stable paired formula (:meth:`_exact_pairs`; on the CPU one numba
+        pass over the pairs). Elsewhere (GPU), rows with many flags (near-duplicate galleries) take their whole row
+        of the factor product again in float64 — one dense product instead of gathering a point pair per entry —
+        and keep it where float64 suffices (``q >= REFINE_FACTOR * eps64 * bound``)."""
         out = torch.empty(rows.shape[0], dtype=dtype, device=x.device)
         todo = torch.ones(rows.shape[0], dtype=torch.bool, device=x.device)
-        if yf is not None and by is not None and x.dtype != torch.float64:
+        if yf is not None and by is not None and x.dtype != torch.float64 and not self._moments_on_cpu(x, y):
             per_row = torch.bincount(rows, minlength=x.shape[0])
             heavy = (per_row > max(32, y.shape[0] // 64)).nonzero().squeeze(1)
             if heavy.numel():
@@ -249,12 +249,35 @@ class Manifold(nn.Module):
     def _exact_pairs(self, x: Tensor, y: Tensor, rows: Tensor, cols: Tensor, dtype: torch.dtype,
                      chunk: int = 1 << 16) -> Tensor:
         """``dist(x[rows], y[cols])`` with the stable paired formula (differences of coordinates: no cancellation),
-        ``chunk`` pairs at a time so the gathered rows stay small however many pairs were flagged."""
+        ``chunk`` pairs at a time so the gathered rows stay small however many pairs were flagged. On the CPU the
+        pairs' moments (:func:`hypalign.geometry._cdist_kernels.pair_moments`: float64 ``|x - y|^2``,
+        ``(x - y).(x + y)``, ``|x|^2``, ``|y|^2`` from the coordinates' differences) come from one numba pass over
+        the pairs with no gathered rows, and :meth:`_dist_from_moments` finishes them."""
+        if self._moments_on_cpu(x, y):
+            from hypalign.geometry._cdist_kernels import pair_moments
+
+            mom = np.empty((rows.shape[0], 4), dtype=np.float64)
+            pair_moments(x.detach().contiguous().numpy(), y.detach().contiguous().numpy(), rows.contiguous().numpy(),
+                         cols.contiguous().numpy(), mom)
+            d = self._dist_from_moments(torch.from_numpy(mom))
+            if d is not None:
+                return d.to(dtype)
         out = torch.empty(rows.shape[0], dtype=dtype, device=x.device)
         for s in range(0, rows.shape[0], chunk):
             r, c = rows[s : s + chunk], cols[s : s + chunk]
             out[s : s + chunk] = self.dist(x.index_select(0, r), y.index_select(0, c)).to(dtype)
         return out
+
+    def _moments_on_cpu(self, x: Tensor, y: Tensor) -> bool:
+        """Whether :meth:`_exact_pairs` takes the numba pair-moment pass (CPU float tensors, a geometry that has
+        :meth:`_dist_from_moments`)."""
+        return x.device.type == "cpu" and y.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) \
+            and x.dtype == y.dtype and type(self)._dist_from_moments is not Manifold._dist_from_moments
+
+    def _dist_from_moments(self, m: Tensor) -> Tensor | None:
+        """Paired distances from float64 pair moments ``m[:, 0:4] = (|x - y|^2, (x - y).(x + y), |x|^2, |y|^2)``,
+        shape ``(K, 4) -> (K,)``: the same stable formula as :meth:`dist`. ``None`` where a geometry has none."""
+        return None
 
     def gallery_cache(self, y: Tensor) -> tuple[Tensor, Tensor]:
         """Per-row factor form and error-bound factors of gallery points, for repeated :meth:`dist_candidates`."""

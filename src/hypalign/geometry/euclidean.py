@@ -26,6 +26,10 @@ class Euclidean(Manifold):
         x, y = as_float(x), as_float(y)
         return torch.sqrt(((x - y) ** 2).sum(-1).clamp_min(1e-30))
 
+    def _dist_from_moments(self, m: Tensor) -> Tensor:
+        """:meth:`dist` from the pair moments: ``sqrt(|x - y|^2)``."""
+        return torch.sqrt(m[:, 0].clamp_min(1e-30))
+
     def contains(self, x: Tensor, atol: float = 1e-5) -> Tensor:
         return torch.isfinite(x).all(-1)
 
@@ -86,6 +90,10 @@ class Sphere(Manifold):
         x, y = as_float(x), as_float(y)
         half = torch.sqrt(((x - y) ** 2).sum(-1).clamp_min(1e-30)) / 2
         return 2 * torch.asin(half.clamp_max(1.0))
+
+    def _dist_from_moments(self, m: Tensor) -> Tensor:
+        """:meth:`dist` from the pair moments: ``2 asin(min(|x - y| / 2, 1))``."""
+        return 2 * torch.asin((torch.sqrt(m[:, 0].clamp_min(1e-30)) / 2).clamp_max(1.0))
 
     def similarity(self, x: Tensor, y: Tensor) -> Tensor:
         """Cosine similarity of unit vectors, paired."""

@@ -142,6 +142,14 @@ class Lorentz(CurvedManifold):
     def dist(self, x: Tensor, y: Tensor) -> Tensor:
         return dist(x, y, self._c(as_float(x)))
 
+    def _dist_from_moments(self, m: Tensor) -> Tensor:
+        """:func:`dist` from the pair moments: ``x_t - y_t = (x - y).(x + y) / (x_t + y_t)``, Minkowski
+        ``|x - y|_L^2 = |x - y|^2 - (x_t - y_t)^2``, ``d = (2/sqrt c) asinh(sqrt(c |x - y|_L^2) / 2)``."""
+        c = self._c(m)
+        dt = m[:, 1] / (torch.sqrt(1.0 / c + m[:, 2]) + torch.sqrt(1.0 / c + m[:, 3]))
+        sq = (m[:, 0] - dt * dt).clamp_min(1e-30)
+        return (2.0 / c**0.5) * torch.asinh(c**0.5 * torch.sqrt(sq) / 2.0)
+
     def inner(self, x: Tensor, y: Tensor) -> Tensor:
         return inner(as_float(x), as_float(y), self._c(as_float(x)))
 

@@ -202,6 +202,12 @@ class PoincareBall(CurvedManifold):
         yf = torch.cat([-2.0 * y / dy, 1.0 / dy, y2 / dy], dim=-1)
         return xf, yf
 
+    def _dist_from_moments(self, m: Tensor) -> Tensor:
+        """:func:`dist` from the pair moments: ``(2/sqrt c) asinh(sqrt(c |x - y|^2 / ((1 - c|x|^2)(1 - c|y|^2))))``."""
+        c = self._c(m)
+        denom = (1.0 - c * m[:, 2]) * (1.0 - c * m[:, 3])
+        return (2.0 / c**0.5) * torch.asinh(torch.sqrt(c * m[:, 0].clamp_min(1e-30) / denom))
+
     def _cdist_bound_factors(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """``sum|terms| = c(|x|^2 + 2|x.y| + |y|^2) / (d_x d_y) <= 2c(|x|^2 + |y|^2) / (d_x d_y)
         = [2c|x|^2 / d_x, 2c / d_x] . [1 / d_y, |y|^2 / d_y]`` (``d = 1 - c|x|^2``)."""
