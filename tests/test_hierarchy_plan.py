@@ -109,10 +109,10 @@ def test_plan_keeps_an_exact_construction_and_trains_nothing(tmp_path: Path) -> 
 
 # MAP floors and mean-rank ceilings the defaults keep, just under what they reach (the stage chosen in brackets):
 # a deep random tree (fit), a DAG (refine), a tree in two dimensions (polish), a chain that gensim cannot train (refine)
-FLOORS = [("rrt-recent", lambda: random_recursive_tree(100, "recent", 0), 5, 0.94, 1.35),  # 0.947, 1.320
-          ("dag", lambda: random_dag(300, 0.3, 0), 5, 0.82, 3.1),  # 0.834, 2.994
+FLOORS = [("rrt-recent", lambda: random_recursive_tree(100, "recent", 0), 5, 0.98, 1.27),  # 0.985, 1.244
+          ("dag", lambda: random_dag(300, 0.3, 0), 5, 0.86, 2.4),  # 0.870, 2.310
           ("rrt-2d", lambda: random_recursive_tree(300, "uniform", 0), 2, 0.88, 1.5),  # 0.889, 1.475
-          ("path", lambda: path(60, 0), 5, 0.995, 1.01)]  # 0.9999, 1.006
+          ("path", lambda: path(60, 0), 5, 0.995, 1.02)]  # 0.9994, 1.015
 
 
 @pytest.mark.parametrize(("name", "make", "dim", "map_floor", "rank_ceiling"), FLOORS, ids=[f[0] for f in FLOORS])

@@ -350,6 +350,30 @@ def test_riemannian_adam_sparse_rows_update_only_those_rows() -> None:
         RiemannianAdam([{"params": [p], "manifold": "sphere"}]).step()
 
 
+def test_negative_power_draws_the_closures_dampened_unigram() -> None:
+    """``negative_power = a``: negatives with probability ``(deg + 1)^a / sum``, ``deg`` the closure pairs a node is in
+    (gensim's draw at a = 0.75); by hand on a ternary tree of depth 3 (the root in 39 pairs, a level-1 node in 13, a
+    level-2 node in 5, a leaf in 3), the frequencies of 200,000+ draws within 4 standard errors; 0 draws uniformly."""
+    h = tree(3, 3)
+    deg = np.zeros(h.n_nodes)
+    for v, a in enumerate(h.ancestors()):
+        deg[v] += len(a)
+        deg[a] += 1
+    assert sorted(set(deg.tolist())) == [3.0, 5.0, 13.0, 39.0]  # leaves, level 2 (2 + 3), level 1 (1 + 12), root
+    task = HierarchyTask(h, HierarchyConfig(source="t", negatives=50, batch_size=200, negative_power=0.75))
+    torch.manual_seed(0)
+    counts = np.zeros(h.n_nodes)
+    for _ in range(40):
+        for batch in task.batches(0):
+            _, v, _ = task.candidates(batch)
+            counts += np.bincount(v[:, 1:].reshape(-1).numpy(), minlength=h.n_nodes)
+    want = (deg + 1) ** 0.75 / ((deg + 1) ** 0.75).sum()
+    freq = counts / counts.sum()
+    assert counts.sum() >= 200_000 and np.abs(freq - want).max() < 4 * np.sqrt(want.max() / counts.sum())
+    uniform = HierarchyTask(h, HierarchyConfig(source="t", negatives=50, batch_size=200))
+    assert uniform.neg_weights is None and torch.equal(task.neg_weights, torch.from_numpy((deg + 1) ** 0.75))
+
+
 def test_local_negatives_come_from_the_positive_ancestors_descendants() -> None:
     h = tree(3, 3)
     task = HierarchyTask(h, HierarchyConfig(source="t", negatives=6, local_negatives=4, batch_size=32))

@@ -13,7 +13,8 @@ embedding, ``eval.json`` and ``plan.json`` land in ``RUN``):
    * ``polish`` — ``refine`` (below) from the construction: what a nearly right placement needs (trees in two
      dimensions, trees a little too deep for the radius budget) — a small step from a good start;
    * ``fit`` then ``refine`` from it — what deep trees and chains, and DAGs whose second parents the construction
-     cannot honour, need: the papers' objective (softmax over 10 uniform negatives) from a random start near the
+     cannot honour, need: the papers' objective (softmax over 10 negatives drawn as gensim does, from the
+     closure's unigram dampened to the power 0.75) from a random start near the
      origin with Riemannian SGD (lr 3, cosine decay, 5 burn-in epochs at lr/10), batches of 32 closure pairs,
      50 epochs.
 
@@ -103,7 +104,8 @@ def stage(name: str, cfg: Any, train: Any) -> tuple[Any, Any]:
     if name == "construct":
         return replace(base, init="combinatorial"), replace(train, epochs=0)
     if name == "fit":
-        return (replace(base, init="random", loss="nll", negatives=10, local_negatives=0, batch_size=32),
+        return (replace(base, init="random", loss="nll", negatives=10, local_negatives=0, batch_size=32,
+                        negative_power=0.75),
                 replace(train, epochs=50, lr=3.0, optimizer="rsgd", schedule="cosine", burnin_epochs=5, **common))
     if name in ("refine", "polish"):
         return (replace(base, init="random", loss="warp", negatives=16, hard_pool=64, batch_size=64),

@@ -4,7 +4,9 @@ Trains :class:`hypalign.models.hierarchy.HierarchyEmbedding` on the transitive c
 hierarchy with the shared :class:`hypalign.train.Trainer`:
 
 * every closure pair ``(u, v)`` (``v`` an ancestor of ``u``) is a positive, with ``negatives``
-  uniformly drawn nodes that are neither ``u`` nor ancestors of ``u`` (drawn again each time;
+  drawn nodes that are neither ``u`` nor ancestors of ``u`` (uniformly, or with ``negative_power = a``
+  with probability ``~ (deg + 1)^a``, ``deg`` the closure pairs a node is in: gensim's dampened unigram at
+  ``a = 0.75``, which draws the general nodes every ranking competes with far more often; drawn again each time;
   candidates that hit an ancestor are masked out rather than redrawn); ``local_negatives`` of them
   may instead be drawn uniformly from the descendants of ``v`` (``u``'s siblings, cousins and own
   descendants under ``v``: the nodes that compete with ``v`` in ``u``'s ranking — a uniform draw from
@@ -98,6 +100,8 @@ class HierarchyConfig:
     init_margin: float = opt(0.3, "init combinatorial: geodesic margin added to each level's radial step.", min=0.0)
     init_cap: float = opt(1.4, "init combinatorial: children's cone as a fraction of the parent's shadow (2 = all).",
                           min=0.0, max=2.0)
+    negative_power: float = opt(0.0, "loss nll: negatives drawn with probability proportional to (closure pairs the "
+                                "node is in + 1)^power; 0 = uniform, 0.75 = gensim's dampened unigram.", min=0.0)
     local_negatives: int = opt(0, "Of the negatives, this many drawn from the descendants of the positive ancestor "
                                "(siblings and cousins) instead of all nodes.", min=0)
     dtype: str = opt("float32", "Embedding table precision; float64 for deep hierarchies (WordNet nouns): float32 "
@@ -163,6 +167,9 @@ class HierarchyTask(Task):
         self.desc_indptr = np.zeros(hierarchy.n_nodes + 1, dtype=np.int64)
         self.n_desc = np.bincount(self.indices, minlength=hierarchy.n_nodes)
         self.desc_indptr[1:] = np.cumsum(self.n_desc)
+        # negative_power > 0: the dampened unigram of the closure (word2vec / gensim PoincareModel); None = uniform
+        degree = np.bincount(self.pairs.reshape(-1).numpy(), minlength=hierarchy.n_nodes) + 1.0
+        self.neg_weights = torch.from_numpy(degree**cfg.negative_power) if cfg.negative_power else None
         gen = torch.Generator().manual_seed(seed)
         self.model: HierarchyEmbedding = HierarchyEmbedding(
             hierarchy.n_nodes, cfg.dim, cfg.model, cfg.c, cfg.init_scale, generator=gen, dtype=dtype
@@ -248,7 +255,8 @@ class HierarchyTask(Task):
         from the ancestor's descendants, the rest from all nodes) and the mask of those that count."""
         e = self.pairs[batch]
         u = e[:, 0].contiguous()
-        neg = torch.randint(self.h.n_nodes, (len(u), self.cfg.negatives))
+        neg = torch.randint(self.h.n_nodes, (len(u), self.cfg.negatives)) if self.neg_weights is None else \
+            torch.multinomial(self.neg_weights, len(u) * self.cfg.negatives, replacement=True).view(len(u), -1)
         k = self.cfg.local_negatives
         if k:  # uniform among the descendants of the positive ancestor (every ancestor has one: u)
             a = e[:, 1].numpy()
