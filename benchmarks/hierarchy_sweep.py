@@ -142,6 +142,15 @@ def main() -> None:
               f"{len(compared)} compared cases")
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "sweep.json").write_text(json.dumps(rows, indent=1))
+        print("\n| hierarchy | nodes | closure | dim | hypalign MAP / mean rank | time | stage kept | "
+              "gensim best MAP / mean rank | gensim time | speed-up | target |")
+        print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|")
+        for r in rows:
+            g = (f"{r['gensim_map']:.3f} / {r['gensim_mean_rank']:.2f} | {r['gensim_seconds']:.0f} s | "
+                 f"{r['gensim_seconds'] / max(r['seconds'], 1e-9):.0f}x | {'met' if r['target_met'] else 'MISSED'}"
+                 if "gensim_map" in r else "cannot train (negatives) | - | - | -")
+            print(f"| {r['case']} | {r['n']} | {r['pairs']} | {r['dim']} | {r['map']:.3f} / {r['mean_rank']:.2f} | "
+                  f"{r['seconds']:.1f} s | {r['plan']} | {g} |")
 
 
 if __name__ == "__main__":
