@@ -44,9 +44,10 @@ def test_captions_are_grouped_by_image_with_labels_and_classes_at_every_level(tm
     assert s.captions_of(0) == ["a cat", "a picture of a cat"] and s.captions_of(2) == ["a car"]
     assert s.text_image().tolist() == [0, 0, 1, 2] and s.depth == 2
     names, idx = s.classes(0)
-    assert names == ["animal", "vehicle"] and idx.tolist() == [0, 0, 1]
+    assert names == [("animal",), ("vehicle",)] and idx.tolist() == [0, 0, 1]
     names, idx = s.classes(-1)
-    assert names == ["car", "cat", "dog"] and idx.tolist() == [1, 2, 0]
+    assert names == [("animal", "cat"), ("animal", "dog"), ("vehicle", "car")] and idx.tolist() == [0, 1, 2]
+    assert s.classes(1)[0] == names and s.classes(1)[1].tolist() == [0, 1, 2]
     with pytest.raises(InputError, match="level 2: expected 0 to 1"):
         s.classes(2)
 

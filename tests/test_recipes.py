@@ -141,7 +141,7 @@ def test_eval_embed_predict_go_through_the_runs_recipe(tmp_path: Path) -> None:
     assert (tmp_path / "e.txt").read_text() == "a1\nb2\nroot\n"
     # what the recipe does not offer is a one-line error naming it
     for args, msg in ((["predict", str(run), "x"], "recipe hierarchy has no predict (`hypalign predict` works on "
-                                                   "runs of: protclip)"),
+                                                   "runs of: clip, meru, protclip)"),
                       (["eval", str(run), "--split", "s"], "recipe hierarchy does not support --split for evaluate"),
                       (["embed", str(run), "nope", "-o", str(tmp_path / "x.npy")], "node 'nope' is not in the run's"),
                       (["eval", str(tmp_path)], "no config.json")):

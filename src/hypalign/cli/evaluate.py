@@ -98,12 +98,17 @@ def run(
                                                    "when its built-in name now resolves to another (fingerprints "
                                                    "must match).")] = None,
     part: Annotated[str | None, typer.Option(help="protclip: valid or test (default test).")] = None,
+    data: Annotated[Path | None, typer.Option(help="meru, clip: a dataset directory (images + captions.jsonl) to "
+                                                   "evaluate on (default: the run's test set).")] = None,
+    level: Annotated[int | None, typer.Option(help="meru, clip: zero-shot classes at this tree level only (0 the "
+                                                   "coarsest, -1 the leaf; default every level).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
 ) -> None:
     """Evaluate a trained run with its recipe's evaluator: Recall@K and MAP@R on the held-out classes (hypvit),
-    reconstruction and link prediction (hierarchy), GO Fmax/AUPR/MRR on the split's test proteins (protclip). An
-    option the run's recipe does not read is refused with a one-line error."""
+    reconstruction and link prediction (hierarchy), GO Fmax/AUPR/MRR on the split's test proteins (protclip),
+    zero-shot classification at every tree level, cross-modal Recall@K and tree metrics (meru, clip). An option the
+    run's recipe does not read is refused with a one-line error."""
     from hypalign.cli.recipes import eval_run
 
     eval_run(run_dir, as_json=as_json, which=which, features_out=features_out, embeddings_out=embeddings_out,
-             plot=plot, split=split, part=part)
+             plot=plot, split=split, part=part, data=data, level=level)

@@ -309,8 +309,13 @@ TRAIN_HELP = ("Train a recipe on the shared trainer: `hypalign train RECIPE --he
 
 
 # ---- eval / embed / predict a run ---------------------------------------------------------------------------
+def _given(v: Any) -> bool:
+    """An option the user gave: not None, not an unset flag, not an empty list (0 is a value: ``--level 0``)."""
+    return not (v is None or v is False or (isinstance(v, (tuple, list)) and not v))
+
+
 def _check_options(recipe: Any, verb: str, allowed: frozenset[str], given: dict[str, Any]) -> None:
-    bad = [k for k, v in given.items() if v not in (None, False, ()) and k not in allowed]
+    bad = [k for k, v in given.items() if _given(v) and k not in allowed]
     if bad:
         flag = "--" + bad[0].replace("_", "-")
         raise InputError(f"recipe {recipe.name} does not support {flag} for {verb}"
@@ -335,7 +340,7 @@ def _run_offering(verb: str, run_dir: Path, options: dict[str, Any]) -> tuple[An
         raise InputError(f"recipe {recipe.name} has no {verb} (`hypalign {verb}` works on runs of: "
                          + ", ".join(_recipes_with(verb)) + ")")
     _check_options(recipe, verb, getattr(recipe, f"{verb}_options"), options)
-    return run, recipe, {k: v for k, v in options.items() if v not in (None, False, ())}
+    return run, recipe, {k: v for k, v in options.items() if _given(v)}
 
 
 def embed_run(run_dir: Path, inputs: list[str], out: Path, **options: Any) -> dict[str, Any]:

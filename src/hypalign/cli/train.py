@@ -13,20 +13,23 @@ from hypalign.cli._common import console, print_json, user_errors
 
 @user_errors
 def embed(
-    run: Annotated[Path, typer.Argument(help="A run directory (hypvit: image files or folders; protclip: FASTA files; "
-                                            "hierarchy: node names or files of names, one per line).")],
+    run: Annotated[Path, typer.Argument(help="A run directory (hypvit, meru, clip: image files or folders; protclip: "
+                                            "FASTA files; hierarchy: node names or files of names, one per line).")],
     inputs: Annotated[list[str], typer.Argument(help="What to embed (see RUN).")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Embeddings file (.npy); names/ids go to <out>.txt.")],
     features: Annotated[bool, typer.Option(help="hypvit: dump encoder features (before the head) instead.")] = False,
     batch_size: Annotated[int | None, typer.Option(help="hypvit: images per forward pass.", min=1)] = None,
     skip_invalid: Annotated[bool, typer.Option(help="protclip: skip malformed FASTA records (counted) instead of "
                                                     "failing.")] = False,
+    texts: Annotated[bool, typer.Option(help="meru, clip: INPUTS are texts (strings, or files of one text per line) "
+                                             "instead of images.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print what was written as JSON.")] = False,
 ) -> None:
     """Embed inputs with a trained run, in the run's own geometry."""
     from hypalign.cli.recipes import embed_run
 
-    info = embed_run(run, inputs, out, features=features, batch_size=batch_size, skip_invalid=skip_invalid)
+    info = embed_run(run, inputs, out, features=features, batch_size=batch_size, skip_invalid=skip_invalid,
+                     texts=texts)
     if as_json:
         print_json({"out": str(out), "names": str(out.with_suffix(".txt")), **info})
         return
@@ -37,19 +40,23 @@ def embed(
 
 @user_errors
 def predict(
-    run: Annotated[Path, typer.Argument(help="A run directory (protclip: ranked GO terms per protein).")],
+    run: Annotated[Path, typer.Argument(help="A run directory (protclip: ranked GO terms per protein; meru, clip: "
+                                            "zero-shot classes per image).")],
     inputs: Annotated[list[str] | None, typer.Argument(help="Input files (protclip: FASTA).")] = None,
     fasta: Annotated[Path | None, typer.Option(help="protclip: a FASTA file (same as giving it as INPUTS).")] = None,
-    top: Annotated[int | None, typer.Option(help="protclip: GO terms per protein and ontology (default 20).",
-                                            min=1)] = None,
+    top: Annotated[int | None, typer.Option(help="protclip: GO terms per protein and ontology (default 20); meru, "
+                                                 "clip: classes per image (default 5).", min=1)] = None,
+    classes: Annotated[str | None, typer.Option(help="meru, clip: zero-shot class names, comma-separated "
+                                                     "(\"cat,dog,bird\").")] = None,
     ontology: Annotated[list[str] | None, typer.Option(help="protclip: BP, MF, CC (repeatable; default all "
                                                             "three).")] = None,
     skip_invalid: Annotated[bool, typer.Option(help="Skip malformed records, empty sequences and non-amino-acid "
                                                     "letters (counted in a warning) instead of failing.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per input (JSON lines).")] = False,
 ) -> None:
-    """Predict with a trained run (ProtCLIP: rank GO terms for each protein of a FASTA file)."""
+    """Predict with a trained run (ProtCLIP: rank GO terms for each protein of a FASTA file; MERU / CLIP: zero-shot
+    classes of images among --classes)."""
     from hypalign.cli.recipes import predict_run
 
     items = [*(inputs or []), *([str(fasta)] if fasta is not None else [])]
-    predict_run(run, items, as_json=json_out, top=top, ontology=ontology, skip_invalid=skip_invalid)
+    predict_run(run, items, as_json=json_out, top=top, ontology=ontology, skip_invalid=skip_invalid, classes=classes)

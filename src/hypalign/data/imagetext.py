@@ -58,15 +58,18 @@ class ImageTextSet:
         """For every caption the index of its image, shape ``(len(texts),)`` (retrieval ground truth)."""
         return np.repeat(np.arange(len(self.images)), np.diff(self.text_offsets))
 
-    def classes(self, level: int = -1) -> tuple[list[str], np.ndarray]:
-        """The sorted class names at ``level`` (0 the coarsest, -1 the leaf) and every image's class index."""
+    def classes(self, level: int = -1) -> tuple[list[tuple[str, ...]], np.ndarray]:
+        """The classes at ``level`` (0 the coarsest, -1 the leaf) as sorted class paths ``labels[:level + 1]`` (a
+        name is its path's last element; paths keep two sub-classes of one name under different parents apart) and
+        every image's class index."""
         if not self.labels:
             raise InputError(f"{self.root / CAPTIONS}: no labels; zero-shot classes need a \"labels\" field")
         if not -self.depth <= level < self.depth:
             raise InputError(f"level {level}: expected 0 to {self.depth - 1} (the class tree has {self.depth} levels)")
-        names = sorted({lab[level] for lab in self.labels})
-        index = {n: k for k, n in enumerate(names)}
-        return names, np.array([index[lab[level]] for lab in self.labels], dtype=np.int64)
+        stop = level % self.depth + 1
+        paths = sorted({lab[:stop] for lab in self.labels})
+        index = {p: k for k, p in enumerate(paths)}
+        return paths, np.array([index[lab[:stop]] for lab in self.labels], dtype=np.int64)
 
 
 def read_captions(root: str | Path, skip_invalid: bool = False, check_images: bool = True) -> ImageTextSet:

@@ -185,7 +185,7 @@ def token_states_cached(texts: Sequence[str], path: str | os.PathLike[str] | Non
 def gather_token_states(states: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[Tensor, Tensor]:
     """``(tokens, lengths)``: the real-token states of texts ``rows`` (:func:`token_states_cached`) one after
     another, ``(sum of lengths, hidden)`` in the cache's float16, and each text's token count (int64) — the
-    packed form :meth:`~hypalign.models.protclip.TunedTextLayers.forward_packed` takes (no padding travels)."""
+    packed form :meth:`~hypalign.encoders.text_layers.TunedTextLayers.forward_packed` takes (no padding travels)."""
     import torch
 
     rows = np.asarray(rows, dtype=np.int64)

@@ -52,7 +52,8 @@ class Entailment(Objective):
     """Mean over ``pairs`` of :func:`~hypalign.losses.contrastive.entailment_loss` (general entails specific).
     A pair is ``(general key, specific key)`` or ``(general key, specific key, general rows key, specific rows
     key)``, the row keys naming batch index tensors that select the rows to pair. Shorthand for one pair:
-    ``general=…, specific=…``. Needs a geometry with cones (Lorentz or Poincaré)."""
+    ``general=…, specific=…``. A pair with no rows in a batch is left out of the mean. Needs a geometry with cones
+    (Lorentz or Poincaré)."""
 
     def __init__(self, weight: float = 1.0, general: str | None = None, specific: str | None = None,
                  pairs: tuple[tuple[str, ...], ...] = (), geometry: str = "geometry") -> None:
@@ -70,15 +71,18 @@ class Entailment(Objective):
         from hypalign.losses.contrastive import entailment_loss
 
         geo = getattr(_unwrap(model), self.geometry)
-        total = None
+        total, n = None, 0
         for p in self.pairs:
             g, s = outputs[p[0]], outputs[p[1]]
             if len(p) == 4:
                 g, s = g[batch[p[2]]], s[batch[p[3]]]
+            if not len(g):  # no rows to pair in this batch (e.g. no parent-child pair): not a term of the mean
+                continue
             term = entailment_loss(g, s, geo)
-            total = term if total is None else total + term
-        assert total is not None
-        return total / len(self.pairs)
+            total, n = (term if total is None else total + term), n + 1
+        if total is None:
+            return outputs[self.pairs[0][0]].sum() * 0.0
+        return total / n
 
 
 @register_objective("term_matching")

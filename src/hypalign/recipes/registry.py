@@ -33,6 +33,8 @@ BUILTIN: dict[str, tuple[str, str]] = {
                   "Hierarchy embedding of WordNet, GO or your edge list (Nickel & Kiela 2017/2018)."),
     "protclip": ("hypalign.recipes.protclip",
                  "ProtCLIP protein <-> GO-text alignment on Swiss-Prot, evaluated by Fmax / MRR."),
+    "meru": ("hypalign.recipes.meru", "MERU: hyperbolic image-text alignment with entailment cones (Lorentz model)."),
+    "clip": ("hypalign.recipes.clip", "CLIP baseline: MERU's towers and budget on the unit sphere."),
 }
 
 _REGISTERED: dict[str, Recipe] = {}

@@ -1,0 +1,111 @@
+"""What ``hypalign eval RUN`` reports for MERU / CLIP on a dataset directory (metrics from :mod:`hypalign.eval`).
+
+* ``i2t_recall@K`` / ``t2i_recall@K`` (K = 1, 5, 10): cross-modal retrieval, relevance by caption text
+  (:func:`hypalign.eval.imagetext.cross_modal_recall`);
+* with class paths (``labels``), at every level ``k`` of the tree (0 the coarsest; ``leaf`` the last): zero-shot
+  top-1 — ``zs{k}_top1`` micro (the fraction of images right: the figure reported) and ``zs{k}_top1_macro`` (mean
+  per-class accuracy, torchmetrics' default that MERU's code reports) — among the classes of that level present in
+  the set, each class embedded from :data:`~hypalign.recipes.meru.config.PROMPTS` with its name;
+* tree metrics of the leaf predictions: ``mistake_severity``, ``tree_induced_error``, ``hierarchical_precision`` /
+  ``hierarchical_recall`` (:func:`hypalign.eval.imagetext.tree_metrics`);
+* generality: Kendall τ between tree depth (level names, then images) and distance from the origin, and the mean
+  radius per depth (:func:`hypalign.eval.imagetext.generality_tau`; 0 on the sphere, which has no origin);
+* the curvature, alphas and logit scale, and ``images_per_s`` (image embedding throughput).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hypalign.data.imagetext import ImageTextSet, read_captions
+from hypalign.eval.classification import zero_shot_accuracy
+from hypalign.eval.imagetext import caption_relevance, cross_modal_recall, generality_tau, tree_metrics
+from hypalign.models.encode import encode_batched
+from hypalign.models.meru import ImageText
+from hypalign.recipes.meru.config import PROMPTS, MERUConfig
+from hypalign.recipes.meru.data import TextBank, load_pixels, to_input
+
+
+def prepare_set(root: Path, cfg: MERUConfig, say: Callable[[str], None] | None = None,
+                level: int | None = None) -> dict[str, Any]:
+    """Read a dataset directory once for repeated evaluation: pixels, distinct captions and their relevance, the
+    classes and prompts of every level (or only ``level``), all texts through one :class:`TextBank`."""
+    ds = read_captions(root, cfg.skip_invalid)
+    pixels = load_pixels(ds, cfg.image_size)
+    distinct, i2t, t2i = caption_relevance(ds.texts, ds.text_image(), len(ds))
+    texts = list(distinct)
+    levels: list[dict[str, Any]] = []
+    if ds.labels:
+        wanted = range(ds.depth) if level is None else [level % ds.depth]
+        for k in wanted:
+            paths, idx = ds.classes(k)
+            start = len(texts)
+            texts += [tpl.format(p[-1]) for p in paths for tpl in PROMPTS]
+            prompt_class = np.repeat(np.arange(len(paths)), len(PROMPTS))
+            levels.append({"level": k, "paths": paths, "labels": idx,
+                           "rows": np.arange(start, start + len(prompt_class)), "prompt_class": prompt_class})
+    names_start = len(texts)
+    node_depth: list[int] = []
+    if ds.labels:  # generality: every class name of every level, plain
+        for k in range(ds.depth):
+            paths, _ = ds.classes(k)
+            texts += [p[-1] for p in paths]
+            node_depth += [k] * len(paths)
+    return {"ds": ds, "pixels": pixels, "i2t": i2t, "t2i": t2i, "n_captions": len(distinct), "levels": levels,
+            "names": np.arange(names_start, len(texts)), "name_depth": np.array(node_depth, dtype=np.int64),
+            "bank": TextBank(texts, cfg, say)}
+
+
+@torch.no_grad()
+def embed_images(model: ImageText, pixels_u8: torch.Tensor, batch_size: int = 256) -> tuple[torch.Tensor, float]:
+    """Embeddings of ``uint8`` images (no augmentation), and images per second."""
+    was = model.training
+    model.eval()
+    t0 = time.perf_counter()
+    emb = encode_batched(lambda idx: model.encode_image(to_input(pixels_u8[idx])), range(len(pixels_u8)),
+                         batch_size, model=model)[0]
+    rate = len(pixels_u8) / max(time.perf_counter() - t0, 1e-9)
+    model.train(was)
+    return emb, rate
+
+
+@torch.no_grad()
+def evaluate_set(model: ImageText, prep: dict[str, Any], cfg: MERUConfig) -> dict[str, float]:
+    """The metrics of the module docstring on a prepared set (:func:`prepare_set`)."""
+    was = model.training
+    model.eval()
+    ds: ImageTextSet = prep["ds"]
+    images, rate = embed_images(model, prep["pixels"], cfg.eval_batch_size)
+    pooled = prep["bank"].pooled(model)
+    lift = model.embed_text_features
+    out: dict[str, float] = {"images_per_s": rate, "n_images": float(len(ds))}
+    captions = lift(pooled[: prep["n_captions"]])
+    out.update(cross_modal_recall(images, captions, prep["i2t"], prep["t2i"], model.geometry))
+    for lv in prep["levels"]:
+        classes = model.class_embeddings(pooled[lv["rows"]], torch.from_numpy(lv["prompt_class"]), len(lv["paths"]))
+        name = "leaf" if lv["level"] == ds.depth - 1 else str(lv["level"])
+        acc = zero_shot_accuracy(images, lv["labels"], classes, model.geometry)
+        out[f"zs{name}_top1"], out[f"zs{name}_top1_macro"] = acc["accuracy_micro"], acc["accuracy_macro"]
+        if name == "leaf":
+            pred = model.geometry.cdist(images, classes).argmin(1).numpy()
+            out.update(tree_metrics([lv["paths"][p] for p in pred], [lv["paths"][t] for t in lv["labels"]]))
+    if len(prep["names"]):
+        names = lift(pooled[prep["names"]])
+        points = torch.cat([names.double(), images.double()])
+        depth = np.r_[prep["name_depth"], np.full(len(images), ds.depth)]
+        out.update(generality_tau(points, depth, model.geometry))
+    out.update(model.scalars())
+    model.train(was)
+    return out
+
+
+def evaluate_dir(model: ImageText, root: Path, cfg: MERUConfig, level: int | None = None,
+                 say: Callable[[str], None] | None = None) -> dict[str, float]:
+    """:func:`evaluate_set` on a dataset directory (``hypalign eval RUN --data DIR [--level K]``)."""
+    return evaluate_set(model, prepare_set(root, cfg, say, level), cfg)
