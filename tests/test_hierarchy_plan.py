@@ -143,15 +143,15 @@ def test_training_keeps_its_best_state_not_its_last(tmp_path: Path) -> None:
 
 
 def test_plan_resumes_from_its_finished_stages_exactly(tmp_path: Path) -> None:
-    h = random_dag(120, 0.3, 2)
-    first = run_auto(tmp_path, h, 3, "a")
+    h = random_dag(120, 0.3, 2)  # in 2 dimensions the polished construction stays below GOOD_MAP: every stage runs
+    first = run_auto(tmp_path, h, 2, "a")
     assert list(first["stages"]) == ["construct", "polish", "fit", "refine"]
     a = np.load(tmp_path / "a" / "embeddings.npy")
     import shutil
 
     shutil.rmtree(tmp_path / "a" / "stages" / "refine")  # the last stage lost (killed before it began)
     (tmp_path / "a" / "eval.json").unlink()
-    again = run_auto(tmp_path, h, 3, "a", resume=True)
+    again = run_auto(tmp_path, h, 2, "a", resume=True)
     np.testing.assert_array_equal(a, np.load(tmp_path / "a" / "embeddings.npy"))
     assert again["map"] == first["map"] and again["mean_rank"] == first["mean_rank"]
 
