@@ -22,6 +22,17 @@ import torch
 from hypalign.errors import InputError
 
 
+def mix_seed(*parts: int) -> int:
+    """A 63-bit seed mixing ``parts`` (splitmix64 steps; cheap enough to call per sample): augmentation and caption
+    draws seeded by ``(seed, epoch, batch, …)``, so that a resumed run sees the same ones."""
+    h = 0x9E3779B97F4A7C15
+    for p in parts:
+        h = (h ^ (p & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        h ^= h >> 31
+    return h & 0x7FFFFFFFFFFFFFFF
+
+
+
 class ClassBalancedBatchSampler:
     """Deterministic per-epoch class-balanced batches (see module docstring)."""
 

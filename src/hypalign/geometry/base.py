@@ -269,10 +269,11 @@ class Manifold(nn.Module):
         return out
 
     def _moments_on_cpu(self, x: Tensor, y: Tensor) -> bool:
-        """Whether :meth:`_exact_pairs` takes the numba pair-moment pass (CPU float tensors, a geometry that has
-        :meth:`_dist_from_moments`)."""
-        return x.device.type == "cpu" and y.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) \
-            and x.dtype == y.dtype and type(self)._dist_from_moments is not Manifold._dist_from_moments
+        """Whether :meth:`_exact_pairs` takes the numba pair-moment pass: float32 CPU tensors (their moments in
+        float64 are more precise than the paired formula in float32; float64 points take :meth:`dist` itself, the
+        same float64 evaluation as every other path) and a geometry that has :meth:`_dist_from_moments`."""
+        return x.device.type == "cpu" and y.device.type == "cpu" and x.dtype == torch.float32 \
+            and y.dtype == torch.float32 and type(self)._dist_from_moments is not Manifold._dist_from_moments
 
     def _dist_from_moments(self, m: Tensor) -> Tensor | None:
         """Paired distances from float64 pair moments ``m[:, 0:4] = (|x - y|^2, (x - y).(x + y), |x|^2, |y|^2)``,
@@ -316,7 +317,9 @@ class Manifold(nn.Module):
                 thr = torch.bmm(by, bx.unsqueeze(-1)).squeeze(-1) * (torch.finfo(dtype).eps * REFINE_FACTOR)
                 rows, cols = ((q < thr) | (q < self._cdist_q_floor(dtype))).nonzero(as_tuple=True)
                 flagged = (rows, cols) if rows.numel() else None
-            self._cdist_finish_(q, torch.empty_like(q))
+            # the same finish as cdist's (the fused kernel where it applies), so that both give the same numbers
+            if self._cdist_fused_finish_(q, None, None) is None:
+                self._cdist_finish_(q, torch.empty_like(q))
             if flagged is not None:
                 rows, cols = flagged
                 q[rows, cols] = self._exact_pairs(x, as_float(y).to(dtype), rows, cand[rows, cols], dtype)

@@ -20,7 +20,7 @@ from torch import nn
 
 from hypalign import distributed as dist_utils
 from hypalign.data.images import IMAGENET_MEAN, IMAGENET_STD, ImageSplit, ImageTransform, SplitDataset, load_dataset
-from hypalign.data.sampler import ClassBalancedBatchSampler
+from hypalign.data.sampler import ClassBalancedBatchSampler, mix_seed
 from hypalign.errors import InputError
 from hypalign.eval.retrieval import retrieval_metrics
 from hypalign.models.encode import encode_batched
@@ -76,15 +76,6 @@ class HypViTConfig:
                              f"{self.samples_per_class}")
 
 
-def _seed(*parts: int) -> int:
-    """A 63-bit seed mixing ``parts`` (splitmix64 steps; cheap enough to call per sample)."""
-    h = 0x9E3779B97F4A7C15
-    for p in parts:
-        h = (h ^ (p & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
-        h ^= h >> 31
-    return h & 0x7FFFFFFFFFFFFFFF
-
-
 class HypViTTask(Task):
     def __init__(self, cfg: HypViTConfig, seed: int = 0, splits: dict[str, ImageSplit] | None = None) -> None:
         self.cfg, self.seed = cfg, seed
@@ -115,7 +106,7 @@ class HypViTTask(Task):
         out = []
         for i, idx in enumerate(self.sampler.batches(epoch)):
             b, r = divmod(i, self.world)
-            seeds = torch.tensor([_seed(self.seed, epoch, b, p, r) for p in range(len(idx))])
+            seeds = torch.tensor([mix_seed(self.seed, epoch, b, p, r) for p in range(len(idx))])
             out.append(torch.stack([idx, seeds], dim=1))
         return out
 

@@ -27,20 +27,12 @@ from torch import nn
 from hypalign import distributed as dist_utils
 from hypalign.data.images import batch_augment
 from hypalign.data.imagetext import ImageTextSet, read_captions
+from hypalign.data.sampler import mix_seed
 from hypalign.errors import InputError
 from hypalign.models.meru import ImageText, small_vit_config
 from hypalign.recipes.meru.config import MERUConfig, resolve_objectives
 from hypalign.recipes.meru.data import TextBank, load_pixels, to_input
 from hypalign.train import Task
-
-
-def _mix(*parts: int) -> int:
-    """A 63-bit seed from ``parts`` (splitmix64 steps)."""
-    h = 0x9E3779B97F4A7C15
-    for p in parts:
-        h = (h ^ (p & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
-        h ^= h >> 31
-    return h & 0x7FFFFFFFFFFFFFFF
 
 
 def data_dirs(cfg: MERUConfig, say: Callable[[str], None]) -> tuple[Path, Path | None]:
@@ -105,7 +97,7 @@ class MERUTask(Task):
     # -- data ---------------------------------------------------------------------------------------------------
     def batches(self, epoch: int) -> list[torch.Tensor]:
         n, per = len(self.train), self.cfg.batch_size // self.world
-        g = torch.Generator().manual_seed(_mix(self.seed, epoch))
+        g = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
         perm = torch.randperm(n, generator=g)
         counts = torch.from_numpy(np.diff(self.train.text_offsets))
         pick = (torch.rand(n, generator=g, dtype=torch.float64) * counts).long().clamp_max(counts - 1)
@@ -113,7 +105,7 @@ class MERUTask(Task):
         specs = []
         for b in range(n // per):
             idx = perm[b * per : (b + 1) * per]
-            seeds = torch.full((per,), _mix(self.seed, epoch, b), dtype=torch.long)
+            seeds = torch.full((per,), mix_seed(self.seed, epoch, b), dtype=torch.long)
             specs.append(torch.stack([idx, caption[idx], seeds], dim=1))
         return specs[: len(specs) - len(specs) % self.world] if len(specs) >= self.world else specs
 
