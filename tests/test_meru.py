@@ -15,7 +15,13 @@ from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from hypalign.cli.main import app
-from hypalign.eval.imagetext import caption_relevance, cross_modal_recall, generality_tau, tree_metrics
+from hypalign.eval.imagetext import (
+    caption_relevance,
+    cross_modal_recall,
+    generality_tau,
+    image_traversal,
+    tree_metrics,
+)
 from hypalign.geometry import Euclidean, Lorentz, Sphere
 from hypalign.models.meru import ImageText, small_vit_config
 
@@ -116,6 +122,18 @@ def test_generality_tau_is_kendall_tau_of_depth_and_radius() -> None:
     assert generality_tau(torch.nn.functional.normalize(pts, dim=1), depth, Sphere())["generality_tau"] == 0.0
 
 
+def test_image_traversal_walks_from_specific_to_general_through_the_cones() -> None:
+    geo = Lorentz(1.0)
+    ray = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    # three texts on the image's ray (general near the origin, specific far) and one off it: never met
+    texts = torch.stack([geo.expmap0(r * ray) for r in (0.3, 1.0, 2.0)] +
+                        [geo.expmap0(torch.tensor([0.0, 2.0, 0.0], dtype=torch.float64))])
+    assert image_traversal(geo.expmap0(2.5 * ray), texts, geo) == [2, 1, 0]
+    # an image on the off-ray text's ray: only that text's cone contains its walk
+    other = geo.expmap0(torch.tensor([0.0, 2.5, 0.0], dtype=torch.float64))
+    assert image_traversal(other, texts, geo) == [3]
+
+
 # ---- the recipe end to end -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -208,6 +226,9 @@ def test_clip_baseline_embed_predict_and_errors(shapes: Path, tmp_path: Path) ->
     pred = json.loads(res.output.strip().splitlines()[-1])
     assert pred["image"].endswith("000.png") and len(pred["top"]) == 2
     assert pred["top"][0]["score"] >= pred["top"][1]["score"]
+    res = run.invoke(app, ["predict", str(tmp_path / "c"), str(shapes / "img" / "000.png"), "--classes", "a,b",
+                           "--traverse"])
+    assert res.exit_code == 2 and "a meru run" in res.output
     for args, msg in ((["predict", str(tmp_path / "c"), str(shapes / "img"), "--classes", "cat"], "at least two"),
                       (["train", "clip", "--data", str(shapes), "--objectives", "contrastive,entailment",
                         "-o", str(tmp_path / "x")], "entailment cones need kind meru"),

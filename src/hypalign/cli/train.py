@@ -48,6 +48,8 @@ def predict(
                                                  "clip: classes per image (default 5).", min=1)] = None,
     classes: Annotated[str | None, typer.Option(help="meru, clip: zero-shot class names, comma-separated "
                                                      "(\"cat,dog,bird\").")] = None,
+    traverse: Annotated[bool, typer.Option(help="meru: the --classes texts met walking from each image to the origin "
+                                                "(MERU's image traversal) instead of the top classes.")] = False,
     ontology: Annotated[list[str] | None, typer.Option(help="protclip: BP, MF, CC (repeatable; default all "
                                                             "three).")] = None,
     skip_invalid: Annotated[bool, typer.Option(help="Skip malformed records, empty sequences and non-amino-acid "
@@ -59,4 +61,5 @@ def predict(
     from hypalign.cli.recipes import predict_run
 
     items = [*(inputs or []), *([str(fasta)] if fasta is not None else [])]
-    predict_run(run, items, as_json=json_out, top=top, ontology=ontology, skip_invalid=skip_invalid, classes=classes)
+    predict_run(run, items, as_json=json_out, top=top, ontology=ontology, skip_invalid=skip_invalid, classes=classes,
+                traverse=traverse)

@@ -108,3 +108,28 @@ def generality_tau(points: torch.Tensor, depth: np.ndarray, geometry: Manifold) 
     for d in np.unique(depth).tolist():
         out[f"radius_depth{d}"] = float(r_np[depth == d].mean())
     return out
+
+
+def image_traversal(image: torch.Tensor, texts: torch.Tensor, geometry: Manifold, steps: int = 50,
+                    min_radius: float = 0.1) -> list[int]:
+    """MERU's image traversal (spec §2.5): walk from the image ``(D,)`` to the origin along the geodesic
+    (``expmap0`` of ``(1 - t) logmap0(image)``, ``steps`` points, the image first) and at each point take the nearest
+    text ``(T, D)`` among those whose entailment cone contains the point (``ext - aper <= 0``; the others masked).
+    Returns the distinct text indices met, in order (from the image's most specific text towards the most general);
+    a point no cone contains contributes nothing. Needs a geometry with cones (Lorentz or Poincaré)."""
+    from hypalign.geometry.cones import cone_margin_matrix
+
+    u = geometry.logmap0(image.double().unsqueeze(0))
+    t = torch.linspace(0.0, 1.0, steps, dtype=torch.float64).unsqueeze(1)
+    path = geometry.expmap0((1.0 - t) * u)[:-1]  # the origin itself is in every cone: no information there
+    with torch.no_grad():
+        d = geometry.cdist(path, texts.double())
+        inside = cone_margin_matrix(texts, path, geometry, min_radius) >= 0
+        d = torch.where(inside, d, torch.full_like(d, float("inf")))
+        best = d.argmin(1)
+        found = torch.isfinite(d.min(1).values)
+    out: list[int] = []
+    for b, ok in zip(best.tolist(), found.tolist(), strict=True):
+        if ok and (not out or out[-1] != b) and b not in out:
+            out.append(b)
+    return out

@@ -142,14 +142,19 @@ def embed_run(run: Any, inputs: list[str], out: Path, texts: bool = False, batch
 
 
 def predict_run(run: Any, inputs: list[str], classes: str | None = None, top: int | None = None,
-                as_json: bool = False, echo: Any = print, **_: Any) -> None:
+                traverse: bool = False, as_json: bool = False, echo: Any = print, **_: Any) -> None:
     """``hypalign predict RUN IMAGES --classes "cat,dog,…"``: zero-shot, the top classes of every image with their
-    scores (Lorentzian inner product for MERU, cosine for CLIP), class embeddings from the recipe's prompts."""
+    scores (Lorentzian inner product for MERU, cosine for CLIP), class embeddings from the recipe's prompts.
+    ``--traverse`` (MERU): instead, the texts met walking from each image to the origin, each the nearest of those
+    whose entailment cone contains the point (:func:`hypalign.eval.imagetext.image_traversal`)."""
     names = [c.strip() for c in (classes or "").split(",") if c.strip()]
     if len(names) < 2:
         raise InputError('--classes: give at least two class names, comma-separated ("cat,dog")')
     model, cfg = load_run_model(run), _config(run)
     files = _images_of(inputs)
+    if traverse:
+        _traverse(model, cfg, files, names, as_json, echo)
+        return
     prompts = [tpl.format(n) for n in names for tpl in PROMPTS]
     from hypalign.recipes.meru.data import TextBank
 
@@ -165,18 +170,31 @@ def predict_run(run: Any, inputs: list[str], classes: str | None = None, top: in
              f"{f}: " + ", ".join(f"{p['class']} ({p['score']:.4f})" for p in pred))
 
 
+def _traverse(model: ImageText, cfg: MERUConfig, files: list[Path], names: list[str], as_json: bool,
+              echo: Any) -> None:
+    from hypalign.eval.imagetext import image_traversal
+
+    if model.kind != "meru":
+        raise InputError("--traverse walks to the origin through entailment cones: a meru run (CLIP has neither)")
+    texts = _embed_texts(model, cfg, names)
+    images = _embed_image_files(model, files, model.image_size)
+    for f, x in zip(files, images, strict=True):
+        path = [names[i] for i in image_traversal(x, texts, model.geometry)]
+        echo(json.dumps({"image": str(f), "traversal": path}) if as_json else f"{f}: " + " -> ".join(path))
+
+
 _COMMON: dict[str, Any] = {
     "load_model": lambda run_dir, which="model": load_run_model(run_dir, which),
     "evaluate": evaluate_run,
     "embed": embed_run,
     "predict": predict_run,
-    "train_defaults": {"epochs": 20, "lr": 5e-4, "weight_decay": 0.2, "betas": (0.9, 0.98), "warmup_steps": 100,
+    "train_defaults": {"epochs": 15, "lr": 5e-4, "weight_decay": 0.2, "betas": (0.9, 0.98), "warmup_steps": 100,
                        "schedule": "cosine", "eval_every": 5, "log_every": 10, "optimizer": "adamw"},
     "best_metric": ("zsleaf_top1", "max"),
     "objectives": OBJECTIVES,
     "evaluate_options": frozenset({"data", "level", "which"}),
     "embed_options": frozenset({"texts", "batch_size"}),
-    "predict_options": frozenset({"classes", "top"}),
+    "predict_options": frozenset({"classes", "top", "traverse"}),
 }
 
 RECIPE = Recipe(name="meru", summary="MERU: hyperbolic image-text alignment with entailment cones (Lorentz model).",
