@@ -190,6 +190,10 @@ def test_meru_trains_end_to_end_and_eval_reproduces_its_figures(shapes: Path, tm
     for k, v in got.items():
         if k in again and "per_s" not in k:
             assert again[k] == pytest.approx(v, rel=1e-6, abs=1e-9), k
+    res = CliRunner().invoke(app, ["eval", str(tmp_path / "r"), "--plot", str(tmp_path / "disk.png")])
+    assert res.exit_code == 0, res.output
+    for f in ("disk.png", "disk-radii.png"):
+        assert (tmp_path / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     res = CliRunner().invoke(app, ["eval", str(tmp_path / "r"), "--json", "--level", "0"])
     one = json.loads(res.output[res.output.index("{"):])
     assert "zs0_top1" in one and "zsleaf_top1" not in one and one["zs0_top1"] == pytest.approx(got["zs0_top1"])
@@ -234,7 +238,7 @@ def test_clip_baseline_embed_predict_and_errors(shapes: Path, tmp_path: Path) ->
                         "-o", str(tmp_path / "x")], "entailment cones need kind meru"),
                       (["train", "meru", "--data", str(tmp_path / "nowhere"), "-o", str(tmp_path / "x")],
                        "not a directory"),
-                      (["eval", str(tmp_path / "c"), "--plot", str(tmp_path / "p.png")], "does not support --plot")):
+                      (["eval", str(tmp_path / "c"), "--split", "x"], "does not support --split")):
         res = run.invoke(app, args)
         assert res.exit_code == 2 and msg in res.output, (args, res.output)
         assert "Traceback" not in res.output

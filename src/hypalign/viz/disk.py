@@ -119,3 +119,32 @@ def plot_disk(
     atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight"))
     plt.close(fig)
     return path
+
+
+def plot_radius_histograms(radii: np.ndarray, depth: np.ndarray, path: str | os.PathLike[str],
+                           level_names: Sequence[str] | None = None, title: str | None = None) -> Path:
+    """Histograms of the distance from the origin per tree depth (MERU's generality: general concepts near the
+    origin), one overlaid histogram per depth, to ``path`` (written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hypalign.io import atomic_write
+
+    r, depth = np.asarray(radii, dtype=np.float64), np.asarray(depth)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bins = np.linspace(0.0, float(r.max(initial=1.0)) * 1.02 + 1e-9, 50)
+    for k in np.unique(depth).tolist():
+        name = level_names[k] if level_names is not None and k < len(level_names) else f"depth {k}"
+        ax.hist(r[depth == k], bins=bins, alpha=0.5, density=True, label=f"{name} ({int((depth == k).sum())})")
+    ax.set_xlabel("distance from the origin")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    path = Path(path)
+    fmt = path.suffix.lstrip(".") or "png"
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight"))
+    plt.close(fig)
+    return path

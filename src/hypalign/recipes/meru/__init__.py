@@ -72,16 +72,23 @@ def _config(run: Any) -> MERUConfig:
 
 
 def evaluate_run(run: Any, data: Path | None = None, level: int | None = None, which: str | None = None,
-                 say: Any = None, **_: Any) -> dict[str, float]:
-    """``hypalign eval RUN [--data DIR] [--level K]``: the run's test set (or any dataset directory)."""
-    from hypalign.recipes.meru.evaluation import evaluate_dir
+                 plot: Path | None = None, say: Any = None, **_: Any) -> dict[str, float]:
+    """``hypalign eval RUN [--data DIR] [--level K] [--plot disk.png]``: the run's test set (or any dataset
+    directory); ``--plot`` also draws its class names and images in the Poincaré disk (and, for MERU, the histograms
+    of the distance from the origin per depth next to it)."""
+    from hypalign.recipes.meru.evaluation import evaluate_set, plot_set, prepare_set
     from hypalign.recipes.meru.task import data_dirs
 
     cfg = _config(run)
     root = Path(data) if data is not None else data_dirs(cfg, say or (lambda m: None))[1]
     if root is None:
         raise InputError(f"{run.path}: trained on {cfg.data} without a test set; give --data DIR")
-    return evaluate_dir(load_run_model(run, which or "model"), root, cfg, level=level, say=say)
+    model = load_run_model(run, which or "model")
+    prep = prepare_set(root, cfg, say, level)
+    out = evaluate_set(model, prep, cfg)
+    if plot is not None:
+        plot_set(model, prep, Path(plot))
+    return out
 
 
 def _texts_of(inputs: list[str]) -> list[str]:
@@ -192,7 +199,7 @@ _COMMON: dict[str, Any] = {
                        "schedule": "cosine", "eval_every": 5, "log_every": 10, "optimizer": "adamw"},
     "best_metric": ("zsleaf_top1", "max"),
     "objectives": OBJECTIVES,
-    "evaluate_options": frozenset({"data", "level", "which"}),
+    "evaluate_options": frozenset({"data", "level", "which", "plot"}),
     "embed_options": frozenset({"texts", "batch_size"}),
     "predict_options": frozenset({"classes", "top", "traverse"}),
 }

@@ -109,3 +109,32 @@ def evaluate_dir(model: ImageText, root: Path, cfg: MERUConfig, level: int | Non
                  say: Callable[[str], None] | None = None) -> dict[str, float]:
     """:func:`evaluate_set` on a dataset directory (``hypalign eval RUN --data DIR [--level K]``)."""
     return evaluate_set(model, prepare_set(root, cfg, say, level), cfg)
+
+
+@torch.no_grad()
+def plot_set(model: ImageText, prep: dict[str, Any], path: Path, max_images: int = 1500) -> list[Path]:
+    """The tree's class names and (up to ``max_images``) images in the Poincaré disk (tangent PCA: exact radii), the
+    names nearest the origin labelled, points coloured by depth; with MERU also ``<path stem>-radii<suffix>``, the
+    histograms of the distance from the origin per depth. Returns the files written."""
+    from hypalign.viz.disk import plot_disk, plot_radius_histograms, to_disk
+
+    ds: ImageTextSet = prep["ds"]
+    keep = np.linspace(0, len(ds) - 1, min(len(ds), max_images)).round().astype(np.int64)
+    images, _ = embed_images(model, prep["pixels"][torch.from_numpy(keep)])
+    texts = model.embed_text_features(prep["bank"].pooled(model, prep["names"])) if len(prep["names"]) else \
+        images[:0]
+    bank_texts = prep["bank"].texts
+    names = [bank_texts[i] for i in prep["names"]] + [""] * len(images)
+    depth = np.r_[prep["name_depth"], np.full(len(images), max(ds.depth, 1))]
+    points = torch.cat([texts.double(), images.double()]).numpy()
+    geo = "lorentz" if model.kind == "meru" else "sphere"
+    disk = to_disk(points, geo, model.curvature or 1.0, method="tangent-pca")
+    top = int((prep["name_depth"] <= 1).sum()) if len(prep["names"]) else 0
+    out = [plot_disk(disk, path, names=names, label_top=min(top, 40), labels=depth,
+                     title=f"{model.kind}: class names by level and images")]
+    if model.kind == "meru":
+        r = model.geometry.dist(torch.zeros(1, points.shape[1], dtype=torch.float64), torch.from_numpy(points))
+        levels = [f"level {k} names" for k in range(ds.depth)] + ["images"]
+        out.append(plot_radius_histograms(r.numpy(), depth, path.with_name(f"{path.stem}-radii{path.suffix}"),
+                                          levels, title="distance from the origin by depth"))
+    return out
