@@ -196,6 +196,24 @@ def test_emoji_join_captions_labels_and_splits(tmp_path: Path) -> None:
     assert build_emoji(tmp_path / "emoji", say=said.append, tarballs={}) == root
 
 
+def test_emoji_as_a_metric_learning_set_splits_classes_by_subgroup(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from hypalign.data.images import load_dataset
+
+    monkeypatch.setenv("HYPALIGN_CACHE_DIR", str(tmp_path / "cache"))
+    build_emoji(tmp_path / "cache" / "emoji", say=lambda m: None, tarballs=fake_packages(tmp_path / "npm"))
+    held = json.loads((tmp_path / "cache" / "emoji" / "build.json").read_text())["held_out_subgroups"]
+    splits = load_dataset("emoji")
+    tr, te = splits["train"], splits["test"]
+    # 11 images (5 google + 4 twitter + 2 fluent) of 4 classes; the held-out subgroup's classes are the test set
+    assert len(tr) + len(te) == 11 and set(tr.labels.tolist()).isdisjoint(te.labels.tolist())
+    n_test = {"smileys & emotion/smiling": 3, "smileys & emotion/emotion": 3, "people & body/hand fingers open": 4,
+              "flags/alphabet letters": 1}[held[0]]
+    assert len(te) == n_test and tr.pixels is not None and tuple(tr.pixels.shape[1:]) == (3, 64, 64)
+    assert float(tr.pixels.min()) >= 0 and float(tr.pixels.max()) <= 1
+    assert sorted({*tr.labels.tolist(), *te.labels.tolist()}) == [0, 1, 2, 3]
+
+
 def test_held_out_subgroups_are_a_seeded_fifth_of_the_sorted_names() -> None:
     items = [{"labels": [f"g{i % 3}", f"s{i}", f"e{i}"]} for i in range(20)]
     held = held_out_subgroups(items)

@@ -16,6 +16,8 @@ integer labels — with the standard **class-disjoint** train/test protocol (Hyp
   relative to ``ROOT``; query and gallery item ids are indexed jointly.
 * ``digits``: scikit-learn's 8×8 handwritten digits (1,797 images, shipped with the package)
   upsampled to 32×32; digits 0–4 train, 5–9 test.
+* ``emoji``: every emoji a class, its three art styles and skin tones the samples (64 px, in memory); classes split
+  disjointly by subgroup (:func:`load_emoji`).
 
 Transforms are written on PIL + NumPy (torchvision does not import here): ``RandomResizedCrop``
 (scale 0.2–1, ratio 3/4–4/3, bicubic) + horizontal flip for training, resize + centre crop for
@@ -36,7 +38,7 @@ import torch
 
 from hypalign.errors import InputError, MissingDataError
 
-FORMATS = ("folder", "cub", "cars", "sop", "inshop", "digits")
+FORMATS = ("folder", "cub", "cars", "sop", "inshop", "digits", "emoji")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -175,6 +177,30 @@ def load_digits(size: int = 32) -> dict[str, ImageSplit]:
             "test": ImageSplit(y[~tr], pixels=x[torch.from_numpy(~tr)])}
 
 
+def load_emoji(size: int = 64) -> dict[str, ImageSplit]:
+    """The emoji as a metric-learning set (:mod:`hypalign.data.emoji`, built on first use): every emoji a class, its
+    art styles (Google, Twitter, Fluent 3-D) and skin tones the samples, in memory at ``size`` px (transparency on
+    white); classes split disjointly by subgroup, as CUB splits by class — the 20 held-out subgroups of the
+    ``held-out-concepts`` split are the test classes."""
+    import json
+
+    from hypalign.data.emoji import build_emoji
+    from hypalign.data.imagetext import load_image, read_captions
+
+    root = build_emoji()
+    held = set(json.loads((root / "build.json").read_text())["held_out_subgroups"])
+    items = [(p, lab) for part in ("train", "test") for ds in [read_captions(root / "held-out-style" / part)]
+             for p, lab in zip(ds.images, ds.labels or [], strict=True)]
+    classes = {lab: k for k, lab in enumerate(sorted({lab for _, lab in items}))}
+    out = {}
+    for name, want in (("train", False), ("test", True)):
+        rows = [(p, lab) for p, lab in items if (f"{lab[0]}/{lab[1]}" in held) == want]
+        px = torch.stack([torch.from_numpy(load_image(p, size)).permute(2, 0, 1) for p, _ in rows])
+        out[name] = ImageSplit(np.array([classes[lab] for _, lab in rows], dtype=np.int64),
+                               pixels=px.float().div_(255.0))
+    return out
+
+
 def load_dataset(fmt: str, root: str | os.PathLike[str] | None = None) -> dict[str, ImageSplit]:
     """Splits of ``fmt`` (one of :data:`FORMATS`) under ``root``: ``train`` plus ``test`` (or
     ``query`` and ``gallery`` for In-Shop)."""
@@ -182,6 +208,8 @@ def load_dataset(fmt: str, root: str | os.PathLike[str] | None = None) -> dict[s
         raise InputError(f"dataset format {fmt!r}: expected one of {', '.join(FORMATS)}")
     if fmt == "digits":
         return load_digits()
+    if fmt == "emoji":
+        return load_emoji()
     if root is None:
         raise InputError(f"dataset format {fmt!r} needs a data directory")
     loader = {"folder": load_folder, "cub": load_cub, "cars": load_cars, "sop": load_sop, "inshop": load_inshop}[fmt]

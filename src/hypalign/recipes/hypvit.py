@@ -31,13 +31,15 @@ from hypalign.options import check_options, opt
 from hypalign.recipes.registry import Recipe
 from hypalign.train import Task, TrainConfig, Trainer, model_device
 
-RECALL_KS = {"digits": (1, 2, 4, 8), "folder": (1, 2, 4, 8), "cub": (1, 2, 4, 8, 16, 32), "cars": (1, 2, 4, 8, 16, 32),
+RECALL_KS = {"digits": (1, 2, 4, 8), "emoji": (1, 2, 4, 8), "folder": (1, 2, 4, 8), "cub": (1, 2, 4, 8, 16, 32),
+             "cars": (1, 2, 4, 8, 16, 32),
              "sop": (1, 10, 100, 1000), "inshop": (1, 10, 20, 30, 40, 50)}
 
 
 @dataclass
 class HypViTConfig:
-    data: str = opt("digits", "'digits' (built in) or the dataset directory.")
+    data: str = opt("digits", "'digits' or 'emoji' (built in; emoji: 1,911 classes in three art styles, test "
+                    "classes from held-out subgroups) or the dataset directory.")
     dataset_format: str = opt("digits", "Layout of --data.", choices=tuple(RECALL_KS))
     encoder: str = opt("cnn", "'cnn' (small CNN from scratch) or a local Hugging Face ViT/DeiT/DINO directory.")
     encoder_path: str | None = opt(None, "Local Hugging Face directory (set by --encoder DIR).", cli=False)
@@ -60,6 +62,8 @@ class HypViTConfig:
 
     def __post_init__(self) -> None:
         check_options(self)
+        if self.data == "emoji":  # the built-in set names its own layout
+            self.dataset_format = "emoji"
         if self.encoder not in ("cnn", "hf"):  # a directory: the Hugging Face model in it
             self.encoder, self.encoder_path = "hf", self.encoder
         if self.clip_r is not None and self.clip_r <= 0:
@@ -79,8 +83,8 @@ class HypViTConfig:
 class HypViTTask(Task):
     def __init__(self, cfg: HypViTConfig, seed: int = 0, splits: dict[str, ImageSplit] | None = None) -> None:
         self.cfg, self.seed = cfg, seed
-        self.splits = splits if splits is not None else load_dataset(cfg.dataset_format,
-                                                                     None if cfg.data == "digits" else cfg.data)
+        self.splits = splits if splits is not None else load_dataset(
+            cfg.dataset_format, None if cfg.data in ("digits", "emoji") else cfg.data)
         torch.manual_seed(seed)
         self.model = HypViT(encoder=cfg.encoder, encoder_path=cfg.encoder_path, freeze=cfg.freeze, emb_dim=cfg.emb_dim,
                             geometry=cfg.geometry, c=cfg.c, clip_r=cfg.clip_r)
