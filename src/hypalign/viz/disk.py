@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -85,7 +86,6 @@ def plot_disk(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hypalign.io import atomic_write
 
     p = np.asarray(points)
     fig, ax = plt.subplots(figsize=(8, 8))
@@ -112,13 +112,7 @@ def plot_disk(
     ax.set_ylim(-1.02, 1.02)
     ax.set_aspect("equal")
     ax.axis("off")
-    if title:
-        ax.set_title(title)
-    path = Path(path)
-    fmt = path.suffix.lstrip(".") or "png"
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight"))
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, title)
 
 
 def plot_radius_histograms(radii: np.ndarray, depth: np.ndarray, path: str | os.PathLike[str],
@@ -130,7 +124,6 @@ def plot_radius_histograms(radii: np.ndarray, depth: np.ndarray, path: str | os.
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hypalign.io import atomic_write
 
     r, depth = np.asarray(radii, dtype=np.float64), np.asarray(depth)
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -141,6 +134,15 @@ def plot_radius_histograms(radii: np.ndarray, depth: np.ndarray, path: str | os.
     ax.set_xlabel("distance from the origin")
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
+    return _save(fig, ax, path, title)
+
+
+def _save(fig: Any, ax: Any, path: str | os.PathLike[str], title: str | None) -> Path:
+    """Title the axes, write the figure to ``path`` atomically (format from the suffix), close it."""
+    import matplotlib.pyplot as plt
+
+    from hypalign.io import atomic_write
+
     if title:
         ax.set_title(title)
     path = Path(path)
