@@ -32,7 +32,6 @@ def mix_seed(*parts: int) -> int:
     return h & 0x7FFFFFFFFFFFFFFF
 
 
-
 class ClassBalancedBatchSampler:
     """Deterministic per-epoch class-balanced batches (see module docstring)."""
 

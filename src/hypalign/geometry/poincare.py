@@ -203,9 +203,10 @@ class PoincareBall(CurvedManifold):
         return xf, yf
 
     def _dist_from_moments(self, m: Tensor) -> Tensor:
-        """:func:`dist` from the pair moments: ``(2/sqrt c) asinh(sqrt(c |x - y|^2 / ((1 - c|x|^2)(1 - c|y|^2))))``."""
+        """:func:`dist` from the pair moments: ``(2/sqrt c) asinh(sqrt(c |x - y|^2 / ((1 - c|x|^2)(1 - c|y|^2))))``,
+        each ``1 - c|x|^2`` floored as :func:`dist` floors it (points on or past the boundary stay finite)."""
         c = self._c(m)
-        denom = (1.0 - c * m[:, 2]) * (1.0 - c * m[:, 3])
+        denom = (1.0 - c * m[:, 2]).clamp_min(1e-15) * (1.0 - c * m[:, 3]).clamp_min(1e-15)
         return (2.0 / c**0.5) * torch.asinh(torch.sqrt(c * m[:, 0].clamp_min(1e-30) / denom))
 
     def _cdist_bound_factors(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:

@@ -45,7 +45,7 @@ KINDS = ("meru", "clip")
 def small_vit_config(image_size: int = 64, patch_size: int = 8, width: int = 192, depth: int = 6,
                      heads: int = 3) -> dict[str, Any]:
     """A ``transformers`` ``ViTConfig`` dict for a small ViT trained from scratch (the CPU default: 64 px, 8 px
-    patches, 64 tokens + [CLS], width 192, 6 blocks, 3 heads: ViT-Tiny's shape at a quarter of the depth)."""
+    patches, 64 tokens + [CLS], width 192, 6 blocks, 3 heads: ViT-Tiny's shape at half its depth)."""
     if image_size % patch_size:
         raise ValueError(f"image size {image_size} is not a multiple of the patch size {patch_size}")
     return {"model_type": "vit", "image_size": image_size, "patch_size": patch_size, "hidden_size": width,
@@ -123,8 +123,7 @@ class ImageText(nn.Module, PyTorchModelHubMixin, library_name="hypalign", tags=[
     def encode_text(self, features: Tensor | None = None, tokens: Tensor | None = None,
                     lengths: Tensor | None = None) -> Tensor:
         """Text embeddings ``(T, embed_dim)`` on :attr:`geometry`."""
-        return self._lift(self.textual_proj(self.text_features(features, tokens, lengths)),
-                          self.textual_alpha if self.kind == "meru" else None)
+        return self.embed_text_features(self.text_features(features, tokens, lengths))
 
     def embed_text_features(self, pooled: Tensor) -> Tensor:
         """Text embeddings from the tower's pooled features (frozen, or already through the tuned layers)."""

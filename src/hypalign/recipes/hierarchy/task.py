@@ -168,8 +168,8 @@ class HierarchyTask(Task):
         self.n_desc = np.bincount(self.indices, minlength=hierarchy.n_nodes)
         self.desc_indptr[1:] = np.cumsum(self.n_desc)
         # negative_power > 0: the dampened unigram of the closure (word2vec / gensim PoincareModel); None = uniform
-        degree = np.bincount(self.pairs.reshape(-1).numpy(), minlength=hierarchy.n_nodes) + 1.0
-        self.neg_weights = torch.from_numpy(degree**cfg.negative_power) if cfg.negative_power else None
+        self.neg_weights = None if not cfg.negative_power else torch.from_numpy(
+            (np.bincount(self.pairs.reshape(-1).numpy(), minlength=hierarchy.n_nodes) + 1.0) ** cfg.negative_power)
         gen = torch.Generator().manual_seed(seed)
         self.model: HierarchyEmbedding = HierarchyEmbedding(
             hierarchy.n_nodes, cfg.dim, cfg.model, cfg.c, cfg.init_scale, generator=gen, dtype=dtype

@@ -121,11 +121,10 @@ def _embed_texts(model: ImageText, cfg: MERUConfig, texts: list[str]) -> torch.T
 
 
 def _embed_image_files(model: ImageText, files: list[Path], size: int, batch_size: int = 256) -> torch.Tensor:
-    from hypalign.data.imagetext import load_image
+    from hypalign.recipes.meru.data import load_pixels
     from hypalign.recipes.meru.evaluation import embed_images
 
-    pixels = torch.stack([torch.from_numpy(load_image(p, size)).permute(2, 0, 1) for p in files])
-    return embed_images(model, pixels, batch_size)[0]
+    return embed_images(model, load_pixels(files, size), batch_size)[0]
 
 
 def embed_run(run: Any, inputs: list[str], out: Path, texts: bool = False, batch_size: int | None = None,

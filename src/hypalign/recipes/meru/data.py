@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from hypalign.data.imagetext import ImageTextSet, load_image
+from hypalign.data.imagetext import load_image
 from hypalign.models.meru import ImageText
 from hypalign.recipes.meru.config import MERUConfig
 
 
-def load_pixels(ds: ImageTextSet, size: int) -> torch.Tensor:
-    """Every image of ``ds`` as ``uint8`` ``(N, 3, size, size)`` (:func:`~hypalign.data.imagetext.load_image`)."""
-    out = torch.empty((len(ds), 3, size, size), dtype=torch.uint8)
-    for i, p in enumerate(ds.images):
+def load_pixels(paths: Sequence[Path], size: int) -> torch.Tensor:
+    """The images at ``paths`` as ``uint8`` ``(N, 3, size, size)`` (:func:`~hypalign.data.imagetext.load_image`)."""
+    out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
+    for i, p in enumerate(paths):
         out[i] = torch.from_numpy(load_image(p, size)).permute(2, 0, 1)
     return out
 

@@ -37,7 +37,7 @@ def prepare_set(root: Path, cfg: MERUConfig, say: Callable[[str], None] | None =
     """Read a dataset directory once for repeated evaluation: pixels, distinct captions and their relevance, the
     classes and prompts of every level (or only ``level``), all texts through one :class:`TextBank`."""
     ds = read_captions(root, cfg.skip_invalid)
-    pixels = load_pixels(ds, cfg.image_size)
+    pixels = load_pixels(ds.images, cfg.image_size)
     distinct, i2t, t2i = caption_relevance(ds.texts, ds.text_image(), len(ds))
     texts = list(distinct)
     levels: list[dict[str, Any]] = []
@@ -103,12 +103,6 @@ def evaluate_set(model: ImageText, prep: dict[str, Any], cfg: MERUConfig) -> dic
     out.update(model.scalars())
     model.train(was)
     return out
-
-
-def evaluate_dir(model: ImageText, root: Path, cfg: MERUConfig, level: int | None = None,
-                 say: Callable[[str], None] | None = None) -> dict[str, float]:
-    """:func:`evaluate_set` on a dataset directory (``hypalign eval RUN --data DIR [--level K]``)."""
-    return evaluate_set(model, prepare_set(root, cfg, say, level), cfg)
 
 
 @torch.no_grad()

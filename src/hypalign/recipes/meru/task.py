@@ -72,7 +72,7 @@ class MERUTask(Task):
         if len(self.train) < cfg.batch_size:
             raise InputError(f"{train_dir}: {len(self.train)} images, fewer than one batch of {cfg.batch_size}")
         say(f"loading {len(self.train)} training images at {cfg.image_size} px")
-        self.pixels = load_pixels(self.train, cfg.image_size)
+        self.pixels = load_pixels(self.train.images, cfg.image_size)
         texts = list(dict.fromkeys(self.train.texts))
         where = {t: i for i, t in enumerate(texts)}
         self.caption_row = np.array([where[t] for t in self.train.texts], dtype=np.int64)
@@ -92,7 +92,7 @@ class MERUTask(Task):
                                c=cfg.c, learn_c=cfg.learn_c)
         if cfg.text_tune:
             self.model.text_layers.load_pretrained_layers(self.bank.path)  # type: ignore[union-attr]
-        self._eval_cache: dict[str, Any] = {}
+        self._test_set: dict[str, Any] | None = None  # the test directory, read once (prepare_set)
 
     # -- data ---------------------------------------------------------------------------------------------------
     def batches(self, epoch: int) -> list[torch.Tensor]:
@@ -146,7 +146,7 @@ class MERUTask(Task):
             return {}
         from hypalign.recipes.meru.evaluation import evaluate_set, prepare_set
 
-        if "test" not in self._eval_cache:
-            self._eval_cache["test"] = prepare_set(self.test_dir, self.cfg, self.say)
+        if self._test_set is None:
+            self._test_set = prepare_set(self.test_dir, self.cfg, self.say)
         m = model.module if hasattr(model, "module") else model
-        return evaluate_set(m, self._eval_cache["test"], self.cfg)  # type: ignore[arg-type]
+        return evaluate_set(m, self._test_set, self.cfg)  # type: ignore[arg-type]
