@@ -385,7 +385,7 @@ def test_cli_baselines_on_a_split_directory_of_swissprot_accessions(tmp_path: Pa
     runner = CliRunner()
     res = runner.invoke(app, ["protein", "baselines", "--split", str(tmp_path / "s"), "--json", "--threads", "2"])
     assert res.exit_code == 0, res.output
-    out = json.loads(res.output)
+    out = json.loads(res.stdout)
     assert set(out["metrics"]) == {"frequency", "diamond", "diamond+frequency"}
     # checked against figures computed here, independently: term frequency's Fmax by brute force over CAFA's
     # thresholds (root left out; precision over proteins with a prediction, recall over all annotated proteins), and

@@ -186,4 +186,4 @@ def test_cli_default_plan_on_a_users_edge_list_and_eval(tmp_path: Path) -> None:
     assert cfg["recipe"] == "hierarchy" and cfg["plan"]["chosen"] == res["plan"]
     e = runner.invoke(app, ["eval", str(tmp_path / "run"), "--json"])
     assert e.exit_code == 0, e.output
-    assert json.loads(e.output[e.output.index("{"):])["map"] == pytest.approx(res["map"], abs=1e-12)
+    assert json.loads(e.stdout)["map"] == pytest.approx(res["map"], abs=1e-12)

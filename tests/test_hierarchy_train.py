@@ -174,11 +174,11 @@ def test_cli_embed_eval_plot_and_outputs_feed_index_and_delta(tmp_path: Path) ->
                             "--lr", "1.0", "--batch-size", "16", "--negatives", "10", "--link-prediction", "0.1",
                             "--json", "--threads", "1"])
     assert r.exit_code == 0, r.output
-    res = json.loads(r.output.strip().splitlines()[-1])
+    res = json.loads(r.stdout)
     assert res["nodes"] == 40 and res["map"] > 0.4 and "lp_mean_rank" in res
     r = runner.invoke(app, ["hierarchy", "eval", str(run), "--json"])
     assert r.exit_code == 0, r.output
-    ev = json.loads(r.output)
+    ev = json.loads(r.stdout)
     assert ev["map"] == pytest.approx(res["map"]) and ev["lp_mrr"] == pytest.approx(res["lp_mrr"])
     r = runner.invoke(app, ["hierarchy", "plot", str(run), "-o", str(tmp_path / "disk.png"), "--method", "tangent-pca"])
     assert r.exit_code == 0, r.output
@@ -203,14 +203,14 @@ def test_cli_deep_setting_writes_float64_embeddings_the_other_commands_read(tmp_
                             "--init", "hierarchy", "--negatives", "10", "--local-negatives", "5", "--burnin", "0",
                             "--epochs", "20", "--batch-size", "64", "--json", "--threads", "1"])
     assert r.exit_code == 0, r.output
-    res = json.loads(r.output.strip().splitlines()[-1])
+    res = json.loads(r.stdout)
     assert res["map"] > 0.95, res
     emb = np.load(run / "embeddings.npy")
     assert emb.dtype == np.float64
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["hierarchy"]["dtype"] == "float64" and cfg["train"]["optimizer"] == "radam"
     r = runner.invoke(app, ["hierarchy", "eval", str(run), "--json"])
-    assert r.exit_code == 0 and json.loads(r.output)["map"] == pytest.approx(res["map"]), r.output
+    assert r.exit_code == 0 and json.loads(r.stdout)["map"] == pytest.approx(res["map"]), r.output
     r = runner.invoke(app, ["delta", str(run / "embeddings.npy"), "--metric", "poincare", "--json"])
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["index", "build", str(run / "embeddings.npy"), "--geometry", "poincare", "--c", "1",
@@ -506,10 +506,10 @@ def test_combinatorial_construction_on_wordnet_mammals_and_cli_epochs_zero(tmp_p
                             "--model", "poincare", "--dtype", "float64", "--init", "combinatorial", "--epochs", "0",
                             "--json"])
     assert r.exit_code == 0, r.output
-    res = json.loads(r.output.strip().splitlines()[-1])
+    res = json.loads(r.stdout)
     assert res["epochs"] == 0 and res["init"] == "combinatorial" and res["map"] > 0.99 and res["mean_rank"] < 1.1
     r = runner.invoke(app, ["hierarchy", "eval", str(run), "--json"])
-    assert r.exit_code == 0 and json.loads(r.output)["map"] == pytest.approx(res["map"]), r.output
+    assert r.exit_code == 0 and json.loads(r.stdout)["map"] == pytest.approx(res["map"]), r.output
     r = runner.invoke(app, ["hierarchy", "embed", "wordnet:mammal.n.01", "-o", str(tmp_path / "r0"),
                             "--epochs", "0"])
     assert r.exit_code == 2 and "epochs 0 keeps the initial placement" in r.output

@@ -284,7 +284,7 @@ def test_cli_train_eval_embed_on_digits(tmp_path: Path) -> None:
             "--eval-every", "1", "--threads", "1", "--no-progress", "--json"]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
-    res = json.loads(r.output.strip().splitlines()[-1])
+    res = json.loads(r.stdout)
     # digits: 901 training images, so an epoch is 901 // 40 = 22 batches (class permutations)
     assert res["steps"] == 2 * 22 and "map@r" in res
     saved = json.loads((run / "eval.json").read_text())
@@ -296,7 +296,7 @@ def test_cli_train_eval_embed_on_digits(tmp_path: Path) -> None:
     r = runner.invoke(app, ["eval", str(run), "--json", "--features-out", str(tmp_path / "f.npy"),
                             "--plot", str(tmp_path / "disk.png")])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["recall@1"] == pytest.approx(res["recall@1"])
+    assert json.loads(r.stdout)["recall@1"] == pytest.approx(res["recall@1"])
     assert (tmp_path / "disk.png").read_bytes()[:4] == b"\x89PNG"
     assert np.load(tmp_path / "f.npy").shape == (896, 256)  # digits 5-9, SmallCNN features
     imgs = tmp_path / "imgs"

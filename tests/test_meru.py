@@ -36,17 +36,21 @@ def tiny_model(kind: str = "meru") -> ImageText:
 def test_meru_lift_alpha_clamp_and_class_embeddings_in_the_tangent_space() -> None:
     m = tiny_model()
     pixels, feats = torch.randn(5, 3, 16, 16), torch.randn(7, 12)
+    # the text feature is standardised before the projection (by hand: biased variance, eps 1e-5)
+    z = (feats - feats.mean(1, keepdim=True)) / (feats.var(1, unbiased=False, keepdim=True) + 1e-5).sqrt()
     with torch.no_grad():
         geo: Lorentz = m.geometry  # type: ignore[assignment]
         alpha = math.exp(math.log(8**-0.5))
         want = geo.expmap0(alpha * m.visual_proj(m.image_features(pixels)))
         torch.testing.assert_close(m.encode_image(pixels), want)
         m.textual_alpha.fill_(0.7)  # clamped to <= 0 on every forward: the scale is at most 1
-        torch.testing.assert_close(m.encode_text(feats), geo.expmap0(m.textual_proj(feats)))
+        torch.testing.assert_close(m.encode_text(feats), geo.expmap0(m.textual_proj(z)))
+        # so a sentence encoder's scale (MiniLM's unit norm, a user's model's any norm) does not set the radius
+        torch.testing.assert_close(m.encode_text(feats / feats.norm(dim=1, keepdim=True)), m.encode_text(feats * 7.3))
         # classes: mean of the projected prompts (tangent space), scaled, lifted
         cls = torch.tensor([0, 0, 1, 1, 1, 2, 2])
         got = m.class_embeddings(feats, cls, 3)
-        u = m.textual_proj(feats)
+        u = m.textual_proj(z)
         want = torch.stack([u[cls == k].mean(0) for k in range(3)])
         torch.testing.assert_close(got, geo.expmap0(want))
         # the Lorentzian inner product ranks like -d
@@ -65,7 +69,8 @@ def test_clip_normalises_and_averages_normalised_prompts(tmp_path: Path) -> None
         t = m.encode_text(feats)
         torch.testing.assert_close(t.norm(dim=1), torch.ones(4))
         got = m.class_embeddings(feats, torch.tensor([0, 0, 1, 1]), 2)
-        u = torch.nn.functional.normalize(m.textual_proj(feats), dim=-1)
+        z = (feats - feats.mean(1, keepdim=True)) / (feats.var(1, unbiased=False, keepdim=True) + 1e-5).sqrt()
+        u = torch.nn.functional.normalize(m.textual_proj(z), dim=-1)
         want = torch.nn.functional.normalize(torch.stack([u[:2].mean(0), u[2:].mean(0)]), dim=-1)
         torch.testing.assert_close(got, want)
         torch.testing.assert_close(m.scores(t, got), t @ got.T)
@@ -186,7 +191,7 @@ def test_meru_trains_end_to_end_and_eval_reproduces_its_figures(shapes: Path, tm
     assert logged and all({"contrastive", "entailment", "curvature", "textual_alpha"} <= x.keys() for x in logged)
     res = CliRunner().invoke(app, ["eval", str(tmp_path / "r"), "--json"])
     assert res.exit_code == 0, res.output
-    again = json.loads(res.output[res.output.index("{"):])
+    again = json.loads(res.stdout)
     for k, v in got.items():
         if k in again and "per_s" not in k:
             assert again[k] == pytest.approx(v, rel=1e-6, abs=1e-9), k
@@ -195,7 +200,7 @@ def test_meru_trains_end_to_end_and_eval_reproduces_its_figures(shapes: Path, tm
     for f in ("disk.png", "disk-radii.png"):
         assert (tmp_path / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     res = CliRunner().invoke(app, ["eval", str(tmp_path / "r"), "--json", "--level", "0"])
-    one = json.loads(res.output[res.output.index("{"):])
+    one = json.loads(res.stdout)
     assert "zs0_top1" in one and "zsleaf_top1" not in one and one["zs0_top1"] == pytest.approx(got["zs0_top1"])
 
 
@@ -227,7 +232,7 @@ def test_clip_baseline_embed_predict_and_errors(shapes: Path, tmp_path: Path) ->
     res = run.invoke(app, ["predict", str(tmp_path / "c"), str(shapes / "img" / "000.png"), "--classes",
                            "red circle,blue ring,green square", "--top", "2", "--json"])
     assert res.exit_code == 0, res.output
-    pred = json.loads(res.output.strip().splitlines()[-1])
+    pred = json.loads(res.stdout)
     assert pred["image"].endswith("000.png") and len(pred["top"]) == 2
     assert pred["top"][0]["score"] >= pred["top"][1]["score"]
     res = run.invoke(app, ["predict", str(tmp_path / "c"), str(shapes / "img" / "000.png"), "--classes", "a,b",

@@ -102,7 +102,7 @@ def test_a_required_recipe_option_may_come_from_the_config_file(tmp_path: Path) 
     r = runner.invoke(app, ["train", "hierarchy", "-o", str(tmp_path / "r"), "--config", str(tmp_path / "c.yaml"),
                             "--no-progress", "--json"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output.strip().splitlines()[-1])["epochs"] == 1
+    assert json.loads(r.stdout)["epochs"] == 1
 
 
 def test_old_commands_stay_as_aliases(tmp_path: Path) -> None:
@@ -119,7 +119,7 @@ def test_old_commands_stay_as_aliases(tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.load(tmp_path / "a" / "embeddings.npy"),
                                   np.load(tmp_path / "b" / "embeddings.npy"))
     r = runner.invoke(app, ["hierarchy", "eval", str(tmp_path / "a"), "--json"])
-    assert r.exit_code == 0 and json.loads(r.output)["map"] == pytest.approx(ea["map"], abs=1e-12)
+    assert r.exit_code == 0 and json.loads(r.stdout)["map"] == pytest.approx(ea["map"], abs=1e-12)
 
 
 def test_eval_embed_predict_go_through_the_runs_recipe(tmp_path: Path) -> None:
@@ -128,7 +128,7 @@ def test_eval_embed_predict_go_through_the_runs_recipe(tmp_path: Path) -> None:
     saved = json.loads((run / "eval.json").read_text())
     r = runner.invoke(app, ["eval", str(run), "--json"])
     assert r.exit_code == 0, r.output
-    got = json.loads(r.output)
+    got = json.loads(r.stdout)
     for k in ("map", "mean_rank", "lp_map", "lp_mean_rank"):  # the same numbers as at the end of training
         assert got[k] == pytest.approx(saved[k], abs=1e-12), k
     # embed: the rows of the named nodes, names from arguments or from a file

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from hypalign.encoders import quiet_loading
 from hypalign.errors import InputError
 
 ESM_TOKENS = ["<cls>", "<pad>", "<eos>", "<unk>", "L", "A", "G", "V", "S", "E", "R", "T", "I", "D", "P", "K", "Q",
@@ -170,7 +171,8 @@ class ESMEncoder(nn.Module):
             p = Path(path)
             if not (p / "config.json").is_file():
                 raise InputError(f"{p}: not a Hugging Face model directory (no config.json)")
-            self.model = EsmModel.from_pretrained(str(p), local_files_only=True, add_pooling_layer=False)
+            with quiet_loading():
+                self.model = EsmModel.from_pretrained(str(p), local_files_only=True, add_pooling_layer=False)
         if self.model.config.vocab_size != len(ESM_TOKENS):  # the tokenizer here writes ESM-2 ids
             vs = self.model.config.vocab_size
             raise InputError(f"ESM model: vocab_size {vs}, expected ESM-2's {len(ESM_TOKENS)}")

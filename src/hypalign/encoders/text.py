@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hypalign.encoders import quiet_loading
 from hypalign.errors import InputError, MissingDataError
 
 if TYPE_CHECKING:
@@ -54,8 +55,9 @@ class SentenceEncoder:
         self.path = Path(path) if path is not None else minilm_path()
         if not self.path.is_dir():
             raise InputError(f"{self.path}: not a model directory")
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
-        self.model = AutoModel.from_pretrained(str(self.path), local_files_only=True).to(device).eval()
+        with quiet_loading():
+            self.tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
+            self.model = AutoModel.from_pretrained(str(self.path), local_files_only=True).to(device).eval()
         self.max_length = max_length
         self.normalize = normalize
         self.device = device

@@ -35,7 +35,10 @@ class TunedTextLayers(nn.Module):
         """Copy the top ``n_layers`` layers' weights from the local encoder directory ``path``."""
         from transformers import AutoModel
 
-        src = AutoModel.from_pretrained(path, local_files_only=True).encoder.layer
+        from hypalign.encoders import quiet_loading
+
+        with quiet_loading():
+            src = AutoModel.from_pretrained(path, local_files_only=True).encoder.layer
         for mine, theirs in zip(self.layers, list(src)[len(src) - self.n_layers :], strict=True):
             mine.load_state_dict(theirs.state_dict())
 

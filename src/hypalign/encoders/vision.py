@@ -41,15 +41,18 @@ class HFVisionEncoder(nn.Module):
         super().__init__()
         from transformers import AutoConfig, AutoModel
 
+        from hypalign.encoders import quiet_loading
         from hypalign.errors import InputError
 
         if path is not None:
             try:
-                self.backbone = AutoModel.from_pretrained(path, add_pooling_layer=False)
+                with quiet_loading():
+                    self.backbone = AutoModel.from_pretrained(path, add_pooling_layer=False)
             except OSError as exc:
                 raise InputError(f"{path}: not a local Hugging Face model directory ({exc})") from None
             except TypeError:
-                self.backbone = AutoModel.from_pretrained(path)
+                with quiet_loading():
+                    self.backbone = AutoModel.from_pretrained(path)
         elif config is not None:
             cfg = AutoConfig.for_model(**config)
             try:

@@ -3,12 +3,17 @@
 ``ImageText(kind="meru")``: an image and a text embedding in the Lorentz model (space components, curvature ``-c``)::
 
     image = expmap0(exp(visual_alpha) * visual_proj(f_img(x)))
-    text = expmap0(exp(textual_alpha) * textual_proj(f_txt(t)))
+    text = expmap0(exp(textual_alpha) * textual_proj(standardise(f_txt(t))))
 
 * ``f_img``: a ViT from its config (``transformers`` ``ViTModel``, the [CLS] feature; the CPU default is small and
   trained from scratch on 64 px images with 8 px patches) or any local Hugging Face vision model;
 * ``f_txt``: a sentence encoder's pooled feature — frozen and cached (the default: the MiniLM that ships offline),
   or with its top ``text_tune`` layers part of the model (:class:`~hypalign.encoders.text_layers.TunedTextLayers`);
+* the text feature is standardised (a LayerNorm without parameters) before its projection: MERU's text transformer
+  ends in a LayerNorm (features of unit variance per coordinate, like the ViT's), whereas a sentence encoder's pooled
+  feature is L2-normalised (MiniLM: norm 1, i.e. ``1/sqrt(384)`` per coordinate) or of any scale (a user's model) —
+  unstandardised, the text would start ``sqrt(text_dim)`` times nearer the origin than the images, and the
+  distances' spread (hence the contrastive logits) would come almost from the images alone;
 * ``visual_proj``/``textual_proj``: ``Linear(width, embed_dim, bias=False)``, init std ``width^-1/2`` (spec §2.1);
 * ``visual_alpha``/``textual_alpha``: learnable log-scales initialised to ``log(1/sqrt(embed_dim))`` and clamped to
   ``<= 0`` on every forward (so the scale is at most 1);
@@ -127,7 +132,12 @@ class ImageText(nn.Module, PyTorchModelHubMixin, library_name="hypalign", tags=[
 
     def embed_text_features(self, pooled: Tensor) -> Tensor:
         """Text embeddings from the tower's pooled features (frozen, or already through the tuned layers)."""
-        return self._lift(self.textual_proj(pooled.float()), self.textual_alpha if self.kind == "meru" else None)
+        return self._lift(self.project_text(pooled), self.textual_alpha if self.kind == "meru" else None)
+
+    def project_text(self, pooled: Tensor) -> Tensor:
+        """``textual_proj(standardise(pooled))``: the projected text feature before the lift, ``(T, embed_dim)``."""
+        pooled = pooled.float()
+        return self.textual_proj(nn.functional.layer_norm(pooled, pooled.shape[-1:]))
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         out = {"image": self.encode_image(batch["pixels"]),
@@ -143,7 +153,7 @@ class ImageText(nn.Module, PyTorchModelHubMixin, library_name="hypalign", tags=[
         """One embedding per class from its prompts' text features (``(P, text_dim)``, pooled: frozen or already
         through the tuned layers) and their class index ``(P,)``: MERU — the mean of the projected features (the
         tangent space) scaled by ``exp(textual_alpha)`` and lifted; CLIP — normalise, average, normalise."""
-        u = self.textual_proj(prompt_features.float())
+        u = self.project_text(prompt_features)
         counts = torch.bincount(prompt_class, minlength=n_classes).clamp_min(1).unsqueeze(1).to(u.dtype)
         if self.kind == "clip":
             u = nn.functional.normalize(u, dim=-1)

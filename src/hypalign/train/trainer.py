@@ -587,12 +587,13 @@ class _Progress:
     def start(self, step: int) -> None:
         if not self.enabled:
             return
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self._p = Progress(
+        self._p = Progress(  # on stderr: stdout carries the command's result (``--json``)
             TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("epoch {task.fields[epoch]}"),
             TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]}/s"), TimeRemainingColumn(),
-            transient=False,
+            transient=False, console=Console(stderr=True),
         )
         self._p.start()
         self._task = self._p.add_task("train", total=self.total, completed=step, epoch=0, loss="-", rate="-")
