@@ -36,8 +36,8 @@ def tiny_model(kind: str = "meru") -> ImageText:
 def test_meru_lift_alpha_clamp_and_class_embeddings_in_the_tangent_space() -> None:
     m = tiny_model()
     pixels, feats = torch.randn(5, 3, 16, 16), torch.randn(7, 12)
-    # the text feature is standardised before the projection (by hand: biased variance, eps 1e-5)
-    z = (feats - feats.mean(1, keepdim=True)) / (feats.var(1, unbiased=False, keepdim=True) + 1e-5).sqrt()
+    # the text feature is standardised before the projection (by hand: biased variance, eps 1e-12: scale-free)
+    z = (feats - feats.mean(1, keepdim=True)) / (feats.var(1, unbiased=False, keepdim=True) + 1e-12).sqrt()
     with torch.no_grad():
         geo: Lorentz = m.geometry  # type: ignore[assignment]
         alpha = math.exp(math.log(8**-0.5))
@@ -69,7 +69,7 @@ def test_clip_normalises_and_averages_normalised_prompts(tmp_path: Path) -> None
         t = m.encode_text(feats)
         torch.testing.assert_close(t.norm(dim=1), torch.ones(4))
         got = m.class_embeddings(feats, torch.tensor([0, 0, 1, 1]), 2)
-        z = (feats - feats.mean(1, keepdim=True)) / (feats.var(1, unbiased=False, keepdim=True) + 1e-5).sqrt()
+        z = (feats - feats.mean(1, keepdim=True)) / (feats.var(1, unbiased=False, keepdim=True) + 1e-12).sqrt()
         u = torch.nn.functional.normalize(m.textual_proj(z), dim=-1)
         want = torch.nn.functional.normalize(torch.stack([u[:2].mean(0), u[2:].mean(0)]), dim=-1)
         torch.testing.assert_close(got, want)

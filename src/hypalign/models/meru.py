@@ -9,7 +9,7 @@
   trained from scratch on 64 px images with 8 px patches) or any local Hugging Face vision model;
 * ``f_txt``: a sentence encoder's pooled feature — frozen and cached (the default: the MiniLM that ships offline),
   or with its top ``text_tune`` layers part of the model (:class:`~hypalign.encoders.text_layers.TunedTextLayers`);
-* the text feature is standardised (a LayerNorm without parameters) before its projection: MERU's text transformer
+* the text feature is standardised (a LayerNorm without parameters, eps 1e-12: scale-free) before its projection: MERU's text transformer
   ends in a LayerNorm (features of unit variance per coordinate, like the ViT's), whereas a sentence encoder's pooled
   feature is L2-normalised (MiniLM: norm 1, i.e. ``1/sqrt(384)`` per coordinate) or of any scale (a user's model) —
   unstandardised, the text would start ``sqrt(text_dim)`` times nearer the origin than the images, and the
@@ -137,7 +137,7 @@ class ImageText(nn.Module, PyTorchModelHubMixin, library_name="hypalign", tags=[
     def project_text(self, pooled: Tensor) -> Tensor:
         """``textual_proj(standardise(pooled))``: the projected text feature before the lift, ``(T, embed_dim)``."""
         pooled = pooled.float()
-        return self.textual_proj(nn.functional.layer_norm(pooled, pooled.shape[-1:]))
+        return self.textual_proj(nn.functional.layer_norm(pooled, pooled.shape[-1:], eps=1e-12))
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         out = {"image": self.encode_image(batch["pixels"]),
