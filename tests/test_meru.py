@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from hypalign.cli.main import app
@@ -24,6 +23,7 @@ from hypalign.eval.imagetext import (
 )
 from hypalign.geometry import Euclidean, Lorentz, Sphere
 from hypalign.models.meru import ImageText, small_vit_config
+from imagetext_fixtures import make_shapes
 
 TINY_VIT = ["--image-size", "16", "--patch-size", "8", "--vit-width", "16", "--vit-depth", "1", "--vit-heads", "2"]
 
@@ -143,33 +143,7 @@ def test_image_traversal_walks_from_specific_to_general_through_the_cones() -> N
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """36 RGBA images of 4 shapes x 3 colours (2 levels: round/angular, then the shape), 2 captions each."""
-    root = tmp_path_factory.mktemp("shapes")
-    (root / "img").mkdir()
-    rng = np.random.default_rng(0)
-    lines = []
-    k = 0
-    for grp, leaves in {"round": ("circle", "ring"), "angular": ("square", "triangle")}.items():
-        for leaf in leaves:
-            for cname, col in {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 160, 30)}.items():
-                for _ in range(3):
-                    im = Image.new("RGBA", (24, 24), (0, 0, 0, 0))
-                    d = ImageDraw.Draw(im)
-                    o = int(rng.integers(0, 4))
-                    if leaf == "circle":
-                        d.ellipse([2 + o, 2 + o, 20, 20], fill=(*col, 255))
-                    elif leaf == "ring":
-                        d.ellipse([2 + o, 2 + o, 20, 20], outline=(*col, 255), width=3)
-                    elif leaf == "square":
-                        d.rectangle([3 + o, 3 + o, 19, 19], fill=(*col, 255))
-                    else:
-                        d.polygon([(12, 2 + o), (2, 21), (21, 21)], fill=(*col, 255))
-                    name = f"img/{k:03d}.png"
-                    k += 1
-                    im.save(root / name)
-                    lines += [{"image": name, "text": t, "labels": [grp, leaf]}
-                              for t in (f"a {cname} {leaf}", f"a picture of a {cname} {leaf}")]
-    (root / "captions.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
-    return root
+    return make_shapes(tmp_path_factory.mktemp("shapes"))
 
 
 def _train(root: Path, out: Path, *extra: str, recipe: str = "meru") -> dict:

@@ -235,6 +235,20 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path: Path) -> 
     np.testing.assert_array_equal(steps, [json.loads(x)["step"] for x in ref_lines if '"loss"' in x])
 
 
+def test_max_steps_part_way_keeps_the_place_and_resumes_to_the_full_run(tmp_path: Path) -> None:
+    """A run cut by --max-steps inside an epoch checkpoints its place (not the next epoch's start), so a resume
+    without the cap finishes the epoch and ends with the uninterrupted run's weights (constant schedule: the cap
+    does not change the learning rates)."""
+    Trainer(ToyTask(), config(str(tmp_path / "full"), schedule="constant")).fit()
+    Trainer(ToyTask(), config(str(tmp_path / "cut"), schedule="constant", max_steps=10)).fit()  # 16 batches/epoch
+    meta = json.loads((tmp_path / "cut" / "latest" / "checkpoint.json").read_text())
+    assert (meta["step"], meta["epoch"], meta["micro_in_epoch"]) == (10, 0, 10)
+    Trainer(ToyTask(), config(str(tmp_path / "cut"), schedule="constant", resume=True)).fit()
+    a = load_file(str(tmp_path / "full" / "latest" / "model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "latest" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_read_run_config_names_what_the_directory_is(tmp_path: Path) -> None:
     from hypalign.runs import read_run_config
 

@@ -160,14 +160,17 @@ def _unreadable(p: Path) -> str | None:
     return None
 
 
-def load_image(p: str | Path, size: int | None = None) -> np.ndarray:
-    """The image at ``p`` as ``(H, W, 3)`` uint8 RGB: transparent pixels composited on white (RGBA, LA, palettes
-    with transparency), grayscale and CMYK converted; squeezed to ``size x size`` (bicubic) when given. A file that
-    cannot be decoded is an :class:`InputError` naming it."""
+def load_image(p: str | Path | bytes, size: int | None = None, name: str | None = None) -> np.ndarray:
+    """The image at ``p`` (a path, or the encoded bytes of one, e.g. a tar shard's member) as ``(H, W, 3)`` uint8
+    RGB: transparent pixels composited on white (RGBA, LA, palettes with transparency), grayscale and CMYK converted;
+    squeezed to ``size x size`` (bicubic) when given. An image that cannot be decoded is an :class:`InputError`
+    naming it (``name``, else the path)."""
+    import io
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(p) as im:
+        with Image.open(io.BytesIO(p) if isinstance(p, bytes) else p) as im:
             im.load()
             if im.mode == "P" and "transparency" in im.info:
                 im = im.convert("RGBA")
@@ -180,4 +183,4 @@ def load_image(p: str | Path, size: int | None = None) -> np.ndarray:
                 im = im.resize((size, size), Image.Resampling.BICUBIC)
             return np.asarray(im, dtype=np.uint8).copy()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{p}: unreadable image ({type(exc).__name__})") from None
+        raise InputError(f"{name or p}: unreadable image ({type(exc).__name__})") from None

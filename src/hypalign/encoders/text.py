@@ -144,7 +144,6 @@ def token_states_cached(texts: Sequence[str], path: str | os.PathLike[str] | Non
     (embeddings + the frozen lower layers), for :class:`TunedTextLayers` to finish: ``(states, offsets)`` with
     ``states`` ``(total tokens, hidden)`` float16 (real tokens only, padding dropped) and text ``i``'s tokens
     at ``states[offsets[i]:offsets[i + 1]]``. The frozen part runs once; cached like :func:`encode_cached`."""
-    import torch
 
     from hypalign.io import atomic_write
 
@@ -162,25 +161,36 @@ def token_states_cached(texts: Sequence[str], path: str | os.PathLike[str] | Non
     if say is not None:
         say(f"running {len(texts)} texts through the frozen {n_layers - tuned_layers} of {n_layers} layers "
             f"of {model_dir.name} (cached for later runs)")
-    parts: list[np.ndarray | None] = [None] * len(texts)
-    order = np.argsort([-len(t) for t in texts], kind="stable")
-    with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            idx = order[start : start + batch_size]
-            batch = enc.tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
-                                  return_tensors="pt")
-            hidden = enc.model(**batch, output_hidden_states=True).hidden_states[n_layers - tuned_layers]
-            for j, i in enumerate(idx.tolist()):
-                parts[i] = hidden[j, batch["attention_mask"][j].bool()].numpy().astype(np.float16)
-    lengths = np.array([len(p) for p in parts], dtype=np.int64)  # type: ignore[arg-type]
-    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
-    states = np.concatenate(parts) if len(parts) else np.zeros((0, enc.dim), np.float16)  # type: ignore[arg-type]
+    states, offsets = token_states(enc, texts, tuned_layers, batch_size)
 
     def write(p: Path) -> None:
         with open(p, "wb") as fh:
             np.savez(fh, states=states, offsets=offsets)
 
     atomic_write(f, write)
+    return states, offsets
+
+
+def token_states(enc: SentenceEncoder, texts: Sequence[str], tuned_layers: int,
+                 batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`token_states_cached` without the cache, with an encoder already loaded (texts streamed from shards):
+    the real-token states below the top ``tuned_layers`` layers, ``(states, offsets)``, states float16."""
+    import torch
+
+    n_layers = int(enc.model.config.num_hidden_layers)
+    parts: list[np.ndarray | None] = [None] * len(texts)
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            idx = order[start : start + batch_size]
+            batch = enc.tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=enc.max_length,
+                                  return_tensors="pt").to(enc.device)
+            hidden = enc.model(**batch, output_hidden_states=True).hidden_states[n_layers - tuned_layers]
+            for j, i in enumerate(idx.tolist()):
+                parts[i] = hidden[j, batch["attention_mask"][j].bool()].float().cpu().numpy().astype(np.float16)
+    lengths = np.array([len(p) for p in parts], dtype=np.int64)  # type: ignore[arg-type]
+    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    states = np.concatenate(parts) if len(parts) else np.zeros((0, enc.dim), np.float16)  # type: ignore[arg-type]
     return states, offsets
 
 

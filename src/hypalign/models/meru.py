@@ -9,11 +9,11 @@
   trained from scratch on 64 px images with 8 px patches) or any local Hugging Face vision model;
 * ``f_txt``: a sentence encoder's pooled feature — frozen and cached (the default: the MiniLM that ships offline),
   or with its top ``text_tune`` layers part of the model (:class:`~hypalign.encoders.text_layers.TunedTextLayers`);
-* the text feature is standardised (a LayerNorm without parameters, eps 1e-12: scale-free) before its projection: MERU's text transformer
-  ends in a LayerNorm (features of unit variance per coordinate, like the ViT's), whereas a sentence encoder's pooled
-  feature is L2-normalised (MiniLM: norm 1, i.e. ``1/sqrt(384)`` per coordinate) or of any scale (a user's model) —
-  unstandardised, the text would start ``sqrt(text_dim)`` times nearer the origin than the images, and the
-  distances' spread (hence the contrastive logits) would come almost from the images alone;
+* the text feature is standardised (a LayerNorm without parameters, eps 1e-12: scale-free) before its
+  projection: MERU's text transformer ends in a LayerNorm (unit variance per coordinate, like the ViT's), whereas a
+  sentence encoder's pooled feature is L2-normalised (MiniLM: norm 1, i.e. ``1/sqrt(384)`` per coordinate) or of any
+  scale (a user's model) — unstandardised, the text would start ``sqrt(text_dim)`` times nearer the origin than the
+  images, and the distances' spread (hence the contrastive logits) would come almost from the images alone;
 * ``visual_proj``/``textual_proj``: ``Linear(width, embed_dim, bias=False)``, init std ``width^-1/2`` (spec §2.1);
 * ``visual_alpha``/``textual_alpha``: learnable log-scales initialised to ``log(1/sqrt(embed_dim))`` and clamped to
   ``<= 0`` on every forward (so the scale is at most 1);

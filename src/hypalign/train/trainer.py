@@ -497,6 +497,9 @@ class Trainer:
                     timing["other"] += time.perf_counter() - t2
                     if epoch_done:  # a last, short accumulation group
                         break
+                if not epoch_done and micro < len(epoch_specs(epoch)):
+                    micro_done = micro  # stopped by max_steps part-way: the checkpoint keeps the place
+                    break
                 epoch += 1
                 micro_done = 0
                 if cfg.eval_every and epoch % cfg.eval_every == 0 and epoch < cfg.epochs and step < total:
@@ -504,7 +507,7 @@ class Trainer:
                 if time.perf_counter() - last_save[0] >= cfg.save_interval_s:
                     checkpoint("latest", epoch, 0)
             run_eval(epoch)
-            checkpoint("latest", epoch, 0)
+            checkpoint("latest", epoch, micro_done)
         finally:
             if hasattr(it, "close"):
                 it.close()  # type: ignore[attr-defined]  # stops the prefetch thread

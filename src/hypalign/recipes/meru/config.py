@@ -30,8 +30,9 @@ PROMPTS = ("{}", "a picture of a {}")
 class MERUConfig:
     """Recipe settings (saved in the run's ``config.json``)."""
 
-    data: str = opt("emoji", "'emoji' (built in: Google + Twitter + Fluent 3-D emoji, fetched with npm on first use) "
-                    "or a training dataset directory (images + captions.jsonl).")
+    data: str = opt("emoji", "'emoji' (built in: Google + Twitter + Fluent 3-D emoji, fetched with npm on first use), "
+                    "a training dataset directory (images + captions.jsonl), or WebDataset tar shards, streamed: a "
+                    ".tar, a directory of them, a brace pattern 'shards/{00000..00999}.tar' or a .txt list.")
     split: str = opt("held-out-style", "emoji: held-out-style (test on Fluent 3-D) or held-out-concepts (20 % of "
                      "the subgroups never trained on).", choices=("held-out-style", "held-out-concepts"))
     test_data: str | None = opt(None, "The test dataset directory (default: the emoji split's test part; for your "
@@ -55,6 +56,7 @@ class MERUConfig:
     batch_size: int = opt(128, "Image-caption pairs per step (all processes together).", min=2)
     crop_scale: float = opt(0.5, "RandomResizedCrop's smallest area fraction (MERU: 0.5).", min=0.05, max=1.0)
     skip_invalid: bool = opt(False, "Leave unreadable or missing images out (counted) instead of failing.")
+    loader_threads: int = opt(4, "Shards: threads decoding a batch's images.", min=1)
     eval_batch_size: int = opt(256, "Images per forward pass at evaluation.", min=1)
 
     def __post_init__(self) -> None:

@@ -10,6 +10,9 @@ augmented per batch with MERU's random resized crop (area ``[crop_scale, 1]``, n
 Texts go through a :class:`TextBank`: frozen sentence-encoder features computed once and cached (the default), or
 the lower layers' token states cached and the model's tuned top layers finishing them (``text_tune``).
 
+Training data too big for memory streams from WebDataset tar shards instead (``--data shards/{00000..00999}.tar``;
+:mod:`.stream`): the same batches' content, read shard by shard, split across ranks, resumed exactly.
+
 The ``tree`` objective (class tree in ``labels``): the internal nodes of the tree (every proper prefix of a class
 path) are texts too (their last name); each node entails the captions and images below it and its child nodes.
 """
@@ -28,10 +31,12 @@ from hypalign import distributed as dist_utils
 from hypalign.data.images import batch_augment
 from hypalign.data.imagetext import ImageTextSet, read_captions
 from hypalign.data.sampler import mix_seed
+from hypalign.data.shards import is_shard_spec
 from hypalign.errors import InputError
 from hypalign.models.meru import ImageText, small_vit_config
 from hypalign.recipes.meru.config import MERUConfig, resolve_objectives
 from hypalign.recipes.meru.data import TextBank, load_pixels, to_input
+from hypalign.recipes.meru.stream import LiveText, ShardSource
 from hypalign.train import Task
 
 
@@ -63,26 +68,20 @@ class MERUTask(Task):
         self.cfg, self.seed, self.say = cfg, seed, say
         self.objectives = resolve_objectives(cfg)
         train_dir, self.test_dir = data_dirs(cfg, say)
-        self.train = read_captions(train_dir, cfg.skip_invalid)
-        if self.train.skipped:
-            say(f"{train_dir}: {self.train.skipped} unreadable images left out")
         self.world = dist_utils.world_size()
         if cfg.batch_size % self.world or cfg.batch_size // self.world < 2:
             raise InputError(f"batch size {cfg.batch_size} does not split into {self.world} processes of >= 2 pairs")
-        if len(self.train) < cfg.batch_size:
-            raise InputError(f"{train_dir}: {len(self.train)} images, fewer than one batch of {cfg.batch_size}")
-        say(f"loading {len(self.train)} training images at {cfg.image_size} px")
-        self.pixels = load_pixels(self.train.images, cfg.image_size)
-        texts = list(dict.fromkeys(self.train.texts))
-        where = {t: i for i, t in enumerate(texts)}
-        self.caption_row = np.array([where[t] for t in self.train.texts], dtype=np.int64)
         self.use_tree = "tree" in self.objectives.names
-        self.node_row = np.zeros(0, dtype=np.int64)
-        if self.use_tree:
-            self.nodes, self.node_parent, self.image_anc = tree_nodes(self.train)
-            self.node_row = np.arange(len(self.nodes)) + len(texts)
-            texts += [n[-1] for n in self.nodes]
-        self.bank = TextBank(texts, cfg, say)
+        self.stream: ShardSource | None = None
+        self.bank: TextBank | LiveText
+        if cfg.data != "emoji" and is_shard_spec(cfg.data):
+            if self.use_tree:
+                raise InputError(f"{cfg.data}: the tree objective reads the whole class tree; it needs a dataset "
+                                 "directory (captions.jsonl), not streamed shards")
+            self.stream = ShardSource(cfg, self.world, seed, say)
+            self.bank = self.stream.text
+        else:
+            self._load_directory(train_dir, cfg, say)
         torch.manual_seed(seed)  # the initial weights follow the run's seed
         image_cfg = (small_vit_config(cfg.image_size, cfg.patch_size, cfg.vit_width, cfg.vit_depth, cfg.vit_heads)
                      if cfg.image_encoder == "vit" else None)
@@ -95,7 +94,29 @@ class MERUTask(Task):
         self._test_set: dict[str, Any] | None = None  # the test directory, read once (prepare_set)
 
     # -- data ---------------------------------------------------------------------------------------------------
+    def _load_directory(self, train_dir: Path, cfg: MERUConfig, say: Callable[[str], None]) -> None:
+        """The training dataset directory in memory: images at ``image_size``, captions through :class:`TextBank`
+        (and the class tree's nodes for the tree objective)."""
+        self.train = read_captions(train_dir, cfg.skip_invalid)
+        if self.train.skipped:
+            say(f"{train_dir}: {self.train.skipped} unreadable images left out")
+        if len(self.train) < cfg.batch_size:
+            raise InputError(f"{train_dir}: {len(self.train)} images, fewer than one batch of {cfg.batch_size}")
+        say(f"loading {len(self.train)} training images at {cfg.image_size} px")
+        self.pixels = load_pixels(self.train.images, cfg.image_size)
+        texts = list(dict.fromkeys(self.train.texts))
+        where = {t: i for i, t in enumerate(texts)}
+        self.caption_row = np.array([where[t] for t in self.train.texts], dtype=np.int64)
+        self.node_row = np.zeros(0, dtype=np.int64)
+        if self.use_tree:
+            self.nodes, self.node_parent, self.image_anc = tree_nodes(self.train)
+            self.node_row = np.arange(len(self.nodes)) + len(texts)
+            texts += [n[-1] for n in self.nodes]
+        self.bank = TextBank(texts, cfg, say)
+
     def batches(self, epoch: int) -> list[torch.Tensor]:
+        if self.stream is not None:
+            return self.stream.batches(epoch)
         n, per = len(self.train), self.cfg.batch_size // self.world
         g = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
         perm = torch.randperm(n, generator=g)
@@ -110,6 +131,8 @@ class MERUTask(Task):
         return specs[: len(specs) - len(specs) % self.world] if len(specs) >= self.world else specs
 
     def make_batch(self, spec: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.stream is not None:
+            return self.stream.make_batch(spec)
         idx = spec[:, 0]
         x = to_input(self.pixels[idx])
         x = batch_augment(x, int(spec[0, 2]), scale=(self.cfg.crop_scale, 1.0))
@@ -138,6 +161,8 @@ class MERUTask(Task):
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         m: ImageText = model.module if hasattr(model, "module") else model  # type: ignore[assignment]
         out = self.objectives(model(batch), batch, model)
+        if self.stream is not None and self.cfg.skip_invalid:  # bad samples passed over so far (metrics.jsonl)
+            out["skipped_samples"] = torch.tensor(float(self.stream.skipped))
         return {**out, **{k: torch.tensor(v) for k, v in m.scalars().items()}}
 
     # -- evaluation ---------------------------------------------------------------------------------------------
