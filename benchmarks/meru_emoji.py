@@ -12,12 +12,11 @@ one run at a time), then its ``eval.json`` is read.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+
+from _runs import mean_std, run_or_reuse
 
 VARIANTS = {"meru": ("meru", []), "clip": ("clip", []),
             "meru-tree": ("meru", ["--objectives", "contrastive,entailment,tree"])}
@@ -40,29 +39,19 @@ def main() -> None:
     for split in args.splits.split(","):
         for variant in args.variants.split(","):
             recipe, extra = VARIANTS[variant]
-            results = []
-            for seed in (int(s) for s in args.seeds.split(",")):
-                out = runs / f"{variant}-{split}-s{seed}"
-                if not (out / "eval.json").is_file() and not args.only_table:
-                    cmd = [str(Path(sys.executable).parent / "hypalign"), "train", recipe, "--split", SPLITS[split],
-                           "--seed", str(seed), "-o", str(out), "--no-progress", *extra]
-                    print("running hypalign", " ".join(cmd[1:]), flush=True)
-                    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-                if (out / "eval.json").is_file():
-                    results.append(json.loads((out / "eval.json").read_text()))
+            results = [r for seed in (int(s) for s in args.seeds.split(","))
+                       if (r := run_or_reuse(runs / f"{variant}-{split}-s{seed}",
+                                             [recipe, "--split", SPLITS[split], "--seed", str(seed), *extra],
+                                             train=not args.only_table)) is not None]
             if results:
                 rows.append((split, variant, results))
     print("\n| split | model | seeds | " + " | ".join(name for _, name in COLUMNS) + " | train time | embed img/s |")
     print("|---|---|---:|" + "---:|" * (len(COLUMNS) + 2))
     for split, variant, res in rows:
-        cells = []
-        for key, _ in COLUMNS:
-            v = np.array([r.get(key, np.nan) for r in res], dtype=np.float64)
-            cells.append(f"{v.mean():.3f}" + (f" ± {v.std(ddof=1):.3f}" if len(v) > 1 else ""))
+        cells = [mean_std(res, key) for key, _ in COLUMNS]
         t = np.mean([r["train_seconds"] for r in res]) / 60
         rate = np.mean([r["images_per_s"] for r in res])
         print(f"| {SPLITS[split]} | {variant} | {len(res)} | " + " | ".join(cells) + f" | {t:.1f} min | {rate:.0f} |")
-
 
 if __name__ == "__main__":
     main()
