@@ -1,4 +1,5 @@
-"""``hypalign protein split|baselines``: Swiss-Prot + GO splits and the function-prediction baselines."""
+"""``hypalign protein split|baselines|structures``: Swiss-Prot + GO splits, the function-prediction baselines, and
+the packaged PDB backbones with their cluster splits."""
 
 from __future__ import annotations
 
@@ -64,3 +65,23 @@ def baselines(
         table.add_row(method, *(" / ".join(f"{per[o][k]:.3f}" for o in ("BP", "MF", "CC"))
                                 for k in ("fmax", "aupr", "mrr", "hits@10")))
     console.print(table)
+
+
+@protein_app.command("structures")
+@user_errors
+def structures(
+    size: Annotated[str, typer.Argument(help="small (~3,000 train / 300 valid / 300 test chains) or full.")] = "small",
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="Write here (default: the cache, where recipes "
+                                                                   "find it).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (which clusters go where).")] = 0,
+    threads: Annotated[int | None, typer.Option(help="Threads for mmseqs2 (default: all cores).")] = None,
+) -> None:
+    """Fetch Debian's promod3-data once (21,119 PDB chain backbones), cluster the 40-512-residue chains with
+    mmseqs2 (30 % identity) and write a cluster split as files (train.txt / valid.txt / test.txt + split.json)."""
+    from hypalign.data.structures import make_structure_split, split_info
+
+    dest = make_structure_split(size, out, seed=seed, threads=threads,
+                                say=lambda m: console.print(m, highlight=False))
+    info = split_info(dest)
+    console.print(f"{size}: train {info['n_train']}, valid {info['n_valid']}, test {info['n_test']} chains "
+                  f"({info['n_clusters']} clusters of 40-512 residues) -> {dest}")
