@@ -12,7 +12,7 @@ from hypalign.cli.index import index_app
 from hypalign.cli.protein import protein_app
 from hypalign.cli.quickstart import quickstart
 from hypalign.cli.recipes import TRAIN_HELP, TrainGroup
-from hypalign.cli.train import embed, predict
+from hypalign.cli.train import embed, predict, tokenize
 
 app = typer.Typer(
     name="hypalign",
@@ -31,6 +31,7 @@ app.add_typer(hierarchy_app, name="hierarchy")
 app.add_typer(protein_app, name="protein")
 app.command()(embed)
 app.command()(predict)
+app.command()(tokenize)
 
 
 def _version(value: bool) -> None:

@@ -63,3 +63,33 @@ def predict(
     items = [*(inputs or []), *([str(fasta)] if fasta is not None else [])]
     predict_run(run, items, as_json=json_out, top=top, ontology=ontology, skip_invalid=skip_invalid, classes=classes,
                 traverse=traverse)
+
+
+@user_errors
+def tokenize(
+    run: Annotated[Path, typer.Argument(help="A structure-tokenizer run directory.")],
+    files: Annotated[list[Path] | None, typer.Argument(help="PDB / mmCIF files.")] = None,
+    pdb: Annotated[list[Path] | None, typer.Option("--pdb", help="A PDB / mmCIF file (repeatable; same as "
+                                                                  "FILES).")] = None,
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="Write the JSON lines here (default: print).")] = None,
+    decode: Annotated[Path | None, typer.Option(help="Also write each chain rebuilt from its tokens as PDB into this "
+                                                     "directory.")] = None,
+    chain: Annotated[str | None, typer.Option(help="Only this chain of each file.")] = None,
+) -> None:
+    """Structure tokens of protein chains: per chain one JSON line with its id, sequence, tokens (code indices,
+    0-8191) and bits (per residue 13 characters of 0/1, bit 0 first)."""
+    from hypalign.errors import InputError
+    from hypalign.runs import load_run
+
+    r = load_run(run)
+    if r.recipe.name != "structure-tokenizer":
+        raise InputError(f"{run}: a {r.recipe.name} run; tokenize needs a structure-tokenizer run")
+    items = [*(files or []), *(pdb or [])]
+    if not items:
+        raise InputError("give PDB / mmCIF files (FILES or --pdb)")
+    from hypalign.recipes.structok import tokenize_run
+
+    info = tokenize_run(r, items, out, decode, chain, echo=typer.echo)
+    if out is not None or decode is not None:
+        where = ", ".join(str(p) for p in (out, decode) if p is not None)
+        console.print(f"{info['chains']} chains, {info['residues']} residues -> {where}")

@@ -402,3 +402,31 @@ def read_split_ids(directory: str | os.PathLike[str], part: str) -> list[str]:
 
 def split_info(directory: str | os.PathLike[str]) -> dict:
     return json.loads((Path(directory) / "split.json").read_text())
+
+
+def write_backbone_pdb(path: str | os.PathLike[str], coords: np.ndarray, sequence: str, chain: str = "A") -> Path:
+    """A PDB file of one chain's backbone (``(L, 4, 3)`` N, CA, C, O, Å) with residue names from ``sequence``
+    (gemmi; written atomically)."""
+    import gemmi
+
+    from hypalign.io import atomic_write
+
+    three = {gemmi.find_tabulated_residue(n).one_letter_code.upper(): n
+             for n in ("ALA", "ARG", "ASN", "ASP", "CYS", "GLN", "GLU", "GLY", "HIS", "ILE", "LEU", "LYS", "MET",
+                       "PHE", "PRO", "SER", "THR", "TRP", "TYR", "VAL")}
+    st = gemmi.Structure()
+    model = gemmi.Model(1)
+    ch = gemmi.Chain(chain)
+    for i, (aa, xyz) in enumerate(zip(sequence, np.asarray(coords, np.float64), strict=True)):
+        res = gemmi.Residue()
+        res.name, res.seqid = three.get(aa, "UNK"), gemmi.SeqId(i + 1, " ")
+        for name, pos in zip(("N", "CA", "C", "O"), xyz, strict=True):
+            atom = gemmi.Atom()
+            atom.name, atom.element, atom.pos = name, gemmi.Element(name[0]), gemmi.Position(*pos)
+            res.add_atom(atom)
+        ch.add_residue(res)
+    model.add_chain(ch)
+    st.add_model(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, lambda p: st.write_pdb(str(p)))

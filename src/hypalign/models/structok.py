@@ -46,10 +46,12 @@ def backbone_frames(x: Tensor) -> Tensor:
 
 
 def _dihedral(a: Tensor, b: Tensor, c: Tensor, d: Tensor) -> Tensor:
+    """IUPAC dihedral a-b-c-d: ``atan2(b̂₂·(n₁ × n₂), n₁·n₂)`` with ``n₁ = b₁ × b₂``, ``n₂ = b₂ × b₃`` (the α-helix's
+    φ ≈ −60°, a trans peptide's ω ≈ 180°)."""
     b1, b2, b3 = b - a, c - b, d - c
     n1, n2 = torch.cross(b1, b2, dim=-1), torch.cross(b2, b3, dim=-1)
-    m1 = torch.cross(n1, nn.functional.normalize(b2, dim=-1, eps=1e-6), dim=-1)
-    return torch.atan2((m1 * n2).sum(-1), (n1 * n2).sum(-1))
+    y = (nn.functional.normalize(b2, dim=-1, eps=1e-6) * torch.cross(n1, n2, dim=-1)).sum(-1)
+    return torch.atan2(y, (n1 * n2).sum(-1))
 
 
 def dihedrals(x: Tensor, mask: Tensor) -> Tensor:
@@ -71,6 +73,14 @@ def dihedrals(x: Tensor, mask: Tensor) -> Tensor:
     return out
 
 
+def gather_nodes(t: Tensor, nbr: Tensor) -> Tensor:
+    """``t[b, nbr[b, i, j]]``: ``(B, L, *F)`` node values at the neighbour indices ``(B, L, k)`` → ``(B, L, k, *F)``
+    (flat indexing: its gradient is an index-add into ``(B·L, F)``, not a scatter into a ``(B, L, L, F)`` copy)."""
+    b, length = t.shape[:2]
+    flat = (nbr + torch.arange(b, device=nbr.device)[:, None, None] * length).reshape(-1)
+    return t.reshape(b * length, *t.shape[2:])[flat].view(*nbr.shape, *t.shape[2:])
+
+
 def invariant_features(x: Tensor, mask: Tensor, k: int = 16) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(node (B, L, 9), edge (B, L, k, 34), neighbours (B, L, k), offsets (B, L, k))`` of ``x`` ``(B, L, 4, 3)``
     (module docstring); a residue's missing neighbours (chains shorter than ``k + 1``, padding) point at itself
@@ -84,16 +94,13 @@ def invariant_features(x: Tensor, mask: Tensor, k: int = 16) -> tuple[Tensor, Te
     d = d.masked_fill(~(mask[:, :, None] & mask[:, None, :]), big)
     d = d + torch.eye(length, dtype=d.dtype, device=d.device)[None] * big  # not oneself
     dist, nbr = d.topk(k, dim=-1, largest=False)  # (B, L, k)
-    idx = nbr.unsqueeze(-1).expand(-1, -1, -1, 3)
-    gather = lambda t: torch.gather(t.unsqueeze(1).expand(-1, length, -1, -1), 2, idx)  # noqa: E731
-    ca_j, n_j, c_j = gather(ca), gather(x[:, :, 0]), gather(x[:, :, 2])
+    ca_j, n_j, c_j = gather_nodes(ca, nbr), gather_nodes(x[:, :, 0], nbr), gather_nodes(x[:, :, 2], nbr)
     r_t = rot.transpose(-1, -2).unsqueeze(2)  # (B, L, 1, 3, 3): world -> frame i
     local = lambda v: (r_t @ v.unsqueeze(-1)).squeeze(-1)  # noqa: E731
     rel = ca_j - ca.unsqueeze(2)
     dist = rel.norm(dim=-1)
     direction = local(rel) / dist.clamp_min(1e-6).unsqueeze(-1)
-    rot_j = torch.gather(rot.unsqueeze(1).expand(-1, length, -1, -1, -1), 2,
-                         nbr[..., None, None].expand(-1, -1, -1, 3, 3))
+    rot_j = gather_nodes(rot, nbr)
     rel_rot = (r_t @ rot_j).flatten(-2)
     centres = torch.linspace(0.0, 20.0, 16, device=x.device, dtype=x.dtype)
     rbf = torch.exp(-(((dist.unsqueeze(-1) - centres) / 1.25) ** 2))
@@ -119,11 +126,8 @@ class _MessageLayer(nn.Module):
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
 
     def forward(self, h: Tensor, edge: Tensor, nbr: Tensor, emask: Tensor) -> Tensor:
-        length = nbr.shape[1]
-        bh = self.b(h)
-        bj = torch.gather(bh.unsqueeze(1).expand(-1, length, -1, -1), 2,
-                          nbr.unsqueeze(-1).expand(-1, -1, -1, bh.shape[-1]))
-        m = nn.functional.gelu(self.a(h).unsqueeze(2) + bj + self.c(edge)) * emask.unsqueeze(-1)
+        m = nn.functional.gelu(self.a(h).unsqueeze(2) + gather_nodes(self.b(h), nbr) + self.c(edge))
+        m = m * emask.unsqueeze(-1)
         h = self.ln1(h + self.out(m.sum(2) / emask.sum(2, keepdim=True).clamp_min(1.0)))
         return self.ln2(h + self.ffn(h))
 
@@ -164,10 +168,10 @@ class StructureTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hypalign
 
     # -- encoder -------------------------------------------------------------------------------------------------
     def encode(self, coords: Tensor, mask: Tensor) -> Tensor:
-        """Continuous codes ``z`` ``(B, L, n_bits)``."""
-        coords = coords.float()
+        """Continuous codes ``z`` ``(B, L, n_bits)`` (computed in the model's dtype)."""
+        coords = coords.to(self.to_code.weight.dtype)
         node, edge, nbr, offsets = invariant_features(coords, mask, self.k)
-        emask = (torch.gather(mask.unsqueeze(1).expand(-1, mask.shape[1], -1), 2, nbr) & mask.unsqueeze(-1)
+        emask = (gather_nodes(mask, nbr) & mask.unsqueeze(-1)
                  & (nbr != torch.arange(mask.shape[1], device=mask.device)[None, :, None])).float()
         h = self.node_in(node)
         e = self.edge_in(torch.cat([edge, self.offset_emb(offsets + 32)], -1))
@@ -194,7 +198,8 @@ class StructureTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hypalign
     # -- decoder -------------------------------------------------------------------------------------------------
     def decode(self, z: Tensor, mask: Tensor) -> Tensor:
         """Backbone coordinates ``(B, L, 4, 3)`` (Å) from codes ``z`` (±1 bits or continuous)."""
-        h = self.from_code(z.float()) + _sinusoid(z.shape[1], self.from_code.out_features, z.device)
+        z = z.to(self.from_code.weight.dtype)
+        h = self.from_code(z) + _sinusoid(z.shape[1], self.from_code.out_features, z.device).to(z.dtype)
         h = self.dec_norm(self.dec_tf(h, src_key_padding_mask=~mask))
         return (self.to_xyz(h) * 10.0).view(*z.shape[:2], 4, 3)
 

@@ -10,8 +10,19 @@ from hypalign.objectives.base import (
     parse_objectives,
     register_objective,
 )
-from hypalign.objectives.library import Contrastive, Entailment, MaskedLM, PairwiseCE, SegmentAlignment, TermMatching
+from hypalign.objectives.library import (
+    BackboneReconstruction,
+    Commitment,
+    Contrastive,
+    Entailment,
+    LFQEntropy,
+    MaskedLM,
+    PairwiseCE,
+    SegmentAlignment,
+    TermMatching,
+)
 
-__all__ = ["Contrastive", "Entailment", "MaskedLM", "Objective", "ObjectiveSet", "ObjectiveSpec", "PairwiseCE",
+__all__ = ["BackboneReconstruction", "Commitment", "Contrastive", "Entailment", "LFQEntropy", "MaskedLM", "Objective",
+           "ObjectiveSet", "ObjectiveSpec", "PairwiseCE",
            "SegmentAlignment", "TermMatching", "format_objectives", "objective_kinds", "parse_objectives",
            "register_objective"]

@@ -157,3 +157,58 @@ class PairwiseCE(Objective):
             raise RuntimeError("batch is not laid out class by class")  # a sampler bug, never user input
         loss, _ = pairwise_ce_loss(z, getattr(_unwrap(model), self.geometry), self.tau, stats=False)
         return loss
+
+
+@register_objective("backbone")
+class BackboneReconstruction(Objective):
+    """Reconstructed backbone ``out[pred]`` against ``batch[target]`` (``(B, L, 4, 3)``, residues ``batch[mask]``):
+    the mean over chains of the Kabsch-superposed squared atom error (Å², :func:`~hypalign.losses.structure.
+    aligned_sq_error`) plus ``distance_weight`` × the CA–CA distance error below ``cutoff`` Å (alignment-free:
+    local geometry)."""
+
+    def __init__(self, weight: float = 1.0, pred: str = "coords_q", target: str = "coords", mask: str = "mask",
+                 distance_weight: float = 1.0, cutoff: float = 15.0) -> None:
+        super().__init__(weight, pred=pred, target=target, mask=mask, distance_weight=distance_weight, cutoff=cutoff)
+        self.pred, self.target, self.mask = pred, target, mask
+        self.distance_weight, self.cutoff = distance_weight, cutoff
+        self.outputs, self.batch_keys = (pred,), (target, mask)
+
+    def compute(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any], model: nn.Module) -> Tensor:
+        from hypalign.losses.structure import aligned_sq_error, distance_loss
+
+        pred, target, mask = outputs[self.pred].float(), batch[self.target].float(), batch[self.mask]
+        loss = aligned_sq_error(pred, target, mask).mean()
+        if self.distance_weight:
+            loss = loss + self.distance_weight * distance_loss(pred[:, :, 1], target[:, :, 1], mask, self.cutoff)
+        return loss
+
+
+@register_objective("lfq_entropy")
+class LFQEntropy(Objective):
+    """Lookup-free quantisation's entropy term on the continuous codes ``out[z]`` (:func:`~hypalign.losses.structure.
+    lfq_entropy`): confident codes per residue, an evenly used codebook."""
+
+    def __init__(self, weight: float = 1.0, z: str = "z", mask: str = "mask", tau: float = 1.0) -> None:
+        super().__init__(weight, z=z, mask=mask, tau=tau)
+        self.z, self.mask, self.tau = z, mask, tau
+        self.outputs, self.batch_keys = (z,), (mask,)
+
+    def compute(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any], model: nn.Module) -> Tensor:
+        from hypalign.losses.structure import lfq_entropy
+
+        return lfq_entropy(outputs[self.z], batch[self.mask], self.tau)
+
+
+@register_objective("commitment")
+class Commitment(Objective):
+    """``|z − sign(z)|²`` of the continuous codes ``out[z]`` (:func:`~hypalign.losses.structure.commitment`)."""
+
+    def __init__(self, weight: float = 1.0, z: str = "z", mask: str = "mask") -> None:
+        super().__init__(weight, z=z, mask=mask)
+        self.z, self.mask = z, mask
+        self.outputs, self.batch_keys = (z,), (mask,)
+
+    def compute(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any], model: nn.Module) -> Tensor:
+        from hypalign.losses.structure import commitment
+
+        return commitment(outputs[self.z], batch[self.mask])

@@ -35,6 +35,9 @@ BUILTIN: dict[str, tuple[str, str]] = {
                  "ProtCLIP protein <-> GO-text alignment on Swiss-Prot, evaluated by Fmax / MRR."),
     "meru": ("hypalign.recipes.meru", "MERU: hyperbolic image-text alignment with entailment cones (Lorentz model)."),
     "clip": ("hypalign.recipes.clip", "CLIP baseline: MERU's towers and budget on the unit sphere."),
+    "structure-tokenizer": ("hypalign.recipes.structok",
+                            "DPLM-2's structure tokenizer: backbone geometry to 13 sign bits per residue (LFQ) and "
+                            "back."),
 }
 
 _REGISTERED: dict[str, Recipe] = {}

@@ -1,0 +1,144 @@
+"""The structure tokenizer's task for the shared trainer: cropped backbone batches, the LFQ objectives, and the
+reconstruction evaluation on held-out chains (:mod:`hypalign.eval.structure`).
+
+A batch specification is a ``(B, 2)`` tensor of rows ``(chain, crop start)``: every epoch a seeded permutation of the
+training chains in batches of ``batch_size / world``, each chain longer than ``crop`` cut to a window whose start is
+drawn from a generator seeded by ``(seed, epoch)`` — a resumed run sees the same windows. Coordinates are centred on
+each window's CA mean (the model is invariant to it; it keeps the numbers small).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hypalign import distributed as dist_utils
+from hypalign.data.sampler import mix_seed
+from hypalign.data.structures import StructureSet
+from hypalign.errors import InputError
+from hypalign.models.structok import StructureTokenizer
+from hypalign.recipes.structok.config import StructokConfig, resolve_objectives
+from hypalign.train import Task
+
+
+def load_parts(cfg: StructokConfig, say: Callable[[str], None]) -> tuple[StructureSet, StructureSet | None]:
+    """The training chains and the test chains of ``cfg`` (the packaged chains' split, or the user's directories)."""
+    if cfg.data == "promod3":
+        from hypalign.data.structures import load_structures, make_structure_split, read_split_ids, split_dir
+
+        split = Path(cfg.split) if cfg.split not in ("small", "full") else split_dir(cfg.split)
+        if not (split / "train.txt").is_file():
+            if cfg.split not in ("small", "full"):
+                raise InputError(f"{split}: not a split directory (expected train.txt, valid.txt, test.txt)")
+            make_structure_split(cfg.split, say=say)
+        ss = load_structures()
+        row = {c: i for i, c in enumerate(ss.ids)}
+        parts = {}
+        for part in ("train", "test"):
+            ids = read_split_ids(split, part)
+            unknown = [c for c in ids if c not in row]
+            if unknown:
+                raise InputError(f"{split / (part + '.txt')}: chain {unknown[0]} is not in the packaged chains")
+            parts[part] = ss.subset([row[c] for c in ids])
+        return parts["train"], parts["test"]
+    train = read_structure_dir(Path(cfg.data), say)
+    return train, read_structure_dir(Path(cfg.test_data), say) if cfg.test_data else None
+
+
+def read_structure_dir(root: Path, say: Callable[[str], None]) -> StructureSet:
+    """Every chain of every PDB / mmCIF file in ``root`` (sorted; ``.pdb``, ``.ent``, ``.cif``, ``.mmcif``, also
+    gzipped), stretches split at chain breaks."""
+    from hypalign.data.structures import read_structure_file
+
+    if not root.is_dir():
+        raise InputError(f"{root}: not a directory (expected PDB / mmCIF files)")
+    exts = (".pdb", ".ent", ".cif", ".mmcif", ".pdb.gz", ".ent.gz", ".cif.gz", ".mmcif.gz")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name.lower().endswith(exts))
+    if not files:
+        raise InputError(f"{root}: no PDB / mmCIF files")
+    sets, skipped = [], 0
+    for f in files:
+        ss, rep = read_structure_file(f)
+        sets.append(ss)
+        skipped += rep.skipped_nonstandard + rep.skipped_incomplete
+    say(f"{root}: {sum(len(s) for s in sets)} chains from {len(files)} files ({skipped} residues left out)")
+    return concat_sets(sets)
+
+
+def concat_sets(sets: Sequence[StructureSet]) -> StructureSet:
+    lengths = np.concatenate([s.lengths() for s in sets])
+    return StructureSet([i for s in sets for i in s.ids], np.r_[0, np.cumsum(lengths)].astype(np.int64),
+                        np.concatenate([s.seq for s in sets]), np.concatenate([s.dssp for s in sets]),
+                        np.concatenate([s.coords for s in sets]))
+
+
+def pad_chains(chains: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(coords (B, Lmax, 4, 3), mask (B, Lmax))`` of ``(L, 4, 3)`` chains, each centred on its CA mean."""
+    n = max(len(c) for c in chains)
+    x = torch.zeros(len(chains), n, 4, 3)
+    mask = torch.zeros(len(chains), n, dtype=torch.bool)
+    for i, c in enumerate(chains):
+        t = torch.from_numpy(np.asarray(c, np.float32))
+        x[i, : len(c)] = t - t[:, 1].mean(0)
+        mask[i, : len(c)] = True
+    return x, mask
+
+
+class StructokTask(Task):
+    def __init__(self, cfg: StructokConfig, seed: int = 0, say: Callable[[str], None] | None = None) -> None:
+        say = say or (lambda m: None)
+        self.cfg, self.seed, self.say = cfg, seed, say
+        self.objectives = resolve_objectives(cfg)
+        train, self.test = load_parts(cfg, say)
+        keep = np.flatnonzero(train.lengths() >= cfg.min_length)
+        if len(keep) == 0:
+            raise InputError(f"no training chain of at least {cfg.min_length} residues (--min-length)")
+        self.train = train.subset(keep)
+        self.world = dist_utils.world_size()
+        if cfg.batch_size % self.world:
+            raise InputError(f"batch size {cfg.batch_size} does not split into {self.world} processes")
+        if len(self.train) < cfg.batch_size:
+            raise InputError(f"{len(self.train)} training chains, fewer than one batch of {cfg.batch_size}")
+        say(f"{len(self.train)} training chains, {len(self.test) if self.test else 0} test chains")
+        torch.manual_seed(seed)
+        self.model = StructureTokenizer(d=cfg.d, heads=cfg.heads, k=cfg.neighbours, n_mp=cfg.mp_layers,
+                                        n_enc_tf=cfg.enc_layers, n_dec=cfg.dec_layers, n_bits=cfg.bits)
+
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        n, per = len(self.train), self.cfg.batch_size // self.world
+        g = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
+        perm = torch.randperm(n, generator=g)
+        room = torch.from_numpy(np.maximum(self.train.lengths() - self.cfg.crop, 0))
+        start = (torch.rand(n, generator=g, dtype=torch.float64) * (room + 1)).long().clamp_max(room)
+        specs = [torch.stack([perm[b * per : (b + 1) * per], start[perm[b * per : (b + 1) * per]]], 1)
+                 for b in range(n // per)]
+        return specs[: len(specs) - len(specs) % self.world] if len(specs) >= self.world else specs
+
+    def make_batch(self, spec: torch.Tensor) -> dict[str, torch.Tensor]:
+        crop = self.cfg.crop
+        chains = [self.train.backbone(int(i))[int(s) : int(s) + crop] for i, s in spec.tolist()]
+        x, mask = pad_chains(chains)
+        return {"coords": x, "mask": mask}
+
+    def iterate(self, specs: Sequence[torch.Tensor]) -> Iterable[dict[str, torch.Tensor]]:
+        return (self.make_batch(s) for s in specs)
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.objectives(model(batch), batch, model)
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        if self.test is None:
+            return {}
+        from hypalign.recipes.structok.evaluation import evaluate_chains
+
+        m = model.module if hasattr(model, "module") else model
+        rows = np.arange(min(self.cfg.eval_chains, len(self.test)))
+        return evaluate_chains(m, self.test.subset(rows))  # type: ignore[arg-type]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
