@@ -31,6 +31,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -203,6 +204,28 @@ def fetch_structures(say: Callable[[str], None] | None = None) -> Path:
         debs[0].unlink()
         convert_structure_db(dat, out)
     return out
+
+
+def concat_sets(sets: Sequence[StructureSet]) -> StructureSet:
+    """The chains of ``sets`` one after another."""
+    lengths = np.concatenate([s.lengths() for s in sets])
+    return StructureSet([i for s in sets for i in s.ids], np.r_[0, np.cumsum(lengths)].astype(np.int64),
+                        np.concatenate([s.seq for s in sets]), np.concatenate([s.dssp for s in sets]),
+                        np.concatenate([s.coords for s in sets]))
+
+
+def pad_chains(chains: Sequence[np.ndarray]) -> tuple[Any, Any]:
+    """(torch) ``(coords (B, Lmax, 4, 3), mask (B, Lmax))`` of ``(L, 4, 3)`` chains, each centred on its CA mean."""
+    import torch
+
+    n = max(len(c) for c in chains)
+    x = torch.zeros(len(chains), n, 4, 3)
+    mask = torch.zeros(len(chains), n, dtype=torch.bool)
+    for i, c in enumerate(chains):
+        t = torch.from_numpy(np.asarray(c, np.float32))
+        x[i, : len(c)] = t - t[:, 1].mean(0)
+        mask[i, : len(c)] = True
+    return x, mask
 
 
 # -- splits -------------------------------------------------------------------------------------------------------

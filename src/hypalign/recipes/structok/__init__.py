@@ -83,9 +83,8 @@ def tokenize_run(run: Any, files: list[Path], out: Path | None = None, decode: P
     """``hypalign tokenize RUN --pdb FILE…``: every chain's structure tokens (code indices) and bits (13 characters
     of 0/1 per residue, bit 0 first) as JSON lines (to ``out`` or printed); ``--decode DIR`` also writes each chain's
     backbone rebuilt from its tokens as PDB."""
-    from hypalign.data.structures import read_structure_file, write_backbone_pdb
+    from hypalign.data.structures import concat_sets, pad_chains, read_structure_file, write_backbone_pdb
     from hypalign.io import atomic_write_text
-    from hypalign.recipes.structok.task import concat_sets, pad_chains
 
     model = load_run_model(run)
     model.eval()

@@ -17,7 +17,7 @@ def reconstruct(model: StructureTokenizer, ss: StructureSet, batch_chains: int =
     """Every chain of ``ss`` through the tokenizer (chains of similar length batched): per chain its codes, the
     reconstructions from the quantised and from the continuous codes (centred frames of the decoder's choosing),
     and the throughput."""
-    from hypalign.recipes.structok.task import pad_chains
+    from hypalign.data.structures import pad_chains
 
     was = model.training
     model.eval()

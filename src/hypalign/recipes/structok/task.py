@@ -19,7 +19,7 @@ from torch import nn
 
 from hypalign import distributed as dist_utils
 from hypalign.data.sampler import mix_seed
-from hypalign.data.structures import StructureSet
+from hypalign.data.structures import StructureSet, concat_sets, pad_chains
 from hypalign.errors import InputError
 from hypalign.models.structok import StructureTokenizer
 from hypalign.recipes.structok.config import StructokConfig, resolve_objectives
@@ -68,25 +68,6 @@ def read_structure_dir(root: Path, say: Callable[[str], None]) -> StructureSet:
         skipped += rep.skipped_nonstandard + rep.skipped_incomplete
     say(f"{root}: {sum(len(s) for s in sets)} chains from {len(files)} files ({skipped} residues left out)")
     return concat_sets(sets)
-
-
-def concat_sets(sets: Sequence[StructureSet]) -> StructureSet:
-    lengths = np.concatenate([s.lengths() for s in sets])
-    return StructureSet([i for s in sets for i in s.ids], np.r_[0, np.cumsum(lengths)].astype(np.int64),
-                        np.concatenate([s.seq for s in sets]), np.concatenate([s.dssp for s in sets]),
-                        np.concatenate([s.coords for s in sets]))
-
-
-def pad_chains(chains: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(coords (B, Lmax, 4, 3), mask (B, Lmax))`` of ``(L, 4, 3)`` chains, each centred on its CA mean."""
-    n = max(len(c) for c in chains)
-    x = torch.zeros(len(chains), n, 4, 3)
-    mask = torch.zeros(len(chains), n, dtype=torch.bool)
-    for i, c in enumerate(chains):
-        t = torch.from_numpy(np.asarray(c, np.float32))
-        x[i, : len(c)] = t - t[:, 1].mean(0)
-        mask[i, : len(c)] = True
-    return x, mask
 
 
 class StructokTask(Task):
