@@ -189,3 +189,26 @@ def test_recipe_end_to_end_resume_tokenize_decode(pdbs: Path, tmp_path: Path) ->
         res = CliRunner().invoke(app, args)
         assert res.exit_code == 2 and msg in res.output, (args, res.output)
         assert "Traceback" not in res.output
+
+
+def test_the_3di_anchor_trains_the_same_decoder_on_foldseeks_tokens(pdbs: Path, tmp_path: Path) -> None:
+    from hypalign.models.structok import tokens_3di, virtual_cb
+
+    # an ideal residue (N-CA 1.458 Å, CA-C 1.525 Å, N-CA-C 111°): foldseek's virtual C-beta lies 1.530 Å from CA
+    # at a tetrahedral-like 110.4° to N, on the L side (+z here)
+    ang = np.deg2rad(111.0)
+    res = np.array([[[1.458, 0, 0], [0, 0, 0], [1.525 * np.cos(ang), 1.525 * np.sin(ang), 0], [0, 0, 0]]])
+    cb = virtual_cb(res)[0]
+    assert np.linalg.norm(cb) == pytest.approx(1.5295, abs=1e-4) and cb[2] > 0
+    assert np.degrees(np.arccos(cb[0] / np.linalg.norm(cb))) == pytest.approx(110.38, abs=0.01)
+    x = chain(30, 7)
+    t = tokens_3di(x)
+    assert t.shape == (30,) and t.dtype == np.int64 and 0 <= t.min() and t.max() < 20
+    got = _train(pdbs, tmp_path / "tdi", "--alphabet", "3di")
+    assert "rmsd_q_median" in got and "rmsd_c_median" not in got and "quantisation_gap_rmsd" not in got
+    assert got["codes_used"] + got["dead_codes"] == 20
+    res = CliRunner().invoke(app, ["tokenize", str(tmp_path / "tdi"), str(pdbs / "test" / "t0.pdb")])
+    assert res.exit_code == 2 and "a 3di run" in res.output
+    res = CliRunner().invoke(app, ["train", "structure-tokenizer", "--data", str(pdbs / "train"), "--alphabet", "3di",
+                                   "--objectives", "reconstruction,entropy", "-o", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "only reconstruction applies" in res.output

@@ -21,6 +21,10 @@ lfq_entropy`).
 coordinates (Å) of every residue in a frame of the decoder's choosing; trained with the Kabsch-superposed squared
 error of all four atoms plus the CA–CA distance error below 15 Å. The continuous path (``decode(z_cont)``) is
 trained alongside with the same decoder, so "what quantisation costs" is measured on one decoder.
+
+**The 3Di anchor** (``alphabet="3di"``): foldseek's 20-letter structure alphabet (``mini3di``, fixed, not learned) as
+the tokens, one-hot into the same decoder — how much backbone each alphabet's tokens determine, measured the same
+way.
 """
 
 from __future__ import annotations
@@ -28,11 +32,30 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
 
 N_BITS = 13
+N_3DI = 20  # foldseek's 3Di alphabet
+
+
+def virtual_cb(x: np.ndarray) -> np.ndarray:
+    """The ideal virtual C-beta of ``(L, 4, 3)`` backbones (foldseek's constants): with ``b = CA − N``,
+    ``c = C − CA``, ``a = b × c``: ``CB = −0.58273431 a + 0.56802827 b − 0.54067466 c + CA``."""
+    n, ca, c = x[:, 0], x[:, 1], x[:, 2]
+    b, cc = ca - n, c - ca
+    return -0.58273431 * np.cross(b, cc) + 0.56802827 * b - 0.54067466 * cc + ca
+
+
+def tokens_3di(x: np.ndarray) -> np.ndarray:
+    """foldseek's 3Di states (0–19, ``int64``) of one chain's backbone ``(L, 4, 3)`` (``mini3di``; virtual CB)."""
+    import mini3di
+
+    x = np.asarray(x, np.float64)
+    states = mini3di.Encoder().encode_atoms(ca=x[:, 1], cb=virtual_cb(x), n=x[:, 0], c=x[:, 2])
+    return np.asarray(states, np.int64)
 
 
 def backbone_frames(x: Tensor) -> Tensor:
@@ -152,16 +175,18 @@ class StructureTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hypalign
     reconstructions from the quantised and the continuous codes)."""
 
     def __init__(self, d: int = 128, heads: int = 4, k: int = 16, n_mp: int = 3, n_enc_tf: int = 2, n_dec: int = 4,
-                 n_bits: int = N_BITS, d_edge: int = 64) -> None:
+                 n_bits: int = N_BITS, d_edge: int = 64, alphabet: str = "lfq") -> None:
         super().__init__()
-        self.k, self.n_bits = k, n_bits
+        if alphabet not in ("lfq", "3di"):
+            raise ValueError(f"alphabet {alphabet!r}: expected lfq or 3di")
+        self.k, self.n_bits, self.alphabet = k, n_bits, alphabet
         self.node_in = nn.Sequential(nn.Linear(9, d), nn.GELU(), nn.Linear(d, d))
         self.offset_emb = nn.Embedding(65, 16)
         self.edge_in = nn.Sequential(nn.Linear(34 + 16, d_edge), nn.GELU())
         self.mp = nn.ModuleList([_MessageLayer(d, d_edge) for _ in range(n_mp)])
         self.enc_tf = _transformer(d, heads, n_enc_tf) if n_enc_tf else None
         self.to_code = nn.Linear(d, n_bits)
-        self.from_code = nn.Linear(n_bits, d)
+        self.from_code = nn.Linear(n_bits if alphabet == "lfq" else N_3DI, d)
         self.dec_tf = _transformer(d, heads, n_dec)
         self.dec_norm = nn.LayerNorm(d)
         self.to_xyz = nn.Linear(d, 12)
@@ -205,6 +230,9 @@ class StructureTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hypalign
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         mask = batch["mask"]
+        if self.alphabet == "3di":  # the fixed alphabet's tokens, one-hot: only the decoder learns
+            onehot = nn.functional.one_hot(batch["tokens3di"], N_3DI).float()
+            return {"coords_q": self.decode(onehot, mask)}
         z = self.encode(batch["coords"], mask)
         zq = self.quantize(z)
         return {"z": z, "zq": zq, "coords_q": self.decode(zq, mask), "coords_c": self.decode(z, mask)}

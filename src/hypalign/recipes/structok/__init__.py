@@ -53,9 +53,9 @@ def load_run_model(run: Any, which: str = "model") -> StructureTokenizer:
     ck = find_checkpoint(path, "latest" if which == "model" else which)
     if ck is None:
         raise InputError(f"{path}: no trained model (neither model/ nor a {which} checkpoint)")
-    cfg = StructokConfig(**run.recipe_config) if hasattr(run, "recipe_config") else StructokConfig()
-    model = StructureTokenizer(d=cfg.d, heads=cfg.heads, k=cfg.neighbours, n_mp=cfg.mp_layers,
-                               n_enc_tf=cfg.enc_layers, n_dec=cfg.dec_layers, n_bits=cfg.bits)
+    from hypalign.recipes.structok.task import build_model
+
+    model = build_model(StructokConfig(**run.recipe_config) if hasattr(run, "recipe_config") else StructokConfig())
     load_checkpoint(ck, model)
     return model
 
@@ -87,6 +87,9 @@ def tokenize_run(run: Any, files: list[Path], out: Path | None = None, decode: P
     from hypalign.io import atomic_write_text
 
     model = load_run_model(run)
+    if model.alphabet != "lfq":
+        raise InputError(f"{getattr(run, 'path', run)}: a 3di run reads foldseek's tokens (mini3di); tokenize needs "
+                         "an lfq run")
     model.eval()
     sets = [read_structure_file(f, chain=chain)[0] for f in files]
     ss = concat_sets(sets)

@@ -39,7 +39,10 @@ class StructokConfig:
     enc_layers: int = opt(2, "Encoder transformer layers along the chain.", min=0)
     dec_layers: int = opt(4, "Decoder transformer layers.", min=1)
     bits: int = opt(13, "Sign bits per residue (2^bits codes; DPLM-2: 13 = 8,192).", min=1, max=20)
-    objectives: str = opt("reconstruction,continuous,entropy,commitment",
+    alphabet: str = opt("lfq", "lfq (the learned sign-bit codes) or 3di (foldseek's fixed 20-letter alphabet via "
+                        "mini3di: the same decoder trained on its tokens, the anchor to compare with).",
+                        choices=("lfq", "3di"))
+    objectives: str = opt("reconstruction,continuous,entropy,commitment",  # = DEFAULT_OBJECTIVES
                           "Comma-separated name[:weight] from: reconstruction, continuous, entropy, commitment.")
     eval_chains: int = opt(300, "Test chains evaluated (the first N of the split's test list).", min=1)
 
@@ -49,8 +52,16 @@ class StructokConfig:
             raise InputError(f"--d {self.d} is not a multiple of --heads {self.heads}")
 
 
+DEFAULT_OBJECTIVES = "reconstruction,continuous,entropy,commitment"
+
+
 def resolve_objectives(cfg: StructokConfig) -> ObjectiveSet:
-    chosen = parse_objectives(cfg.objectives, OBJECTIVES)
+    """The configured objectives; with the fixed 3Di alphabet only ``reconstruction`` applies (no continuous codes,
+    nothing to quantise): the default becomes it, and asking for the others is a one-line error."""
+    spec = "reconstruction" if cfg.alphabet == "3di" and cfg.objectives == DEFAULT_OBJECTIVES else cfg.objectives
+    chosen = parse_objectives(spec, OBJECTIVES)
+    if cfg.alphabet == "3di" and set(chosen) - {"reconstruction"}:
+        raise InputError(f"objectives {cfg.objectives!r}: the 3di alphabet is fixed; only reconstruction applies")
     if not any(n in chosen and chosen[n] != 0 for n in ("reconstruction", "continuous")):
         raise InputError(f"objectives {cfg.objectives!r}: need reconstruction or continuous (a decoder to train)")
     return ObjectiveSet.from_menu(OBJECTIVES, chosen)

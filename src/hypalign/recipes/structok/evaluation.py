@@ -30,9 +30,18 @@ def reconstruct(model: StructureTokenizer, ss: StructureSet, batch_chains: int =
         for s in range(0, len(order), batch_chains):
             rows = order[s : s + batch_chains]
             x, mask = pad_chains([ss.backbone(int(r)) for r in rows])
-            z = model.encode(x, mask)
-            zq = model.quantize(z)
-            q, c, k = model.decode(zq, mask), model.decode(z, mask), model.codes(zq)
+            if model.alphabet == "3di":  # fixed tokens: one path
+                from hypalign.models.structok import N_3DI, tokens_3di
+
+                k = torch.zeros(mask.shape, dtype=torch.long)
+                for j, r in enumerate(rows.tolist()):
+                    k[j, : ss.lengths()[r]] = torch.from_numpy(tokens_3di(ss.backbone(r)))
+                q = model.decode(torch.nn.functional.one_hot(k, N_3DI).float(), mask)
+                c = q
+            else:
+                z = model.encode(x, mask)
+                zq = model.quantize(z)
+                q, c, k = model.decode(zq, mask), model.decode(z, mask), model.codes(zq)
             for j, r in enumerate(rows.tolist()):
                 n = int(mask[j].sum())
                 codes[r], rec_q[r], rec_c[r] = k[j, :n].numpy(), q[j, :n].numpy(), c[j, :n].numpy()
@@ -42,22 +51,25 @@ def reconstruct(model: StructureTokenizer, ss: StructureSet, batch_chains: int =
 
 
 def evaluate_chains(model: StructureTokenizer, ss: StructureSet) -> dict[str, float]:
-    """Median / mean CA RMSD, TM-score and GDT of both paths, the quantisation gap, the quantised path's error by
-    DSSP group, and code usage."""
+    """Median / mean CA RMSD, TM-score and GDT of both paths (the 3Di alphabet: its one path, as ``q``), the
+    quantisation gap, the quantised path's error by DSSP group, and code usage."""
     from hypalign.eval.structure import ca_deviation, ca_rmsd, code_usage, error_by_dssp, gdt, tm_score
 
     rec = reconstruct(model, ss)
     out: dict[str, float] = {"n_chains": float(len(ss)), "chains_per_s": rec["chains_per_s"]}
-    for path, key in (("quantised", "q"), ("continuous", "c")):
+    paths = (("quantised", "q"),) if model.alphabet == "3di" else (("quantised", "q"), ("continuous", "c"))
+    for path, key in paths:
         rmsd = np.array([ca_rmsd(p, ss.backbone(i)) for i, p in enumerate(rec[path])])
         tm = np.array([tm_score(p, ss.backbone(i), ss.sequence(i)) for i, p in enumerate(rec[path])])
         g = np.array([gdt(p, ss.backbone(i))["gdt_ts"] for i, p in enumerate(rec[path])])
         out.update({f"rmsd_{key}_median": float(np.median(rmsd)), f"rmsd_{key}_mean": float(rmsd.mean()),
                     f"tm_{key}_median": float(np.median(tm)), f"tm_{key}_mean": float(tm.mean()),
                     f"gdt_ts_{key}": float(g.mean())})
-    out["quantisation_gap_rmsd"] = out["rmsd_q_median"] - out["rmsd_c_median"]
+    if "rmsd_c_median" in out:
+        out["quantisation_gap_rmsd"] = out["rmsd_q_median"] - out["rmsd_c_median"]
     dev = [ca_deviation(p, ss.backbone(i)) for i, p in enumerate(rec["quantised"])]
     dssp = [bytes(ss.dssp[ss.offsets[i] : ss.offsets[i + 1]]).decode("ascii") for i in range(len(ss))]
     out.update({k: float(v) for k, v in error_by_dssp(dev, dssp).items()})
-    out.update({k: float(v) for k, v in code_usage(np.concatenate(rec["codes"]), 2**model.n_bits).items()})
+    n_codes = 20 if model.alphabet == "3di" else 2**model.n_bits
+    out.update({k: float(v) for k, v in code_usage(np.concatenate(rec["codes"]), n_codes).items()})
     return out

@@ -70,6 +70,11 @@ def read_structure_dir(root: Path, say: Callable[[str], None]) -> StructureSet:
     return concat_sets(sets)
 
 
+def build_model(cfg: StructokConfig) -> StructureTokenizer:
+    return StructureTokenizer(d=cfg.d, heads=cfg.heads, k=cfg.neighbours, n_mp=cfg.mp_layers, n_enc_tf=cfg.enc_layers,
+                              n_dec=cfg.dec_layers, n_bits=cfg.bits, alphabet=cfg.alphabet)
+
+
 class StructokTask(Task):
     def __init__(self, cfg: StructokConfig, seed: int = 0, say: Callable[[str], None] | None = None) -> None:
         say = say or (lambda m: None)
@@ -86,9 +91,13 @@ class StructokTask(Task):
         if len(self.train) < cfg.batch_size:
             raise InputError(f"{len(self.train)} training chains, fewer than one batch of {cfg.batch_size}")
         say(f"{len(self.train)} training chains, {len(self.test) if self.test else 0} test chains")
+        self.tokens: list[np.ndarray] = []
+        if cfg.alphabet == "3di":  # foldseek's states of whole chains, cropped with them
+            from hypalign.models.structok import tokens_3di
+
+            self.tokens = [tokens_3di(self.train.backbone(i)) for i in range(len(self.train))]
         torch.manual_seed(seed)
-        self.model = StructureTokenizer(d=cfg.d, heads=cfg.heads, k=cfg.neighbours, n_mp=cfg.mp_layers,
-                                        n_enc_tf=cfg.enc_layers, n_dec=cfg.dec_layers, n_bits=cfg.bits)
+        self.model = build_model(cfg)
 
     def batches(self, epoch: int) -> list[torch.Tensor]:
         n, per = len(self.train), self.cfg.batch_size // self.world
@@ -102,9 +111,16 @@ class StructokTask(Task):
 
     def make_batch(self, spec: torch.Tensor) -> dict[str, torch.Tensor]:
         crop = self.cfg.crop
-        chains = [self.train.backbone(int(i))[int(s) : int(s) + crop] for i, s in spec.tolist()]
-        x, mask = pad_chains(chains)
-        return {"coords": x, "mask": mask}
+        rows = spec.tolist()
+        x, mask = pad_chains([self.train.backbone(int(i))[int(s) : int(s) + crop] for i, s in rows])
+        batch = {"coords": x, "mask": mask}
+        if self.tokens:
+            tok = torch.zeros(mask.shape, dtype=torch.long)
+            for j, (i, s) in enumerate(rows):
+                t = self.tokens[int(i)][int(s) : int(s) + crop]
+                tok[j, : len(t)] = torch.from_numpy(t)
+            batch["tokens3di"] = tok
+        return batch
 
     def iterate(self, specs: Sequence[torch.Tensor]) -> Iterable[dict[str, torch.Tensor]]:
         return (self.make_batch(s) for s in specs)
