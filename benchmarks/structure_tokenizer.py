@@ -2,8 +2,9 @@
 held-out chains from the 13-bit codes and from the continuous codes, code usage, tokenizing speed; and tmtools'
 TM-score checked against Debian's ``TMscore`` on a few chains when it is installed (``apt-get install tm-align``).
 
-Each run is ``hypalign train structure-tokenizer --seed S -o RUNS/structok-small-sS`` (every other option at its
-default; a finished run is reused).
+Each run is ``hypalign train structure-tokenizer [--alphabet 3di] --seed S -o RUNS/structok-{lfq|3di}-small-sS``
+(every other option at its default; a finished run is reused): ``lfq`` the learned 13-bit codes, ``3di`` foldseek's
+fixed 20-letter alphabet into the same decoder (how much backbone each alphabet's tokens determine).
 
     python benchmarks/structure_tokenizer.py --runs runs/bench --seeds 0
 """
@@ -55,17 +56,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", default="runs/bench-structok")
     ap.add_argument("--seeds", default="0")
+    ap.add_argument("--alphabets", default="lfq,3di")
     ap.add_argument("--only-table", action="store_true")
     args = ap.parse_args()
-    res = [r for seed in (int(s) for s in args.seeds.split(","))
-           if (r := run_or_reuse(Path(args.runs) / f"structok-small-s{seed}",
-                                 ["structure-tokenizer", "--seed", str(seed)], train=not args.only_table)) is not None]
-    if res:
-        print("\n| seeds | " + " | ".join(name for _, name in COLUMNS) + " | train time |")
-        print("|---:|" + "---:|" * (len(COLUMNS) + 1))
-        cells = [mean_std(res, k, digits=3) for k, _ in COLUMNS]
+    rows = []
+    for alphabet in args.alphabets.split(","):
+        res = [r for seed in (int(s) for s in args.seeds.split(","))
+               if (r := run_or_reuse(Path(args.runs) / f"structok-{alphabet}-small-s{seed}",
+                                     ["structure-tokenizer", "--alphabet", alphabet, "--seed", str(seed)],
+                                     train=not args.only_table)) is not None]
+        if res:
+            rows.append((alphabet, res))
+    print("\n| tokens | seeds | " + " | ".join(name for _, name in COLUMNS) + " | train time |")
+    print("|---|---:|" + "---:|" * (len(COLUMNS) + 1))
+    for alphabet, res in rows:
+        cells = [mean_std(res, k, digits=3) if k in res[0] else "–" for k, _ in COLUMNS]
         t = np.mean([r["train_seconds"] for r in res]) / 60
-        print(f"| {len(res)} | " + " | ".join(cells) + f" | {t:.1f} min |")
+        print(f"| {alphabet} | {len(res)} | " + " | ".join(cells) + f" | {t:.1f} min |")
     check_tmscore()
 
 
