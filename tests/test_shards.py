@@ -75,7 +75,8 @@ def shards(shapes: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_naming_and_counting_shards(shards: Path, tmp_path: Path) -> None:
+def test_naming_and_counting_shards(shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HYPALIGN_CACHE_DIR", str(tmp_path / "cache"))  # this test's own index cache
     paths = expand_shards(str(shards))
     assert [p.name for p in paths] == [f"{i:05d}.tar" for i in range(6)]
     assert expand_shards(str(shards / "{00001..00003}.tar")) == paths[1:4]
@@ -86,8 +87,8 @@ def test_naming_and_counting_shards(shards: Path, tmp_path: Path) -> None:
     assert shard_sizes(paths) == [7, 7, 7, 7, 7, 1]
     from hypalign.paths import cache_dir
 
-    cached = [f for f in (cache_dir() / "shards").glob("*.json") if json.loads(f.read_text()) == [7, 7, 7, 7, 7, 1]]
-    assert cached
+    cached = list((cache_dir() / "shards").glob("*.json"))
+    assert len(cached) == 1 and json.loads(cached[0].read_text()) == [7, 7, 7, 7, 7, 1]
     cached[0].write_text("[1, 2, 3, 4, 5, 6]")  # the second call reads the cache (keyed by path, size, mtime)
     assert shard_sizes(paths) == [1, 2, 3, 4, 5, 6]
     cached[0].unlink()
