@@ -19,7 +19,8 @@ import numpy as np
 from _runs import mean_std, run_or_reuse
 
 VARIANTS = {"meru": ("meru", []), "clip": ("clip", []),
-            "meru-tree": ("meru", ["--objectives", "contrastive,entailment,tree"])}
+            "meru-tree": ("meru", ["--objectives", "contrastive,entailment,tree"]),
+            "meru-contrastive": ("meru", ["--objectives", "contrastive"])}  # ablation: the Lorentz model alone
 SPLITS = {"style": "held-out-style", "concepts": "held-out-concepts"}
 COLUMNS = [("zsleaf_top1", "zero-shot emoji"), ("zs1_top1", "subgroup"), ("zs0_top1", "group"),
            ("t2i_recall@5", "t2i R@5"), ("i2t_recall@5", "i2t R@5"), ("mistake_severity", "mistake severity"),
