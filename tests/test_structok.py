@@ -124,6 +124,38 @@ def test_encoder_is_invariant_and_codes_round_trip() -> None:
     assert zq.tolist() == [[[1.0, -1.0, 1.0]]]
 
 
+def test_structure_module_frames_points_and_ideal_bonds() -> None:
+    from hypalign.models.structok import PointAttention, StructureModule, quat_to_rot
+
+    torch.testing.assert_close(quat_to_rot(torch.zeros(2, 3, dtype=torch.float64)),
+                               torch.eye(3, dtype=torch.float64).expand(2, 3, 3))
+    r = quat_to_rot(torch.randn(50, 3, dtype=torch.float64))
+    torch.testing.assert_close(r.transpose(-1, -2) @ r, torch.eye(3, dtype=torch.float64).expand(50, 3, 3))
+    assert torch.allclose(torch.linalg.det(r), torch.ones(50, dtype=torch.float64))
+    # a quarter turn about z: (a, b, c, d) ∝ (cos 45°, 0, 0, sin 45°), i.e. (b, c, d) = (0, 0, tan 45°) with a = 1
+    q = quat_to_rot(torch.tensor([[0.0, 0.0, math.tan(math.pi / 4)]], dtype=torch.float64))[0]
+    torch.testing.assert_close(q @ torch.tensor([1.0, 0, 0], dtype=torch.float64),
+                               torch.tensor([0.0, 1.0, 0], dtype=torch.float64))
+    # point attention: moving every frame by one rigid motion changes nothing (float64)
+    torch.manual_seed(0)
+    ipa = PointAttention(16, 2).double()
+    s, mask = torch.randn(2, 9, 16, dtype=torch.float64), torch.ones(2, 9, dtype=torch.bool)
+    rot = torch.linalg.qr(torch.randn(2, 9, 3, 3, dtype=torch.float64))[0]
+    rot = rot * torch.linalg.det(rot)[..., None, None]
+    trans = torch.randn(2, 9, 3, dtype=torch.float64)
+    g = rotation(3)
+    torch.testing.assert_close(ipa(s, rot, trans, mask), ipa(s, g @ rot, trans @ g.T + 4.0, mask))
+    # the decoded N-CA and CA-C bonds are the ideal ones whatever the frames
+    sm = StructureModule(16, 2, n_iter=2).double()
+    with torch.no_grad():
+        sm.update.weight.normal_(0, 0.1)  # frames away from the identity
+        xyz = sm(s, mask)
+    assert torch.allclose((xyz[:, :, 1] - xyz[:, :, 0]).norm(dim=-1), torch.tensor(1.4559, dtype=torch.float64),
+                          atol=1e-3)
+    assert torch.allclose((xyz[:, :, 2] - xyz[:, :, 1]).norm(dim=-1), torch.tensor(1.5242, dtype=torch.float64),
+                          atol=1e-6)
+
+
 TINY = ["--d", "16", "--heads", "2", "--k", "4", "--mp-layers", "1", "--enc-layers", "0", "--dec-layers", "1",
         "--bits", "4", "--crop", "16", "--batch-size", "2", "--min-length", "8", "--eval-chains", "3"]
 

@@ -17,10 +17,15 @@ then a feed-forward block), ``n_enc_tf`` transformer layers along the chain, a l
 entropy minus codebook entropy, the code distribution factorised over the bits — :func:`~hypalign.losses.structure.
 lfq_entropy`).
 
-**Decoder**: ``Linear(13, d)`` + sinusoidal position, ``n_dec`` transformer layers, a linear head to the 4 × 3
-coordinates (Å) of every residue in a frame of the decoder's choosing; trained with the Kabsch-superposed squared
-error of all four atoms plus the CA–CA distance error below 15 Å. The continuous path (``decode(z_cont)``) is
-trained alongside with the same decoder, so "what quantisation costs" is measured on one decoder.
+**Decoder**: ``Linear(13, d)`` + sinusoidal position, ``n_dec`` transformer layers, then a structure module
+(:class:`StructureModule`, after AlphaFold 2's: ``n_iter`` rounds of invariant point attention and a per-residue
+rigid-motion update of each residue's frame, from identity frames; N, CA, C placed ideally in the final frames, O
+predicted) — the coordinates of all four atoms in a frame of the decoder's choosing; trained with the
+Kabsch-superposed squared error of all four atoms plus the CA–CA distance error below 15 Å. (A first version
+regressed the coordinates directly from the transformer: it stayed at a collapsed average fold, ~12 Å.)
+
+The continuous path (``decode(z_cont)``) is trained alongside with the same decoder, so "what quantisation costs"
+is measured on one decoder.
 
 **The 3Di anchor** (``alphabet="3di"``): foldseek's 20-letter structure alphabet (``mini3di``, fixed, not learned) as
 the tokens, one-hot into the same decoder — how much backbone each alphabet's tokens determine, measured the same
@@ -169,13 +174,108 @@ def _transformer(d: int, heads: int, layers: int) -> nn.TransformerEncoder:
     return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
 
+#: ideal backbone atoms in a residue's own frame (origin CA, e1 towards C, N in the e1-e2 plane; Å): the mean over
+#: ProMod3's chains (N–CA 1.458 Å, CA–C 1.524 Å, N-CA-C 111°); O's place varies with ψ and is predicted
+IDEAL_N = (-0.523, 1.3589, 0.0)
+IDEAL_C = (1.5242, 0.0, 0.0)
+MEAN_O = (2.1504, -0.1393, -0.0245)
+
+
+def quat_to_rot(bcd: Tensor) -> Tensor:
+    """Rotation matrices ``(…, 3, 3)`` of the unit quaternions ``(1, b, c, d) / |·|`` (AlphaFold's backbone update:
+    the zero vector is the identity)."""
+    q = torch.cat([torch.ones_like(bcd[..., :1]), bcd], -1)
+    a, b, c, d = nn.functional.normalize(q, dim=-1).unbind(-1)
+    return torch.stack([
+        a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c),
+        2 * (b * c + a * d), a * a - b * b + c * c - d * d, 2 * (c * d - a * b),
+        2 * (b * d - a * c), 2 * (c * d + a * b), a * a - b * b - c * c + d * d,
+    ], -1).view(*bcd.shape[:-1], 3, 3)
+
+
+class PointAttention(nn.Module):
+    """Invariant point attention, lite (after AlphaFold 2's IPA, without the pair track): per head, scalar
+    queries/keys/values plus ``points`` query/key/value points placed in each residue's current frame; logits
+    ``q·k/√c − γ_h/2 Σ_p |T_i q_p − T_j k_p|² + b_h(j − i)`` (a learned bias per clamped sequence offset); the output
+    points are brought back into the residue's own frame, so the block is invariant to a global rigid motion."""
+
+    def __init__(self, d: int, heads: int, points: int = 4, c: int = 16) -> None:
+        super().__init__()
+        self.h, self.p, self.c = heads, points, c
+        self.qkv = nn.Linear(d, 3 * heads * c, bias=False)
+        self.qk_pts = nn.Linear(d, 2 * heads * points * 3)
+        self.v_pts = nn.Linear(d, heads * points * 3)
+        self.gamma = nn.Parameter(torch.zeros(heads))
+        self.offset_bias = nn.Embedding(65, heads)
+        self.out = nn.Linear(heads * (c + points * 4), d)
+
+    def forward(self, s: Tensor, rot: Tensor, trans: Tensor, mask: Tensor) -> Tensor:
+        b, length, _ = s.shape
+        h, p, c = self.h, self.p, self.c
+        q, k, v = self.qkv(s).view(b, length, 3, h, c).unbind(2)
+        to_global = lambda pts: torch.einsum("blxy,blhpy->blhpx", rot, pts) + trans[:, :, None, None]  # noqa: E731
+        qp, kp = self.qk_pts(s).view(b, length, 2, h, p, 3).unbind(2)
+        qp, kp = to_global(qp), to_global(kp)  # (B, L, H, P, 3)
+        vp = to_global(self.v_pts(s).view(b, length, h, p, 3))
+        logits = torch.einsum("bihc,bjhc->bhij", q, k) / math.sqrt(c)
+        qf, kf = qp.reshape(b, length, h, p * 3), kp.reshape(b, length, h, p * 3)
+        d2 = (qf.square().sum(-1).transpose(1, 2).unsqueeze(-1) + kf.square().sum(-1).transpose(1, 2).unsqueeze(-2)
+              - 2 * torch.einsum("bihx,bjhx->bhij", qf, kf))  # (B, H, L, L): Σ_p |q_p − k_p|²
+        w = nn.functional.softplus(self.gamma) * math.sqrt(2.0 / (9.0 * p)) / 2
+        logits = logits - w[None, :, None, None] * d2
+        pos = torch.arange(length, device=s.device)
+        logits = logits + self.offset_bias((pos[None, :] - pos[:, None]).clamp(-32, 32) + 32).permute(2, 0, 1)
+        logits = logits.masked_fill(~mask[:, None, None, :], torch.finfo(logits.dtype).min)
+        a = logits.softmax(-1)
+        o = torch.einsum("bhij,bjhc->bihc", a, v).reshape(b, length, h * c)
+        op = torch.einsum("bhij,bjhpx->bihpx", a, vp) - trans[:, :, None, None]
+        op = torch.einsum("blyx,blhpy->blhpx", rot, op)  # back into frame i (R^T)
+        feats = [o, op.reshape(b, length, -1), op.norm(dim=-1).reshape(b, length, -1)]
+        return self.out(torch.cat(feats, -1))
+
+
+class StructureModule(nn.Module):
+    """``n_iter`` rounds of point attention + transition + a backbone update composing each residue's frame with a
+    predicted small rigid motion (quaternion ``(1, b, c, d)`` and a translation in Å, in the residue's frame),
+    starting from identity frames at the origin; atoms N, CA, C at their ideal places in the final frames, O at a
+    predicted place (starting from its mean)."""
+
+    def __init__(self, d: int, heads: int, n_iter: int = 4) -> None:
+        super().__init__()
+        self.n_iter = n_iter
+        self.ipa = PointAttention(d, heads)
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.transition = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d))
+        self.update = nn.Linear(d, 6)
+        nn.init.zeros_(self.update.weight)
+        nn.init.zeros_(self.update.bias)
+        self.o_head = nn.Linear(d, 3)
+        nn.init.zeros_(self.o_head.weight)
+        with torch.no_grad():
+            self.o_head.bias.copy_(torch.tensor(MEAN_O))
+        self.register_buffer("ideal", torch.tensor([IDEAL_N, (0.0, 0.0, 0.0), IDEAL_C]), persistent=False)
+
+    def forward(self, s: Tensor, mask: Tensor) -> Tensor:
+        b, length, _ = s.shape
+        rot = torch.eye(3, dtype=s.dtype, device=s.device).expand(b, length, 3, 3)
+        trans = s.new_zeros(b, length, 3)
+        for _ in range(self.n_iter):
+            s = self.ln1(s + self.ipa(s, rot, trans, mask))
+            s = self.ln2(s + self.transition(s))
+            u = self.update(s)
+            trans = trans + torch.einsum("blxy,bly->blx", rot, u[..., 3:]) * 10.0
+            rot = rot @ quat_to_rot(u[..., :3])
+        local = torch.cat([self.ideal.to(s.dtype).expand(b, length, 3, 3), self.o_head(s).unsqueeze(2)], 2)
+        return torch.einsum("blxy,blay->blax", rot, local) + trans.unsqueeze(2)
+
+
 class StructureTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hypalign", tags=["protein-structure"]):
     """See the module docstring. ``forward(batch)`` reads ``batch["coords"]`` ``(B, L, 4, 3)`` and ``batch["mask"]``
     ``(B, L)`` and returns ``z`` (continuous codes), ``zq`` (±1), ``coords_q`` / ``coords_c`` (the decoder's
     reconstructions from the quantised and the continuous codes)."""
 
     def __init__(self, d: int = 128, heads: int = 4, k: int = 16, n_mp: int = 3, n_enc_tf: int = 2, n_dec: int = 4,
-                 n_bits: int = N_BITS, d_edge: int = 64, alphabet: str = "lfq") -> None:
+                 n_bits: int = N_BITS, d_edge: int = 64, alphabet: str = "lfq", n_iter: int = 4) -> None:
         super().__init__()
         if alphabet not in ("lfq", "3di"):
             raise ValueError(f"alphabet {alphabet!r}: expected lfq or 3di")
@@ -189,7 +289,7 @@ class StructureTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hypalign
         self.from_code = nn.Linear(n_bits if alphabet == "lfq" else N_3DI, d)
         self.dec_tf = _transformer(d, heads, n_dec)
         self.dec_norm = nn.LayerNorm(d)
-        self.to_xyz = nn.Linear(d, 12)
+        self.structure = StructureModule(d, heads, n_iter=n_iter)
 
     # -- encoder -------------------------------------------------------------------------------------------------
     def encode(self, coords: Tensor, mask: Tensor) -> Tensor:
@@ -226,7 +326,7 @@ class StructureTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hypalign
         z = z.to(self.from_code.weight.dtype)
         h = self.from_code(z) + _sinusoid(z.shape[1], self.from_code.out_features, z.device).to(z.dtype)
         h = self.dec_norm(self.dec_tf(h, src_key_padding_mask=~mask))
-        return (self.to_xyz(h) * 10.0).view(*z.shape[:2], 4, 3)
+        return self.structure(h, mask)
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         mask = batch["mask"]

@@ -29,7 +29,7 @@ class StructokConfig:
     split: str = opt("small", "promod3: small (~3,000 train / 300 test chains) or full (cluster split at 30 % "
                      "identity), or a split directory (train.txt / valid.txt / test.txt of chain ids).")
     test_data: str | None = opt(None, "Your own data: a directory of PDB / mmCIF files to evaluate on.")
-    crop: int = opt(256, "Training crop (residues; a random window of longer chains).", min=8)
+    crop: int = opt(128, "Training crop (residues; a random window of longer chains).", min=8)
     min_length: int = opt(40, "Shortest chain used (residues).", min=4)
     batch_size: int = opt(8, "Chains per step (all processes together).", min=1)
     d: int = opt(128, "Hidden width of encoder and decoder.", min=8)
