@@ -16,7 +16,14 @@ from typer.testing import CliRunner
 from hypalign.cli.main import app
 from hypalign.data.structures import read_structure_file, write_backbone_pdb
 from hypalign.eval.structure import ca_rmsd, code_usage, error_by_dssp, gdt, tm_score
-from hypalign.losses.structure import aligned_sq_error, commitment, distance_loss, kabsch_superpose, lfq_entropy
+from hypalign.losses.structure import (
+    aligned_sq_error,
+    commitment,
+    distance_loss,
+    fape,
+    kabsch_superpose,
+    lfq_entropy,
+)
 from hypalign.models.structok import StructureTokenizer, backbone_frames, dihedrals
 
 
@@ -47,9 +54,17 @@ def test_kabsch_recovers_a_rigid_motion_and_the_losses_vanish_on_it() -> None:
     torch.testing.assert_close(kabsch_superpose(moved, x, mask), x, atol=1e-9, rtol=0)
     assert aligned_sq_error(moved, x, mask).item() == pytest.approx(0.0, abs=1e-18)
     assert distance_loss(moved[:, :, 1], x[:, :, 1], mask).item() == pytest.approx(0.0, abs=1e-5)
+    assert fape(moved, x, mask).item() == pytest.approx(1e-5, abs=2e-6)  # the floor sqrt(1e-8)/10, float32
+    # FAPE by hand on two residues: move residue 1 by 3 Å along the x axis of the world; residue 0's frame sees
+    # residue 1's four atoms 3 Å off, residue 1's frame sees residue 0's atoms 3 Å off: 16 atom terms, 8 of 0.3
+    two = x[:, :2].clone()
+    shifted = two.clone()
+    shifted[:, 1] += torch.tensor([3.0, 0.0, 0.0], dtype=torch.float64)
+    assert fape(shifted, two, mask[:, :2]).item() == pytest.approx((8 * 0.3 + 8 * 1e-5) / 16, rel=1e-6)  # + floors
+    assert fape(shifted * 100, two, mask[:, :2]).item() <= 1.0  # clamped at 10 Å, in units of 10 Å
     # a reflection is not a rotation: the superposed error stays
     mirrored = x * torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64)
-    assert aligned_sq_error(mirrored, x, mask).item() > 1.0
+    assert aligned_sq_error(mirrored, x, mask).item() > 1.0 and fape(mirrored, x, mask).item() > 0.05
     # padding is ignored: the masked residues may hold anything
     pad = torch.cat([moved, torch.full((1, 5, 4, 3), 1e3, dtype=torch.float64)], 1)
     tgt = torch.cat([x, torch.zeros(1, 5, 4, 3, dtype=torch.float64)], 1)
@@ -96,7 +111,7 @@ def test_lfq_terms_by_hand() -> None:
 
     want = h(p).sum(-1).mean() - h(p.mean(0)).sum()
     assert lfq_entropy(z, mask).item() == pytest.approx(want.item(), rel=1e-5)
-    assert commitment(z, mask).item() == pytest.approx(((1 + 1) + (0 + 0.25)) / 2)  # sign(0) = +1
+    assert commitment(z, mask).item() == pytest.approx((1 + 1 + 0 + 0.25) / 4)  # sign(0) = +1; element mean
 
 
 def test_encoder_is_invariant_and_codes_round_trip() -> None:

@@ -6,6 +6,7 @@ handles padded batches and works in float32 or float64.
 * :func:`kabsch_superpose` — the rotation and translation that best superpose ``pred`` onto ``target`` (least squares
   over the masked atoms; Kabsch 1976, with the determinant sign fix so it is a proper rotation), differentiable;
 * :func:`aligned_sq_error` — the per-chain mean squared atom error after that superposition (the square of the RMSD);
+* :func:`fape` — AlphaFold 2's frame-aligned point error (clamped at 10 Å, in units of 10 Å);
 * :func:`distance_loss` — the mean absolute error of the CA–CA distances below ``cutoff`` Å (alignment-free);
 * :func:`lfq_entropy` / :func:`commitment` — MAGVIT-v2's lookup-free quantisation terms (Yu et al. 2024) with the
   code distribution factorised over the bits (module notes in :mod:`hypalign.models.structok`).
@@ -47,6 +48,23 @@ def aligned_sq_error(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     return (sq * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
+def fape(pred: Tensor, target: Tensor, mask: Tensor, clamp: float = 10.0, scale: float = 10.0) -> Tensor:
+    """Frame-aligned point error (AlphaFold 2): every residue's frame (origin CA, axes from C − CA and N − CA:
+    :func:`hypalign.models.structok.backbone_frames`) expresses every atom of the chain, predicted and true alike;
+    ``mean_{i,j,a} min(|T̂_i⁻¹ x̂_ja − T_i⁻¹ x_ja|, clamp) / scale`` over masked ``i``, ``j`` (``(B, L, 4, 3)`` atoms).
+    Invariant to any rigid motion of either structure, and sensitive to chirality (a mirror image is wrong)."""
+    from hypalign.models.structok import backbone_frames
+
+    def local(x: Tensor) -> Tensor:
+        rot, ca = backbone_frames(x), x[:, :, 1]
+        rel = x.unsqueeze(1) - ca[:, :, None, None, :]  # (B, L_i, L_j, A, 3): atoms j relative to CA_i
+        return torch.einsum("bixy,bijax->bijay", rot, rel)  # R_iᵀ (x_ja − CA_i)
+
+    err = (local(pred.float()) - local(target.float())).square().sum(-1).add(1e-8).sqrt().clamp(max=clamp) / scale
+    m = (mask[:, :, None] & mask[:, None, :]).to(err.dtype)[..., None]
+    return (err * m).sum() / (m.sum() * err.shape[-1]).clamp_min(1.0)
+
+
 def distance_loss(pred_ca: Tensor, target_ca: Tensor, mask: Tensor, cutoff: float = 15.0) -> Tensor:
     """Mean ``|d_pred − d_true|`` over residue pairs ``i != j`` with ``d_true < cutoff`` (``(B, L, 3)`` CA
     coordinates): the local geometry, free of any superposition."""
@@ -74,7 +92,7 @@ def lfq_entropy(z: Tensor, mask: Tensor, tau: float = 1.0) -> Tensor:
 
 
 def commitment(z: Tensor, mask: Tensor) -> Tensor:
-    """``mean |z − sign(z)|²`` over the masked residues (the codes held fixed): pulls the continuous code onto its
-    quantised corner."""
+    """``mean (z − sign(z))²`` over the masked residues' code elements (the codes held fixed; VQ-VAE's commitment
+    is an element mean too): pulls the continuous code onto its quantised corner."""
     zf = z.float()[mask]
-    return (zf - torch.where(zf >= 0, 1.0, -1.0).detach()).square().sum(-1).mean()
+    return (zf - torch.where(zf >= 0, 1.0, -1.0).detach()).square().mean()

@@ -162,22 +162,26 @@ class PairwiseCE(Objective):
 @register_objective("backbone")
 class BackboneReconstruction(Objective):
     """Reconstructed backbone ``out[pred]`` against ``batch[target]`` (``(B, L, 4, 3)``, residues ``batch[mask]``):
-    the mean over chains of the Kabsch-superposed squared atom error (Å², :func:`~hypalign.losses.structure.
-    aligned_sq_error`) plus ``distance_weight`` × the CA–CA distance error below ``cutoff`` Å (alignment-free:
-    local geometry)."""
+    ``loss="fape"`` — AlphaFold 2's frame-aligned point error (:func:`~hypalign.losses.structure.fape`, clamped at
+    10 Å, in units of 10 Å); ``"aligned"`` — the mean over chains of the Kabsch-superposed squared atom error (Å²,
+    :func:`~hypalign.losses.structure.aligned_sq_error`); plus ``distance_weight`` × the CA–CA distance error below
+    ``cutoff`` Å (alignment-free: local geometry)."""
 
     def __init__(self, weight: float = 1.0, pred: str = "coords_q", target: str = "coords", mask: str = "mask",
-                 distance_weight: float = 1.0, cutoff: float = 15.0) -> None:
-        super().__init__(weight, pred=pred, target=target, mask=mask, distance_weight=distance_weight, cutoff=cutoff)
-        self.pred, self.target, self.mask = pred, target, mask
+                 loss: str = "fape", distance_weight: float = 0.1, cutoff: float = 15.0) -> None:
+        if loss not in ("fape", "aligned"):
+            raise ValueError(f"backbone loss {loss!r}: expected fape or aligned")
+        super().__init__(weight, pred=pred, target=target, mask=mask, loss=loss, distance_weight=distance_weight,
+                         cutoff=cutoff)
+        self.pred, self.target, self.mask, self.loss = pred, target, mask, loss
         self.distance_weight, self.cutoff = distance_weight, cutoff
         self.outputs, self.batch_keys = (pred,), (target, mask)
 
     def compute(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any], model: nn.Module) -> Tensor:
-        from hypalign.losses.structure import aligned_sq_error, distance_loss
+        from hypalign.losses.structure import aligned_sq_error, distance_loss, fape
 
         pred, target, mask = outputs[self.pred].float(), batch[self.target].float(), batch[self.mask]
-        loss = aligned_sq_error(pred, target, mask).mean()
+        loss = fape(pred, target, mask) if self.loss == "fape" else aligned_sq_error(pred, target, mask).mean()
         if self.distance_weight:
             loss = loss + self.distance_weight * distance_loss(pred[:, :, 1], target[:, :, 1], mask, self.cutoff)
         return loss
