@@ -61,7 +61,10 @@ def test_kabsch_recovers_a_rigid_motion_and_the_losses_vanish_on_it() -> None:
     shifted = two.clone()
     shifted[:, 1] += torch.tensor([3.0, 0.0, 0.0], dtype=torch.float64)
     assert fape(shifted, two, mask[:, :2]).item() == pytest.approx((8 * 0.3 + 8 * 1e-5) / 16, rel=1e-6)  # + floors
-    assert fape(shifted * 100, two, mask[:, :2]).item() <= 1.0  # clamped at 10 Å, in units of 10 Å
+    far = shifted * 100
+    assert fape(far, two, mask[:, :2], unclamped_fraction=0.0).item() <= 1.0  # clamped at 10 Å, in units of 10 Å
+    mixed = 0.9 * fape(far, two, mask[:, :2], unclamped_fraction=0.0) + 0.1 * fape(far, two, mask[:, :2], clamp=1e9)
+    assert fape(far, two, mask[:, :2]).item() == pytest.approx(mixed.item(), rel=1e-6)  # AlphaFold's 10 % unclamped
     # a reflection is not a rotation: the superposed error stays
     mirrored = x * torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64)
     assert aligned_sq_error(mirrored, x, mask).item() > 1.0 and fape(mirrored, x, mask).item() > 0.05

@@ -236,7 +236,8 @@ class PointAttention(nn.Module):
 
 class StructureModule(nn.Module):
     """``n_iter`` rounds of point attention + transition + a backbone update composing each residue's frame with a
-    predicted small rigid motion (quaternion ``(1, b, c, d)`` and a translation in Å, in the residue's frame),
+    predicted small rigid motion (quaternion ``(1, b, c, d)`` and a translation, in the residue's frame; translations
+    and attention points in nm inside the module, as AlphaFold 2's — in Å the distance term swamps the attention),
     starting from identity frames at the origin; atoms N, CA, C at their ideal places in the final frames, O at a
     predicted place (starting from its mean)."""
 
@@ -263,10 +264,10 @@ class StructureModule(nn.Module):
             s = self.ln1(s + self.ipa(s, rot, trans, mask))
             s = self.ln2(s + self.transition(s))
             u = self.update(s)
-            trans = trans + torch.einsum("blxy,bly->blx", rot, u[..., 3:]) * 10.0
+            trans = trans + torch.einsum("blxy,bly->blx", rot, u[..., 3:])  # nm, as AlphaFold's module works
             rot = rot @ quat_to_rot(u[..., :3])
         local = torch.cat([self.ideal.to(s.dtype).expand(b, length, 3, 3), self.o_head(s).unsqueeze(2)], 2)
-        return torch.einsum("blxy,blay->blax", rot, local) + trans.unsqueeze(2)
+        return torch.einsum("blxy,blay->blax", rot, local) + 10.0 * trans.unsqueeze(2)  # Å
 
 
 class StructureTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hypalign", tags=["protein-structure"]):
