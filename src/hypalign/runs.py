@@ -86,3 +86,28 @@ def load_run(path: str | os.PathLike[str], recipe: str | None = None) -> Run:
     """The run in ``path`` (of ``recipe``, when given); a one-line error when it is not one."""
     p = Path(path)
     return Run(p, read_run_config(p, recipe))
+
+
+def load_trained_model(run: Any, model_cls: Any, which: str = "model", build: Any = None) -> Any:
+    """A run's trained model: ``RUN/model/`` through ``model_cls.from_pretrained`` (huggingface_hub's printed line
+    kept off stdout, which may carry ``--json``) when ``which`` is ``model`` and it exists; otherwise the ``latest``
+    (for ``model``) or ``which`` checkpoint loaded into ``build()`` — by default ``model_cls(**RUN/model/config.json)``.
+    ``run``: a :class:`Run` or a run directory."""
+    import contextlib
+    import io
+
+    from hypalign.train.checkpoint import find_checkpoint, load_checkpoint
+
+    path = Path(getattr(run, "path", run))
+    if which == "model" and (path / "model" / "model.safetensors").is_file():
+        with contextlib.redirect_stdout(io.StringIO()):
+            return model_cls.from_pretrained(str(path / "model"))
+    ck = find_checkpoint(path, "latest" if which == "model" else which)
+    if build is None and (path / "model" / "config.json").is_file():
+        config = json.loads((path / "model" / "config.json").read_text())
+        build = lambda: model_cls(**config)  # noqa: E731
+    if ck is None or build is None:
+        raise InputError(f"{path}: no trained model (neither model/ nor a {which} checkpoint with its model config)")
+    model = build()
+    load_checkpoint(ck, model)
+    return model

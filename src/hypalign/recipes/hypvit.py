@@ -194,23 +194,12 @@ def load_run_model(run: str | Path, which: str = "model") -> tuple[HypViT, dict[
 
     run = Path(run)
     cfg = read_run_config(run, "hypvit")
-    if which == "model" and (run / "model" / "model.safetensors").is_file():
-        import contextlib
-        import io
-
-        with contextlib.redirect_stdout(io.StringIO()):  # huggingface_hub prints a line here; keep stdout clean
-            model = HypViT.from_pretrained(str(run / "model"))
-        return model, cfg
-    from hypalign.train.checkpoint import find_checkpoint, load_checkpoint
+    from hypalign.runs import load_trained_model
 
     h = cfg["hypvit"]
-    model = HypViT(encoder=h["encoder"], encoder_path=h["encoder_path"], freeze=h["freeze"], emb_dim=h["emb_dim"],
-                   geometry=h["geometry"], c=h["c"], clip_r=h["clip_r"])
-    ck = find_checkpoint(run, "latest" if which == "model" else which)
-    if ck is None:
-        raise InputError(f"{run}: no trained model (neither model/ nor a {which} checkpoint)")
-    load_checkpoint(ck, model)
-    return model, cfg
+    build = lambda: HypViT(encoder=h["encoder"], encoder_path=h["encoder_path"], freeze=h["freeze"],  # noqa: E731
+                           emb_dim=h["emb_dim"], geometry=h["geometry"], c=h["c"], clip_r=h["clip_r"])
+    return load_trained_model(run, HypViT, which, build=build), cfg
 
 
 def iter_images(paths: Iterable[Path]) -> Iterator[Path]:

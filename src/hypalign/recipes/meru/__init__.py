@@ -8,8 +8,6 @@ with kind ``meru`` (Lorentz model, learned curvature, contrastive + entailment) 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -53,18 +51,9 @@ def train_meru(cfg: MERUConfig, train: Any, say: Any = None, name: str = "meru")
 
 def load_run_model(run: Any, which: str = "model") -> ImageText:
     """The trained model of a run (``model/`` written at the end; ``latest``/``best`` checkpoints otherwise)."""
-    path = Path(getattr(run, "path", run))
-    if which == "model" and (path / "model" / "model.safetensors").is_file():
-        with contextlib.redirect_stdout(io.StringIO()):
-            return ImageText.from_pretrained(str(path / "model"))
-    from hypalign.train.checkpoint import find_checkpoint, load_checkpoint
+    from hypalign.runs import load_trained_model
 
-    ck = find_checkpoint(path, "latest" if which == "model" else which)
-    if ck is None or not (path / "model" / "config.json").is_file():
-        raise InputError(f"{path}: no trained model (neither model/ nor a {which} checkpoint with model/config.json)")
-    model = ImageText(**json.loads((path / "model" / "config.json").read_text()))
-    load_checkpoint(ck, model)
-    return model
+    return load_trained_model(run, ImageText, which)
 
 
 def _config(run: Any) -> MERUConfig:

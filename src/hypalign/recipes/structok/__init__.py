@@ -6,8 +6,6 @@ shared trainer (:mod:`.task`) and its evaluation (:mod:`.evaluation`, metrics fr
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -44,20 +42,12 @@ def train_structok(cfg: StructokConfig, train: Any, say: Any = None) -> dict[str
 
 
 def load_run_model(run: Any, which: str = "model") -> StructureTokenizer:
-    path = Path(getattr(run, "path", run))
-    if which == "model" and (path / "model" / "model.safetensors").is_file():
-        with contextlib.redirect_stdout(io.StringIO()):
-            return StructureTokenizer.from_pretrained(str(path / "model"))
-    from hypalign.train.checkpoint import find_checkpoint, load_checkpoint
-
-    ck = find_checkpoint(path, "latest" if which == "model" else which)
-    if ck is None:
-        raise InputError(f"{path}: no trained model (neither model/ nor a {which} checkpoint)")
+    """The trained tokenizer of a run (``model/``, else a checkpoint into the model its config describes)."""
     from hypalign.recipes.structok.task import build_model
+    from hypalign.runs import load_trained_model
 
-    model = build_model(StructokConfig(**run.recipe_config) if hasattr(run, "recipe_config") else StructokConfig())
-    load_checkpoint(ck, model)
-    return model
+    cfg = StructokConfig(**run.recipe_config) if hasattr(run, "recipe_config") else StructokConfig()
+    return load_trained_model(run, StructureTokenizer, which, build=lambda: build_model(cfg))
 
 
 def evaluate_run(run: Any, data: Path | None = None, which: str | None = None, **_: Any) -> dict[str, float]:
