@@ -29,7 +29,7 @@ from hypalign.objectives import ObjectiveSet, ObjectiveSpec
 from hypalign.objectives.library import PairwiseCE
 from hypalign.options import check_options, opt
 from hypalign.recipes.registry import Recipe
-from hypalign.train import Task, TrainConfig, Trainer, model_device
+from hypalign.train import Task, TrainConfig, Trainer, finish_run, model_device
 
 RECALL_KS = {"digits": (1, 2, 4, 8), "emoji": (1, 2, 4, 8), "folder": (1, 2, 4, 8), "cub": (1, 2, 4, 8, 16, 32),
              "cars": (1, 2, 4, 8, 16, 32),
@@ -174,18 +174,7 @@ def train_hypvit(cfg: HypViTConfig, train: TrainConfig, splits: dict[str, ImageS
         train = replace(train, best_metric="recall@1", best_mode="max")
     trainer = Trainer(task, train, extra_config={"recipe": "hypvit", "hypvit": asdict(cfg)})
     result = trainer.fit()
-    out: dict[str, Any] = {"epochs": result.epoch, "steps": result.step, "train_seconds": result.seconds,
-                           **result.metrics}
-    if trainer.is_main:
-        run = Path(train.run_dir)
-        task.model.save_pretrained(run / "model")
-        from hypalign.io import atomic_write_json
-
-        timing = result.timing
-        busy = max(timing["compute"] + timing["data"], 1e-9)
-        out["images_per_s"] = timing["items"] / busy if timing["items"] else 0.0
-        atomic_write_json(run / "eval.json", out)
-    return out
+    return finish_run(trainer, result, task.model, None, "images_per_s", extra=result.metrics)
 
 
 def load_run_model(run: str | Path, which: str = "model") -> tuple[HypViT, dict[str, Any]]:

@@ -4,7 +4,7 @@ from hypalign.device import model_device, resolve_device, to_device
 from hypalign.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from hypalign.train.optim import RiemannianSGD, param_groups
 from hypalign.train.schedule import LRSchedule
-from hypalign.train.trainer import FitResult, Task, TrainConfig, Trainer, seed_everything, shard_batches
+from hypalign.train.trainer import FitResult, Task, TrainConfig, Trainer, finish_run, seed_everything, shard_batches
 
 __all__ = [
     "FitResult",
@@ -14,6 +14,7 @@ __all__ = [
     "TrainConfig",
     "Trainer",
     "find_checkpoint",
+    "finish_run",
     "load_checkpoint",
     "model_device",
     "param_groups",

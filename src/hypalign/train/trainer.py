@@ -28,7 +28,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -608,3 +608,25 @@ class _Progress:
     def stop(self) -> None:
         if self._p is not None:
             self._p.stop()
+
+
+def finish_run(trainer: Trainer, result: FitResult, model: nn.Module, evaluate: Callable[[], dict[str, Any]] | None,
+               throughput_key: str | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The end of a recipe's ``train``: ``{epochs, steps, train_seconds, **extra}``; on the main process also
+    ``RUN/model/`` (``save_pretrained``), the final evaluation (``evaluate()``), the training throughput (items per
+    second of data + compute time) under ``throughput_key``, and ``RUN/eval.json`` written atomically."""
+    from hypalign.io import atomic_write_json
+
+    out: dict[str, Any] = {"epochs": result.epoch, "steps": result.step, "train_seconds": result.seconds,
+                           **(extra or {})}
+    if trainer.is_main:
+        run = trainer.run_dir
+        model.save_pretrained(run / "model")  # type: ignore[operator]
+        if evaluate is not None:
+            out.update(evaluate())
+        if throughput_key:
+            timing = result.timing
+            busy = max(timing["compute"] + timing["data"], 1e-9)
+            out[throughput_key] = timing["items"] / busy if timing["items"] else 0.0
+        atomic_write_json(run / "eval.json", out)
+    return out

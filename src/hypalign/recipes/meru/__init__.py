@@ -27,8 +27,7 @@ from hypalign.recipes.registry import Recipe
 def train_meru(cfg: MERUConfig, train: Any, say: Any = None, name: str = "meru") -> dict[str, Any]:
     """Train, save ``RUN/model/`` (``save_pretrained``) and ``RUN/eval.json`` (the final evaluation on the test
     directory)."""
-    from hypalign.io import atomic_write_json
-    from hypalign.train import Trainer
+    from hypalign.train import Trainer, finish_run
 
     say = say or (lambda m: None)
     dist_utils.init_from_env(device=train.device)
@@ -36,17 +35,7 @@ def train_meru(cfg: MERUConfig, train: Any, say: Any = None, name: str = "meru")
     if task.test_dir is None and train.best_metric is not None:
         train = replace(train, best_metric=None)  # nothing to select the best by without a test set
     trainer = Trainer(task, train, extra_config={"recipe": name, name: asdict(cfg)})
-    result = trainer.fit()
-    out: dict[str, Any] = {"epochs": result.epoch, "steps": result.step, "train_seconds": result.seconds}
-    if trainer.is_main:
-        run = Path(train.run_dir)
-        task.model.save_pretrained(run / "model")
-        out.update(task.evaluate(task.model))
-        timing = result.timing
-        busy = max(timing["compute"] + timing["data"], 1e-9)
-        out["train_images_per_s"] = timing["items"] / busy if timing["items"] else 0.0
-        atomic_write_json(run / "eval.json", out)
-    return out
+    return finish_run(trainer, trainer.fit(), task.model, lambda: task.evaluate(task.model), "train_images_per_s")
 
 
 def load_run_model(run: Any, which: str = "model") -> ImageText:

@@ -24,21 +24,13 @@ from hypalign.recipes.structok.task import StructokTask
 
 def train_structok(cfg: StructokConfig, train: Any, say: Any = None) -> dict[str, Any]:
     """Train, save ``RUN/model/`` and ``RUN/eval.json`` (the final reconstruction of the test chains)."""
-    from hypalign.io import atomic_write_json
-    from hypalign.train import Trainer
+    from hypalign.train import Trainer, finish_run
 
     say = say or (lambda m: None)
     dist_utils.init_from_env(device=train.device)
     task = StructokTask(cfg, seed=train.seed, say=say)
     trainer = Trainer(task, train, extra_config={"recipe": "structure-tokenizer", "structure-tokenizer": asdict(cfg)})
-    result = trainer.fit()
-    out: dict[str, Any] = {"epochs": result.epoch, "steps": result.step, "train_seconds": result.seconds}
-    if trainer.is_main:
-        run = Path(train.run_dir)
-        task.model.save_pretrained(run / "model")
-        out.update(task.evaluate(task.model))
-        atomic_write_json(run / "eval.json", out)
-    return out
+    return finish_run(trainer, trainer.fit(), task.model, lambda: task.evaluate(task.model))
 
 
 def load_run_model(run: Any, which: str = "model") -> StructureTokenizer:
