@@ -11,7 +11,7 @@ from hypalign.options import check_options, opt
 OBJECTIVES: dict[str, ObjectiveSpec] = {
     "reconstruction": ObjectiveSpec("backbone", 1.0, pred="coords_q",
                                     help="the decoder from the quantised codes: FAPE (AlphaFold 2; clamped at 10 Å, "
-                                         "in units of 10 Å) + 0.1 x the CA distance error (Å)"),
+                                         "in units of 10 Å)"),
     "continuous": ObjectiveSpec("backbone", 1.0, pred="coords_c",
                                 help="the same decoder from the continuous codes (the path quantisation is "
                                      "measured against)"),
