@@ -184,12 +184,21 @@ class ShardPlan:
             raise ValueError("one size per shard")
         self.paths, self.sizes = list(paths), np.asarray(sizes, dtype=np.int64)
         self.world, self.per_rank, self.seed = world, per_rank, seed
+        self._orders: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()  # a few recent permutations
         if len(self.paths) < world:
             raise InputError(f"{len(self.paths)} shards for {world} processes: every process needs at least one shard")
 
+    def _cached(self, key: tuple[int, ...], make: Any) -> np.ndarray:
+        if key not in self._orders:
+            self._orders[key] = make()
+            while len(self._orders) > 8:
+                self._orders.popitem(last=False)
+        return self._orders[key]
+
     def rank_shards(self, epoch: int, rank: int) -> np.ndarray:
         """Rank ``rank``'s shards in epoch ``epoch``, in stream order."""
-        order = np.random.default_rng(mix_seed(self.seed, epoch)).permutation(len(self.paths))
+        order = self._cached((epoch,), lambda: np.random.default_rng(mix_seed(self.seed, epoch)).permutation(
+            len(self.paths)))
         return order[rank :: self.world]
 
     def batches_per_rank(self) -> int:
@@ -201,7 +210,8 @@ class ShardPlan:
 
     def within(self, epoch: int, shard: int) -> np.ndarray:
         """The order of shard ``shard``'s samples in epoch ``epoch``."""
-        return np.random.default_rng(mix_seed(self.seed, epoch, shard, 7)).permutation(int(self.sizes[shard]))
+        return self._cached((epoch, shard), lambda: np.random.default_rng(mix_seed(self.seed, epoch, shard, 7))
+                            .permutation(int(self.sizes[shard])))
 
     def locate(self, epoch: int, rank: int, position: int) -> tuple[int, int]:
         """``(shard, sample index in the shard's tar order)`` of stream ``position`` (wrapping at the end)."""
