@@ -41,7 +41,6 @@ from hypalign.errors import InputError, MissingDataError
 #: ``stored_data`` (offset 73): magic 1234, version 2, the writer's type sizes, the base-type checks
 HEADER = (np.array([1234, 2, 4, 4, 2, 8, 2, 6, 88, 40, 24, 6, 4, 1], "<u4").tobytes() + np.float32(1.0).tobytes()
           + b"\x01" + np.uint16(1).tobytes() + np.uint64(1).tobytes() + np.int16(1).tobytes())
-DSSP_STATES = "HBEGITSC"
 AA = "ACDEFGHIKLMNPQRSTVWY"
 PACKAGE, DB_MEMBER = "promod3-data", "./usr/share/promod3/loop_data/structure_db.dat"
 #: sizes of the optional per-residue arrays, in stored_data bit order: dihedrals, accessibility, depth, DSSP,

@@ -35,7 +35,6 @@ way.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import torch
@@ -281,12 +280,13 @@ class StructureTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hypalign
         if alphabet not in ("lfq", "3di"):
             raise ValueError(f"alphabet {alphabet!r}: expected lfq or 3di")
         self.k, self.n_bits, self.alphabet = k, n_bits, alphabet
-        self.node_in = nn.Sequential(nn.Linear(9, d), nn.GELU(), nn.Linear(d, d))
-        self.offset_emb = nn.Embedding(65, 16)
-        self.edge_in = nn.Sequential(nn.Linear(34 + 16, d_edge), nn.GELU())
-        self.mp = nn.ModuleList([_MessageLayer(d, d_edge) for _ in range(n_mp)])
-        self.enc_tf = _transformer(d, heads, n_enc_tf) if n_enc_tf else None
-        self.to_code = nn.Linear(d, n_bits)
+        if alphabet == "lfq":  # the 3Di alphabet's tokens come from mini3di: no encoder to learn
+            self.node_in = nn.Sequential(nn.Linear(9, d), nn.GELU(), nn.Linear(d, d))
+            self.offset_emb = nn.Embedding(65, 16)
+            self.edge_in = nn.Sequential(nn.Linear(34 + 16, d_edge), nn.GELU())
+            self.mp = nn.ModuleList([_MessageLayer(d, d_edge) for _ in range(n_mp)])
+            self.enc_tf = _transformer(d, heads, n_enc_tf) if n_enc_tf else None
+            self.to_code = nn.Linear(d, n_bits)
         self.from_code = nn.Linear(n_bits if alphabet == "lfq" else N_3DI, d)
         self.dec_tf = _transformer(d, heads, n_dec)
         self.dec_norm = nn.LayerNorm(d)
@@ -295,6 +295,8 @@ class StructureTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hypalign
     # -- encoder -------------------------------------------------------------------------------------------------
     def encode(self, coords: Tensor, mask: Tensor) -> Tensor:
         """Continuous codes ``z`` ``(B, L, n_bits)`` (computed in the model's dtype)."""
+        if self.alphabet != "lfq":
+            raise ValueError("a 3di model has no encoder: its tokens come from mini3di (tokens_3di)")
         coords = coords.to(self.to_code.weight.dtype)
         node, edge, nbr, offsets = invariant_features(coords, mask, self.k)
         emask = (gather_nodes(mask, nbr) & mask.unsqueeze(-1)
@@ -337,6 +339,3 @@ class StructureTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hypalign
         z = self.encode(batch["coords"], mask)
         zq = self.quantize(z)
         return {"z": z, "zq": zq, "coords_q": self.decode(zq, mask), "coords_c": self.decode(z, mask)}
-
-    def config_dict(self) -> dict[str, Any]:
-        return dict(self._hub_mixin_config) if isinstance(self._hub_mixin_config, dict) else {}

@@ -235,8 +235,6 @@ class Trainer:
         self.distributed = dist_utils.init_from_env(device=self.device)
         self.rank = dist_utils.rank()
         self.is_main = self.rank == 0
-        if config.threads:
-            torch.set_num_threads(config.threads)
         self._tb: Any = None
 
     # -- set-up ----------------------------------------------------------------------------------
@@ -292,6 +290,17 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------------
     def fit(self) -> FitResult:
+        """Train (``threads``, when set, holds for this call only: the process's thread count is restored after, so a
+        library caller's later work — or a later test — does not inherit it)."""
+        before = torch.get_num_threads()
+        if self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
+        try:
+            return self._fit()
+        finally:
+            torch.set_num_threads(before)
+
+    def _fit(self) -> FitResult:
         cfg, task = self.cfg, self.task
         seed_everything(cfg.seed + 1000 * self.rank)
         model = task.model.to(self.device)
@@ -497,7 +506,7 @@ class Trainer:
                     timing["other"] += time.perf_counter() - t2
                     if epoch_done:  # a last, short accumulation group
                         break
-                if not epoch_done and micro < len(epoch_specs(epoch)):
+                if not epoch_done and step >= total and micro < len(epoch_specs(epoch)):
                     micro_done = micro  # stopped by max_steps part-way: the checkpoint keeps the place
                     break
                 epoch += 1

@@ -73,9 +73,6 @@ class ShardSource:
         say(f"{sum(sizes)} pairs in {len(paths)} shards; {self.plan.batches_per_rank()} batches of "
             f"{self.plan.per_rank} per process and epoch")
 
-    def __len__(self) -> int:
-        return int(self.plan.sizes.sum())
-
     def batches(self, epoch: int) -> list[torch.Tensor]:
         n, world = self.plan.batches_per_rank(), self.plan.world
         return [torch.tensor([r, j, epoch]) for j in range(n) for r in range(world)]
