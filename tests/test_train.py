@@ -247,6 +247,14 @@ def test_max_steps_part_way_keeps_the_place_and_resumes_to_the_full_run(tmp_path
     a = load_file(str(tmp_path / "full" / "latest" / "model.safetensors"))
     b = load_file(str(tmp_path / "cut" / "latest" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # cosine after a warm-up longer than the cut: the cut's rates are the full run's; the resumed run follows its
+    # own (full) schedule, not the one stored with the cut's checkpoint (which decays to 0 by step 10)
+    Trainer(ToyTask(), config(str(tmp_path / "full2"), warmup_steps=12)).fit()
+    Trainer(ToyTask(), config(str(tmp_path / "cut2"), warmup_steps=12, max_steps=10)).fit()
+    Trainer(ToyTask(), config(str(tmp_path / "cut2"), warmup_steps=12, resume=True)).fit()
+    a = load_file(str(tmp_path / "full2" / "latest" / "model.safetensors"))
+    b = load_file(str(tmp_path / "cut2" / "latest" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_read_run_config_names_what_the_directory_is(tmp_path: Path) -> None:

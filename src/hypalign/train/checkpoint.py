@@ -38,8 +38,9 @@ def save_checkpoint(
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".tmp-{tag}-"))
     try:
-        weights = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
-        save_file(weights, str(tmp / "model.safetensors"))
+        weights, aliases = _dedupe(unwrap(model).state_dict())
+        save_file(weights, str(tmp / "model.safetensors"), metadata={"aliases": json.dumps(aliases)} if aliases
+                  else None)
         torch.save(state, tmp / "state.pt")
         (tmp / "checkpoint.json").write_text(json.dumps({**meta, "format": FORMAT_VERSION}, indent=2) + "\n")
         for f in tmp.iterdir():
@@ -56,6 +57,22 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _dedupe(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors for safetensors, each storage once (tied weights, e.g. an LM head sharing the input embedding, which
+    safetensors refuses to write twice), and ``{alias: stored name}`` for the ones left out."""
+    weights: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    seen: dict[tuple, str] = {}
+    for k, v in state.items():
+        key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape), tuple(v.stride()), v.dtype)
+        if v.numel() and key in seen:
+            aliases[k] = seen[key]
+            continue
+        seen[key] = k
+        weights[k] = v.detach().cpu().contiguous()
+    return weights, aliases
 
 
 def find_checkpoint(run_dir: str | os.PathLike[str], tag: str = "latest") -> Path | None:
@@ -78,7 +95,13 @@ def load_checkpoint(path: Path, model: nn.Module | None = None) -> tuple[dict[st
     if meta.get("format") != FORMAT_VERSION:
         raise InputError(f"{path}: checkpoint format {meta.get('format')!r}, this version reads {FORMAT_VERSION}")
     if model is not None:
+        from safetensors import safe_open
+
         weights = load_file(str(path / "model.safetensors"))
+        with safe_open(str(path / "model.safetensors"), "pt") as fh:
+            aliases = json.loads((fh.metadata() or {}).get("aliases", "{}"))
+        for dup, orig in aliases.items():  # tied weights, stored once
+            weights[dup] = weights[orig]
         missing, unexpected = unwrap(model).load_state_dict(weights, strict=False)
         if missing or unexpected:
             raise InputError(

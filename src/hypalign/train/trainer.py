@@ -336,7 +336,12 @@ class Trainer:
                 raise InputError(f"{self.run_dir}: no checkpoint to resume from (expected {self.run_dir / 'latest'})")
             state, meta = load_checkpoint(ckpt, model)
             optimizer.load_state_dict(state["optimizer"])
+            # LambdaLR's state carries the schedule object's fields (its total steps) and writes them back into it:
+            # a run cut by --max-steps and resumed with more steps or epochs would keep the cut's schedule (and
+            # train on at its final rate); this run's own schedule is put back
+            own = dict(vars(schedule))
             scheduler.load_state_dict(state["scheduler"])
+            vars(schedule).update(own)
             if scaler is not None and "scaler" in state:
                 scaler.load_state_dict(state["scaler"])
             task.load_state_dict(state.get("task", {}))
