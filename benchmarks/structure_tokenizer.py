@@ -24,7 +24,8 @@ from _runs import mean_std, run_or_reuse
 COLUMNS = [("rmsd_q_median", "RMSD quantised (Å, median)"), ("rmsd_c_median", "RMSD continuous"),
            ("tm_q_median", "TM quantised (median)"), ("tm_c_median", "TM continuous"), ("gdt_ts_q", "GDT-like q"),
            ("err_helix", "err helix"), ("err_strand", "err strand"), ("err_other", "err other"),
-           ("perplexity", "code perplexity"), ("codes_used", "codes used"), ("chains_per_s", "chains/s")]
+           ("perplexity", "code perplexity"), ("codes_used", "codes used"),
+           ("tokenize_chains_per_s", "tokenize chains/s"), ("chains_per_s", "encode+decode chains/s")]
 
 
 def check_tmscore(n: int = 5) -> None:

@@ -23,6 +23,7 @@ from hypalign.losses.structure import (
     fape,
     kabsch_superpose,
     lfq_entropy,
+    step_error,
 )
 from hypalign.models.structok import StructureTokenizer, backbone_frames, dihedrals
 
@@ -112,8 +113,18 @@ def test_lfq_terms_by_hand() -> None:
     def h(q: torch.Tensor) -> torch.Tensor:
         return -(q * q.log() + (1 - q) * (1 - q).log())
 
-    want = h(p).sum(-1).mean() - h(p.mean(0)).sum()
+    # the codebook entropy over the 4 codes of 2 bits, enumerated: p(c | z_i) = Π_k p(bit_k = c_k | z_i)
+    codes = [(a, b) for b in (0, 1) for a in (0, 1)]
+    pc = torch.stack([torch.stack([(p[i, 0] if a else 1 - p[i, 0]) * (p[i, 1] if b else 1 - p[i, 1])
+                                   for a, b in codes]) for i in range(2)]).mean(0)
+    assert float(pc.sum()) == pytest.approx(1.0)
+    want = h(p).sum(-1).mean() + (pc * pc.log()).sum()
     assert lfq_entropy(z, mask).item() == pytest.approx(want.item(), rel=1e-5)
+    bound = h(p).sum(-1).mean() - h(p.mean(0)).sum()  # the bits' marginals: an upper bound of the codebook entropy
+    assert lfq_entropy(z, mask, exact_bits=1).item() == pytest.approx(bound.item(), rel=1e-5)
+    # correlated bits (both bits always equal): the marginals look even, the exact term sees two codes, not four
+    zc = torch.tensor([[[3.0, 3.0], [-3.0, -3.0]]])
+    assert lfq_entropy(zc, mask, exact_bits=1).item() < lfq_entropy(zc, mask).item() - 0.6  # ln 4 − ln 2 = 0.69
     assert commitment(z, mask).item() == pytest.approx((1 + 1 + 0 + 0.25) / 4)  # sign(0) = +1; element mean
 
 
@@ -174,6 +185,43 @@ def test_structure_module_frames_points_and_ideal_bonds() -> None:
                           atol=1e-6)
 
 
+def test_chained_steps_rebuild_a_chain_and_the_step_error_by_hand() -> None:
+    from hypalign.models.structok import IDEAL_C, IDEAL_N, chain_frames, quat_to_rot, relative_steps
+
+    x = torch.from_numpy(chain(37, 5))[None]  # 37: not a power of two (the prefix product's last round is partial)
+    rel_rot, rel_t = relative_steps(x)
+    rot, t = chain_frames(rel_rot, rel_t)
+    r = backbone_frames(x)[0]
+    # the chained frames are the true ones seen from the first residue's frame: R_0ᵀ R_i and R_0ᵀ (CA_i − CA_0)
+    torch.testing.assert_close(rot[0], r[0].T @ r)
+    torch.testing.assert_close(t[0], (x[0, :, 1] - x[0, 0, 1]) @ r[0])
+    assert ca_rmsd(t[0].numpy(), x[0, :, 1].numpy()) < 1e-9
+    # against the composition written as a loop over the chain, on random steps
+    g = torch.Generator().manual_seed(1)
+    rr = quat_to_rot(torch.randn(2, 11, 3, generator=g, dtype=torch.float64))
+    tt = torch.randn(2, 11, 3, generator=g, dtype=torch.float64)
+    rot, t = chain_frames(rr, tt)
+    cur_r, cur_t = torch.eye(3, dtype=torch.float64).expand(2, 3, 3), torch.zeros(2, 3, dtype=torch.float64)
+    for i in range(1, 11):
+        cur_t = (cur_r @ tt[:, i, :, None])[..., 0] + cur_t
+        cur_r = cur_r @ rr[:, i]
+        torch.testing.assert_close(rot[:, i], cur_r)
+        torch.testing.assert_close(t[:, i], cur_t)
+    # step error: a chain of ideal residues (N, CA, C where the decoder puts them) — its own steps are exact (0 Å);
+    # every translation 0.3 Å off along e3 puts every atom 0.3 Å off
+    ideal = torch.tensor([IDEAL_N, (0.0, 0.0, 0.0), IDEAL_C], dtype=torch.float64)
+    xi = torch.cat([torch.einsum("lxy,ay->lax", r, ideal) + x[0, :, 1:2], x[0, :, 3:]], 1)[None]
+    steps = torch.cat([v.flatten(-2) if v.dim() == 4 else v for v in relative_steps(xi)], -1)
+    mask = torch.ones(1, 37, dtype=torch.bool)
+    assert step_error(steps, xi, mask).item() == pytest.approx(0.0, abs=1e-3)
+    off = steps.clone()
+    off[..., 11] += 0.3
+    assert step_error(off, xi, mask).item() == pytest.approx(0.3, abs=1e-3)
+    mask[0, 20:] = False  # the pairs past the mask do not count, however wrong
+    off[0, 25:, 9] += 50.0
+    assert step_error(off, xi, mask).item() == pytest.approx(0.3, abs=1e-3)
+
+
 TINY = ["--d", "16", "--heads", "2", "--k", "4", "--mp-layers", "1", "--enc-layers", "0", "--dec-layers", "1",
         "--bits", "4", "--crop", "16", "--batch-size", "2", "--min-length", "8", "--eval-chains", "3"]
 
@@ -204,9 +252,10 @@ def test_recipe_end_to_end_resume_tokenize_decode(pdbs: Path, tmp_path: Path) ->
     assert got["steps"] == 6 and got["n_chains"] == 3  # 6 chains // 2 per step, 2 epochs
     assert "err_helix" not in got and got["n_other"] == 54  # PDB files carry no DSSP: every residue "other"
     for key in ("rmsd_q_median", "rmsd_c_median", "tm_q_median", "gdt_ts_q", "quantisation_gap_rmsd", "err_other",
-                "perplexity", "codes_used", "dead_codes"):
+                "perplexity", "codes_used", "dead_codes", "tokenize_chains_per_s", "chains_per_s"):
         assert key in got and math.isfinite(got[key]), key
     assert got["codes_used"] + got["dead_codes"] == 16  # 4 bits
+    assert got["tokenize_chains_per_s"] > got["chains_per_s"]  # encoding alone is part of encode + decode
     assert got["quantisation_gap_rmsd"] == pytest.approx(got["rmsd_q_median"] - got["rmsd_c_median"])
     res = CliRunner().invoke(app, ["eval", str(tmp_path / "run"), "--json"])
     assert res.exit_code == 0, res.output

@@ -7,6 +7,8 @@ handles padded batches and works in float32 or float64.
   over the masked atoms; Kabsch 1976, with the determinant sign fix so it is a proper rotation), differentiable;
 * :func:`aligned_sq_error` — the per-chain mean squared atom error after that superposition (the square of the RMSD);
 * :func:`fape` — AlphaFold 2's frame-aligned point error (90 % clamped at 10 Å, 10 % unclamped, in units of 10 Å);
+* :func:`step_error` — the error of the predicted steps between consecutive residues' frames (the local geometry,
+  alignment-free, in Å);
 * :func:`distance_loss` — the mean absolute error of the CA–CA distances below ``cutoff`` Å (alignment-free);
 * :func:`lfq_entropy` / :func:`commitment` — MAGVIT-v2's lookup-free quantisation terms (Yu et al. 2024) with the
   code distribution factorised over the bits (module notes in :mod:`hypalign.models.structok`).
@@ -72,6 +74,26 @@ def fape(pred: Tensor, target: Tensor, mask: Tensor, clamp: float = 10.0, scale:
         (1 - unclamped_fraction) * clamped + unclamped_fraction * (err * m).sum() / n)
 
 
+def step_error(steps: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Mean over consecutive residue pairs ``(i − 1, i)`` of both ``mask`` and over the atoms N, CA, C of the
+    distance (Å) between residue ``i``'s atoms placed in frame ``i − 1`` by the predicted step and where they truly
+    are in it: ``|R̂ a + t̂ − R_{i−1}ᵀ (x_ia − CA_{i−1})|`` with ``a`` the atom's ideal place in its own frame and
+    ``(R̂, t̂)`` = ``steps`` ``(B, L, 12)`` (rotation row-major, translation in Å; :meth:`hypalign.models.structok.
+    StructureTokenizer.decode_parts`). ``target`` ``(B, L, 4, 3)``. Free of any superposition: it is what a chain
+    built step by step gets wrong locally."""
+    from hypalign.models.structok import IDEAL_C, IDEAL_N, backbone_frames
+
+    x = target.float()
+    rot = backbone_frames(x)
+    true = (rot[:, :-1].transpose(-1, -2).unsqueeze(2) @ (x[:, 1:, :3] - x[:, :-1, 1:2]).unsqueeze(-1)).squeeze(-1)
+    ideal = torch.tensor([IDEAL_N, (0.0, 0.0, 0.0), IDEAL_C], dtype=x.dtype, device=x.device)
+    r_hat, t_hat = steps[:, 1:, :9].float().unflatten(-1, (3, 3)), steps[:, 1:, 9:].float()
+    pred = torch.einsum("blxy,ay->blax", r_hat, ideal) + t_hat.unsqueeze(2)  # (B, L-1, 3, 3)
+    err = (pred - true).square().sum(-1).add(1e-8).sqrt().mean(-1)
+    m = (mask[:, 1:] & mask[:, :-1]).to(err.dtype)
+    return (err * m).sum() / m.sum().clamp_min(1.0)
+
+
 def distance_loss(pred_ca: Tensor, target_ca: Tensor, mask: Tensor, cutoff: float = 15.0) -> Tensor:
     """Mean ``|d_pred − d_true|`` over residue pairs ``i != j`` with ``d_true < cutoff`` (``(B, L, 3)`` CA
     coordinates): the local geometry, free of any superposition."""
@@ -83,19 +105,28 @@ def distance_loss(pred_ca: Tensor, target_ca: Tensor, mask: Tensor, cutoff: floa
     return (err * m).sum() / m.sum().clamp_min(1)
 
 
-def lfq_entropy(z: Tensor, mask: Tensor, tau: float = 1.0) -> Tensor:
-    """``mean_i H(p(code | z_i)) − H(mean_i p(code | z_i))`` with the code distribution of lookup-free quantisation
-    factorised over the bits: ``p(bit_k = +1 | z) = sigmoid(4 z_k / tau)`` (the softmax over ``{−1, +1}`` of
-    ``−(z_k − b)² / tau``). Minimising it makes each residue's code confident and the codebook used evenly; the
-    batch term sums the bits' marginal entropies (an upper bound of the codebook entropy: the bits may correlate —
-    code usage is measured on the real codes, :func:`hypalign.eval.structure.code_usage`). ``z`` ``(B, L, K)``."""
+def lfq_entropy(z: Tensor, mask: Tensor, tau: float = 1.0, exact_bits: int = 14) -> Tensor:
+    """``mean_i H(p(code | z_i)) − H(mean_i p(code | z_i))`` (MAGVIT-v2's entropy term; Yu et al. 2024) for
+    lookup-free quantisation, where the softmax over the codes ``c ∈ {−1, +1}^K`` of ``−|z − c|² / tau`` factorises
+    over the bits: ``p(bit_k = +1 | z) = sigmoid(4 z_k / tau)``. The per-residue entropy is the sum of the bits'
+    entropies; the codebook entropy is computed exactly over all ``2^K`` codes (``log p(c | z_i) = Σ_k log p(bit_k =
+    c_k | z_i)``, an ``N × 2^K`` matrix) when ``K ≤ exact_bits``, else bounded above by the sum of the bits' marginal
+    entropies (which misses correlated bits: codes that all flip together). Minimising it makes each residue's code
+    confident and the codebook used evenly. ``z`` ``(B, L, K)``, residues ``mask`` ``(B, L)``."""
     p = torch.sigmoid(4.0 * z.float() / tau)[mask]  # (N, K)
 
     def h(q: Tensor) -> Tensor:
         q = q.clamp(1e-6, 1 - 1e-6)
         return -(q * q.log() + (1 - q) * (1 - q).log())
 
-    return h(p).sum(-1).mean() - h(p.mean(0)).sum()
+    per_residue = h(p).sum(-1).mean()
+    k = p.shape[-1]
+    if k > exact_bits:
+        return per_residue - h(p.mean(0)).sum()
+    bits = ((torch.arange(2**k, device=z.device)[:, None] >> torch.arange(k, device=z.device)) & 1).float()
+    logp = p.clamp_min(1e-6).log() @ bits.T + (1 - p).clamp_min(1e-6).log() @ (1 - bits).T  # (N, 2^K)
+    avg = logp.exp().mean(0)
+    return per_residue + (avg * avg.clamp_min(1e-12).log()).sum()
 
 
 def commitment(z: Tensor, mask: Tensor) -> Tensor:

@@ -14,15 +14,18 @@ then a feed-forward block), ``n_enc_tf`` transformer layers along the chain, a l
 
 **Lookup-free quantisation**: ``z_q = sign(z_cont)`` (straight-through gradient); the code is
 ``Σ_k [z_q,k > 0] 2^k``; terms: commitment ``|z − sign(z)|²`` (weight 0.25) and entropy (weight 0.1; per-residue
-entropy minus codebook entropy, the code distribution factorised over the bits — :func:`~hypalign.losses.structure.
-lfq_entropy`).
+entropy minus the codebook entropy over all 8,192 codes — :func:`~hypalign.losses.structure.lfq_entropy`; bounding
+the codebook entropy by the bits' marginals instead let the encoder collapse onto a dozen codes of correlated bits).
 
-**Decoder**: ``Linear(13, d)`` + sinusoidal position, ``n_dec`` transformer layers, then a structure module
-(:class:`StructureModule`, after AlphaFold 2's: ``n_iter`` rounds of invariant point attention and a per-residue
-rigid-motion update of each residue's frame, from identity frames; N, CA, C placed ideally in the final frames, O
-predicted) — the coordinates of all four atoms in a frame of the decoder's choosing; trained with the
-Kabsch-superposed squared error of all four atoms plus the CA–CA distance error below 15 Å. (A first version
-regressed the coordinates directly from the transformer: it stayed at a collapsed average fold, ~12 Å.)
+**Decoder** (:meth:`StructureTokenizer.decode_parts`): ``Linear(13, d)`` + sinusoidal position, ``n_dec`` transformer
+layers; then (1) per residue the step from the previous residue's frame (a quaternion and a translation, from the
+mean step over ProMod3's chains), chained into starting frames by a parallel prefix product (:func:`chain_frames`),
+and (2) a structure module (:class:`StructureModule`, after AlphaFold 2's: ``n_iter`` rounds of invariant point
+attention and a per-residue rigid-motion update of each frame) that refines those frames; N, CA, C placed ideally in
+the final frames, O predicted. Trained with FAPE on the final atoms plus the error of the steps
+(:func:`~hypalign.losses.structure.step_error`); the starting frames are held out of FAPE's gradient (through a
+chain of steps every early step moves every later atom: FAPE's gradient there drowned the local signal). Earlier
+decoders and what they did on the small split are in ``docs/structures.md``.
 
 The continuous path (``decode(z_cont)``) is trained alongside with the same decoder, so "what quantisation costs"
 is measured on one decoder.
@@ -183,13 +186,52 @@ MEAN_O = (2.1504, -0.1393, -0.0245)
 def quat_to_rot(bcd: Tensor) -> Tensor:
     """Rotation matrices ``(…, 3, 3)`` of the unit quaternions ``(1, b, c, d) / |·|`` (AlphaFold's backbone update:
     the zero vector is the identity)."""
-    q = torch.cat([torch.ones_like(bcd[..., :1]), bcd], -1)
-    a, b, c, d = nn.functional.normalize(q, dim=-1).unbind(-1)
+    return quat_wxyz_to_rot(torch.cat([torch.ones_like(bcd[..., :1]), bcd], -1))
+
+
+#: the mean rigid motion from a residue's frame to the next one's over ProMod3's chains (the rotation: the mean
+#: matrix projected onto SO(3), as a unit quaternion w, x, y, z; the translation of CA in Å, mostly along e1)
+MEAN_STEP_QUAT = (0.4433, 0.6941, -0.4642, 0.3260)
+MEAN_STEP_TRANS = (3.566, 0.169, 0.028)
+
+
+def quat_wxyz_to_rot(q: Tensor) -> Tensor:
+    """Rotation matrices ``(…, 3, 3)`` of the quaternions ``q`` ``(…, 4)`` (``w, x, y, z``; normalised here)."""
+    a, b, c, d = nn.functional.normalize(q, dim=-1, eps=1e-6).unbind(-1)
     return torch.stack([
         a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c),
         2 * (b * c + a * d), a * a - b * b + c * c - d * d, 2 * (c * d - a * b),
         2 * (b * d - a * c), 2 * (c * d + a * b), a * a - b * b - c * c + d * d,
-    ], -1).view(*bcd.shape[:-1], 3, 3)
+    ], -1).view(*q.shape[:-1], 3, 3)
+
+
+def relative_steps(x: Tensor) -> tuple[Tensor, Tensor]:
+    """The rigid motion from each residue's frame to the next one's in a backbone ``x`` ``(B, L, 4, 3)``:
+    rotations ``R_{i−1}ᵀ R_i`` ``(B, L, 3, 3)`` and translations ``R_{i−1}ᵀ (CA_i − CA_{i−1})`` ``(B, L, 3)`` (Å);
+    row 0 is the identity (the chain's first frame)."""
+    rot, ca = backbone_frames(x), x[:, :, 1]
+    r_t = rot[:, :-1].transpose(-1, -2)
+    rel_rot = torch.cat([torch.eye(3, dtype=x.dtype, device=x.device).expand(x.shape[0], 1, 3, 3),
+                         r_t @ rot[:, 1:]], 1)
+    rel_t = torch.cat([x.new_zeros(x.shape[0], 1, 3), (r_t @ (ca[:, 1:] - ca[:, :-1]).unsqueeze(-1)).squeeze(-1)], 1)
+    return rel_rot, rel_t
+
+
+def chain_frames(rel_rot: Tensor, rel_t: Tensor) -> tuple[Tensor, Tensor]:
+    """Frames ``F_i = T_1 ∘ T_2 ∘ … ∘ T_i`` of a chain whose step from residue ``i − 1`` to ``i`` is ``T_i =
+    (rel_rot[:, i], rel_t[:, i])`` (``(B, L, 3, 3)``, ``(B, L, 3)``; step 0 ignored: ``F_0`` is the identity at the
+    origin), with ``(R_a, t_a) ∘ (R_b, t_b) = (R_a R_b, R_a t_b + t_a)``: a parallel prefix product (Hillis–Steele,
+    ⌈log₂ L⌉ rounds), differentiable. Returns rotations and translations in the units of ``rel_t``."""
+    b, length = rel_t.shape[:2]
+    rot = torch.cat([torch.eye(3, dtype=rel_rot.dtype, device=rel_rot.device).expand(b, 1, 3, 3), rel_rot[:, 1:]], 1)
+    t = torch.cat([rel_t.new_zeros(b, 1, 3), rel_t[:, 1:]], 1)
+    s = 1
+    while s < length:
+        r_prev, t_prev = rot[:, :-s], t[:, :-s]
+        t = torch.cat([t[:, :s], (r_prev @ t[:, s:].unsqueeze(-1)).squeeze(-1) + t_prev], 1)
+        rot = torch.cat([rot[:, :s], r_prev @ rot[:, s:]], 1)
+        s *= 2
+    return rot, t
 
 
 class PointAttention(nn.Module):
@@ -238,7 +280,8 @@ class StructureModule(nn.Module):
     predicted small rigid motion (quaternion ``(1, b, c, d)`` and a translation, in the residue's frame; translations
     and attention points in nm inside the module, as AlphaFold 2's — in Å the distance term swamps the attention),
     starting from identity frames at the origin; atoms N, CA, C at their ideal places in the final frames, O at a
-    predicted place (starting from its mean)."""
+    predicted place (starting from its mean). The decoder starts it from the chained frames of
+    :func:`chain_frames` instead of identity frames."""
 
     def __init__(self, d: int, heads: int, n_iter: int = 4) -> None:
         super().__init__()
@@ -255,10 +298,13 @@ class StructureModule(nn.Module):
             self.o_head.bias.copy_(torch.tensor(MEAN_O))
         self.register_buffer("ideal", torch.tensor([IDEAL_N, (0.0, 0.0, 0.0), IDEAL_C]), persistent=False)
 
-    def forward(self, s: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, s: Tensor, mask: Tensor, rot: Tensor | None = None, trans: Tensor | None = None) -> Tensor:
+        """Backbone ``(B, L, 4, 3)`` (Å) from states ``s`` ``(B, L, d)``, starting from the frames ``rot``
+        ``(B, L, 3, 3)`` / ``trans`` ``(B, L, 3)`` (nm; identity frames at the origin when not given)."""
         b, length, _ = s.shape
-        rot = torch.eye(3, dtype=s.dtype, device=s.device).expand(b, length, 3, 3)
-        trans = s.new_zeros(b, length, 3)
+        if rot is None or trans is None:
+            rot = torch.eye(3, dtype=s.dtype, device=s.device).expand(b, length, 3, 3)
+            trans = s.new_zeros(b, length, 3)
         for _ in range(self.n_iter):
             s = self.ln1(s + self.ipa(s, rot, trans, mask))
             s = self.ln2(s + self.transition(s))
@@ -290,6 +336,10 @@ class StructureTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hypalign
         self.from_code = nn.Linear(n_bits if alphabet == "lfq" else N_3DI, d)
         self.dec_tf = _transformer(d, heads, n_dec)
         self.dec_norm = nn.LayerNorm(d)
+        self.step_head = nn.Linear(d, 7)  # per residue: the step from the previous frame (quaternion, Å)
+        with torch.no_grad():
+            self.step_head.weight.mul_(0.1)
+            self.step_head.bias.copy_(torch.tensor(MEAN_STEP_QUAT + MEAN_STEP_TRANS))
         self.structure = StructureModule(d, heads, n_iter=n_iter)
 
     # -- encoder -------------------------------------------------------------------------------------------------
@@ -326,16 +376,28 @@ class StructureTokenizer(nn.Module, PyTorchModelHubMixin, library_name="hypalign
     # -- decoder -------------------------------------------------------------------------------------------------
     def decode(self, z: Tensor, mask: Tensor) -> Tensor:
         """Backbone coordinates ``(B, L, 4, 3)`` (Å) from codes ``z`` (±1 bits or continuous)."""
+        return self.decode_parts(z, mask)[0]
+
+    def decode_parts(self, z: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """``(coords, steps)``: the backbone ``(B, L, 4, 3)`` (Å) and the predicted steps between consecutive frames
+        ``(B, L, 12)`` (the rotation's 9 entries row-major, then the translation in Å; row 0 unused). The steps are
+        chained into starting frames (:func:`chain_frames`), which the structure module then refines."""
         z = z.to(self.from_code.weight.dtype)
         h = self.from_code(z) + _sinusoid(z.shape[1], self.from_code.out_features, z.device).to(z.dtype)
         h = self.dec_norm(self.dec_tf(h, src_key_padding_mask=~mask))
-        return self.structure(h, mask)
+        step = self.step_head(h)
+        rel_rot, rel_t = quat_wxyz_to_rot(step[..., :4]), step[..., 4:]
+        rot, trans = chain_frames(rel_rot, rel_t / 10.0)  # nm, as the structure module works
+        trans = trans - (trans * mask.unsqueeze(-1)).sum(1, keepdim=True) / mask.sum(1).clamp_min(1)[:, None, None]
+        return self.structure(h, mask, rot.detach(), trans.detach()), torch.cat([rel_rot.flatten(-2), rel_t], -1)
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         mask = batch["mask"]
         if self.alphabet == "3di":  # the fixed alphabet's tokens, one-hot: only the decoder learns
             onehot = nn.functional.one_hot(batch["tokens3di"], N_3DI).float()
-            return {"coords_q": self.decode(onehot, mask)}
+            coords, steps = self.decode_parts(onehot, mask)
+            return {"coords_q": coords, "steps_q": steps}
         z = self.encode(batch["coords"], mask)
         zq = self.quantize(z)
-        return {"z": z, "zq": zq, "coords_q": self.decode(zq, mask), "coords_c": self.decode(z, mask)}
+        (coords_q, steps_q), (coords_c, steps_c) = self.decode_parts(zq, mask), self.decode_parts(z, mask)
+        return {"z": z, "zq": zq, "coords_q": coords_q, "coords_c": coords_c, "steps_q": steps_q, "steps_c": steps_c}

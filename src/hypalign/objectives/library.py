@@ -104,15 +104,21 @@ class TermMatching(Objective):
 @register_objective("masked_lm")
 class MaskedLM(Objective):
     """``cross_entropy(out[logits], batch[labels])`` over every position, label -100 ignored (masked-token
-    prediction: ESM/BERT MLM, ProtCLIP's MLM and BSR, absorbing-diffusion LMs)."""
+    prediction: ESM/BERT MLM, ProtCLIP's MLM and BSR); with ``weights`` (a batch key: a weight per position, e.g.
+    DPLM's ``λ(t)`` of absorbing diffusion) ``Σ w · CE / (number of labelled positions)``."""
 
-    def __init__(self, weight: float = 1.0, logits: str = "mlm_logits", labels: str = "mlm_labels") -> None:
-        super().__init__(weight, logits=logits, labels=labels)
-        self.logits, self.labels = logits, labels
-        self.outputs, self.batch_keys = (logits,), (labels,)
+    def __init__(self, weight: float = 1.0, logits: str = "mlm_logits", labels: str = "mlm_labels",
+                 weights: str | None = None) -> None:
+        super().__init__(weight, logits=logits, labels=labels, weights=weights)
+        self.logits, self.labels, self.weights = logits, labels, weights
+        self.outputs, self.batch_keys = (logits,), (labels,) + ((weights,) if weights else ())
 
     def compute(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any], model: nn.Module) -> Tensor:
-        return nn.functional.cross_entropy(outputs[self.logits].flatten(0, 1), batch[self.labels].flatten())
+        logits, labels = outputs[self.logits].flatten(0, 1), batch[self.labels].flatten()
+        if not self.weights:
+            return nn.functional.cross_entropy(logits, labels)
+        ce = nn.functional.cross_entropy(logits.float(), labels, reduction="none")
+        return (ce * batch[self.weights].flatten()).sum() / (labels != -100).sum().clamp_min(1)
 
 
 @register_objective("segment_alignment")
@@ -166,25 +172,30 @@ class BackboneReconstruction(Objective):
     10 Å, in units of 10 Å); ``"aligned"`` — the mean over chains of the Kabsch-superposed squared atom error (Å²,
     :func:`~hypalign.losses.structure.aligned_sq_error`); plus ``distance_weight`` × the CA–CA distance error below
     ``cutoff`` Å (alignment-free; off by default: added to FAPE it slowed fitting two chains from 0.7 Å to 10.7 Å
-    after 300 steps)."""
+    after 300 steps); plus ``step_weight`` × the error of the predicted steps between consecutive frames
+    ``out[steps]`` (:func:`~hypalign.losses.structure.step_error`, Å; when ``steps`` is given)."""
 
     def __init__(self, weight: float = 1.0, pred: str = "coords_q", target: str = "coords", mask: str = "mask",
-                 loss: str = "fape", distance_weight: float = 0.0, cutoff: float = 15.0) -> None:
+                 loss: str = "fape", distance_weight: float = 0.0, cutoff: float = 15.0, steps: str | None = None,
+                 step_weight: float = 1.0) -> None:
         if loss not in ("fape", "aligned"):
             raise ValueError(f"backbone loss {loss!r}: expected fape or aligned")
         super().__init__(weight, pred=pred, target=target, mask=mask, loss=loss, distance_weight=distance_weight,
-                         cutoff=cutoff)
+                         cutoff=cutoff, steps=steps, step_weight=step_weight)
         self.pred, self.target, self.mask, self.loss = pred, target, mask, loss
         self.distance_weight, self.cutoff = distance_weight, cutoff
-        self.outputs, self.batch_keys = (pred,), (target, mask)
+        self.steps, self.step_weight = steps, step_weight
+        self.outputs, self.batch_keys = (pred,) + ((steps,) if steps else ()), (target, mask)
 
     def compute(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any], model: nn.Module) -> Tensor:
-        from hypalign.losses.structure import aligned_sq_error, distance_loss, fape
+        from hypalign.losses.structure import aligned_sq_error, distance_loss, fape, step_error
 
         pred, target, mask = outputs[self.pred].float(), batch[self.target].float(), batch[self.mask]
         loss = fape(pred, target, mask) if self.loss == "fape" else aligned_sq_error(pred, target, mask).mean()
         if self.distance_weight:
             loss = loss + self.distance_weight * distance_loss(pred[:, :, 1], target[:, :, 1], mask, self.cutoff)
+        if self.steps and self.step_weight:
+            loss = loss + self.step_weight * step_error(outputs[self.steps], target, mask)
         return loss
 
 

@@ -9,10 +9,11 @@ from hypalign.objectives import ObjectiveSet, ObjectiveSpec, parse_objectives
 from hypalign.options import check_options, opt
 
 OBJECTIVES: dict[str, ObjectiveSpec] = {
-    "reconstruction": ObjectiveSpec("backbone", 1.0, pred="coords_q",
+    "reconstruction": ObjectiveSpec("backbone", 1.0, pred="coords_q", steps="steps_q",
                                     help="the decoder from the quantised codes: FAPE (AlphaFold 2; clamped at 10 Å, "
-                                         "in units of 10 Å)"),
-    "continuous": ObjectiveSpec("backbone", 1.0, pred="coords_c",
+                                         "in units of 10 Å) plus the error of its steps between consecutive "
+                                         "frames (Å)"),
+    "continuous": ObjectiveSpec("backbone", 1.0, pred="coords_c", steps="steps_c",
                                 help="the same decoder from the continuous codes (the path quantisation is "
                                      "measured against)"),
     "entropy": ObjectiveSpec("lfq_entropy", 0.1, help="LFQ entropy: confident codes, an evenly used codebook"),
