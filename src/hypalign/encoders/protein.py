@@ -91,6 +91,34 @@ def mask_spans(ids: Tensor, rate: float, max_span: int, rng: np.random.Generator
     return ids.masked_fill(pick, MASK), torch.where(pick, ids, torch.full_like(ids, -100))
 
 
+def mask_bert(ids: Tensor, rate: float, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+    """ESM-2's (BERT's) corruption: ``rate`` of the residue positions (at least one per protein) are predicted; of
+    those 80 % become ``<mask>``, 10 % a random residue (of the 20 standard ones), 10 % stay. Returns ``(corrupted
+    ids, labels)`` (``labels = -100`` where nothing is predicted)."""
+    rm = residue_mask(ids)
+    pick = torch.from_numpy(rng.random(tuple(ids.shape)) < rate) & rm
+    first = rm.float().argmax(1)
+    none = ~pick.any(1) & rm.any(1)
+    pick[none.nonzero().squeeze(1), first[none]] = True
+    u = torch.from_numpy(rng.random(tuple(ids.shape)))
+    randoms = torch.from_numpy(rng.integers(4, 24, tuple(ids.shape)))  # L A G … C: ids 4–23
+    out = torch.where(pick & (u < 0.8), torch.full_like(ids, MASK), ids)
+    out = torch.where(pick & (u >= 0.8) & (u < 0.9), randoms, out)
+    return out, torch.where(pick, ids, torch.full_like(ids, -100))
+
+
+def mask_absorbing(ids: Tensor, steps: int, rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """DPLM's absorbing discrete diffusion forward process (spec §5.1): per protein a time ``t ~ U{1..T}``
+    (``T = steps``); every residue becomes ``<mask>`` with probability ``t / T``. Returns ``(noised ids, labels,
+    weights, t)``: labels at the masked residues (-100 elsewhere), each masked residue weighted by the linear
+    ``λ(t) = (T − t + 1) / T`` (DPLM's loss: ``Σ λ(t) · CE`` over masked residues / their count)."""
+    t = torch.from_numpy(rng.integers(1, steps + 1, ids.shape[0]))
+    pick = (torch.from_numpy(rng.random(tuple(ids.shape))) < (t.double() / steps)[:, None]) & residue_mask(ids)
+    lam = ((steps - t + 1).double() / steps).float()
+    weights = torch.where(pick, lam[:, None].expand_as(ids), torch.zeros(ids.shape))
+    return ids.masked_fill(pick, MASK), torch.where(pick, ids, torch.full_like(ids, -100)), weights, t
+
+
 def residue_mask(ids: Tensor) -> Tensor:
     """True at residue positions (not ``<cls>``, ``<eos>``, ``<pad>``)."""
     return (ids != PAD) & (ids != CLS) & (ids != EOS)

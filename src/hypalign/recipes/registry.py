@@ -38,6 +38,8 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "structure-tokenizer": ("hypalign.recipes.structok",
                             "DPLM-2's structure tokenizer: backbone geometry to 13 sign bits per residue (LFQ) and "
                             "back."),
+    "protein-lm": ("hypalign.recipes.protlm",
+                   "Protein language model (ESM-2 layout) pre-trained here: DPLM's absorbing diffusion or ESM's MLM."),
 }
 
 _REGISTERED: dict[str, Recipe] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from hypalign.errors import InputError
 from hypalign.objectives import ObjectiveSet, ObjectiveSpec, parse_objectives
@@ -41,7 +42,8 @@ class ProtCLIPConfig:
 
     split: str = opt("small-hard", "small-hard, small-random, full-random, full-hard, or a directory with "
                      "train.txt/valid.txt/test.txt.")
-    encoder: str = opt("cnn", "'cnn' (dilated residue CNN from scratch) or a local ESM-2 directory.")
+    encoder: str = opt("cnn", "'cnn' (dilated residue CNN from scratch), a local ESM-2 directory, or a "
+                       "protein-lm run (hypalign train protein-lm: its model/).")
     encoder_path: str | None = opt(None, "Local ESM-2 directory (set by --encoder DIR).", cli=False)
     cnn_dim: int = opt(128, "Residue CNN width.", min=1)
     cnn_layers: int = opt(6, "Residue CNN dilated layers.", min=1)
@@ -87,8 +89,11 @@ class ProtCLIPConfig:
 
     def __post_init__(self) -> None:
         check_options(self)
-        if self.encoder not in ("cnn", "esm"):  # a directory: the ESM-2 model in it
-            self.encoder, self.encoder_path = "esm", self.encoder
+        if self.encoder not in ("cnn", "esm"):  # a directory: the ESM-2 model in it, or a protein-lm run's model/
+            path = self.encoder
+            if (Path(path) / "config.json").is_file() and (Path(path) / "model" / "config.json").is_file():
+                path = str(Path(path) / "model")  # a run directory (hypalign train protein-lm)
+            self.encoder, self.encoder_path = "esm", path
 
 
 def resolve_objectives(cfg: ProtCLIPConfig) -> ObjectiveSet:
