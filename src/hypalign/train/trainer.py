@@ -58,7 +58,8 @@ class TrainConfig:
     run_dir: str = opt(REQUIRED, "Run directory (runs/NAME): config.json, metrics.jsonl, checkpoints, model/.",
                        "-o", "--out")
     epochs: int = opt(10, "Epochs over the training data.", min=0)
-    max_steps: int | None = opt(None, "Stop after this many optimizer steps (the schedule follows).", min=1)
+    max_steps: int | None = opt(None, "Stop after this many optimizer steps, or at the end of --epochs if that comes "
+                                "first (the schedule follows).", min=1)
     optimizer: str = opt("adamw", "adamw, adam, sparse_adam (lazy Adam for embedding tables), sgd, rsgd or radam "
                          "(Riemannian SGD / Adam for manifold parameters).", choices=OPTIMIZERS)
     lr: float = opt(1e-3, "Learning rate (peak, after warmup and burn-in).")
@@ -316,7 +317,7 @@ class Trainer:
         if n_micro == 0:
             raise InputError("the training set gives no batches (is it smaller than one batch?)")
         steps_per_epoch = math.ceil(n_micro / cfg.grad_accum)
-        total = cfg.max_steps or cfg.epochs * steps_per_epoch
+        total = min(cfg.max_steps or cfg.epochs * steps_per_epoch, cfg.epochs * steps_per_epoch)  # whichever ends first
         schedule = LRSchedule(
             total_steps=total,
             warmup_steps=cfg.warmup_steps,

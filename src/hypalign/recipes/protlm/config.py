@@ -36,7 +36,7 @@ class ProtLMConfig:
     d: int = opt(256, "Hidden width.", min=8)
     layers: int = opt(4, "Transformer layers.", min=1)
     heads: int = opt(8, "Attention heads.", min=1)
-    valid_size: int = opt(1000, "Sequences held back from training to measure the language model on.", min=1)
+    valid_size: int = opt(500, "Sequences held back from training to measure the language model on.", min=1)
     skip_invalid: bool = opt(False, "FASTA input: skip sequences with non-amino-acid letters (counted) instead of "
                              "stopping at the first.")
     objectives: str = opt("mlm", "Comma-separated name[:weight] from: mlm.")
