@@ -50,6 +50,22 @@ def test_absorbing_diffusion_and_bert_masks() -> None:
     assert ((out[pick] >= 4) & (out[pick] < 24) | (out[pick] == MASK)).all()
 
 
+def test_sequence_store_round_trip(tmp_path: Path) -> None:
+    from hypalign.data.sequences import window_ids
+
+    ss = SequenceSet.from_strings(["a", "b", "c"], ["MKTAYIAK", "GG", "WLPQ"])
+    assert ss.lengths().tolist() == [8, 2, 4] and ss.sequence(2) == "WLPQ"
+    ss.save(tmp_path / "s.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.npz"]  # no stray temporary file
+    back = SequenceSet.load(tmp_path / "s.npz")
+    assert back.ids == ss.ids and np.array_equal(back.tokens, ss.tokens) and back.sequence(0) == "MKTAYIAK"
+    sub = back.subset([2, 0])
+    assert sub.ids == ["c", "a"] and [sub.sequence(i) for i in range(2)] == ["WLPQ", "MKTAYIAK"]
+    ids = window_ids(ss, [(0, 3), (1, 0)], 6)  # 4 residues from residue 3 of "MKTAYIAK"; "GG" whole, padded
+    want, _ = tokenize(["AYIA", "GG"], 6)
+    assert torch.equal(ids, want)
+
+
 def test_weighted_masked_lm_objective_by_hand() -> None:
     from hypalign.objectives import ObjectiveSet
     from hypalign.recipes.protlm.config import OBJECTIVES

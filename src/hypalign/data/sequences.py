@@ -72,7 +72,11 @@ class SequenceSet:
     def save(self, path: Path) -> None:
         from hypalign.io import atomic_write
 
-        atomic_write(path, lambda p: np.savez(p, ids=np.array(self.ids), tokens=self.tokens, offsets=self.offsets))
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:  # a file object: np.savez would add ".npz" to a path without it
+                np.savez(fh, ids=np.array(self.ids), tokens=self.tokens, offsets=self.offsets)
+
+        atomic_write(path, write)
 
     @classmethod
     def load(cls, path: Path) -> SequenceSet:
