@@ -15,6 +15,7 @@ every held-out protein and its homologs.
 from __future__ import annotations
 
 import hashlib
+import zipfile
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -103,9 +104,13 @@ def swissprot_sequences(say: Callable[[str], None] | None = None) -> SequenceSet
     from hypalign.paths import cache_dir
 
     path = cache_dir() / "protlm" / "swissprot.npz"
+    say = say or (lambda m: None)
     if path.is_file():
-        return SequenceSet.load(path)
-    (say or (lambda m: None))("reading the Swiss-Prot sequences of metastudent-data (once; cached)")
+        try:
+            return SequenceSet.load(path)
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # a damaged cache: made again
+            say(f"{path}: unreadable cache ({type(exc).__name__}); reading the sequences again")
+    say("reading the Swiss-Prot sequences of metastudent-data (once; cached)")
     seen: dict[str, str] = {}
     for ont in ("BP", "MF", "CC"):
         t = metastudent_proteins(ont)
