@@ -15,8 +15,8 @@ every held-out protein and its homologs.
 from __future__ import annotations
 
 import hashlib
-import zipfile
 import json
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
