@@ -81,3 +81,19 @@ class ClassBalancedBatchSampler:
                         idx.append(rngs[r].choice(pool, self.m, replace=len(pool) < self.m))
                     out.append(torch.from_numpy(np.concatenate(idx).astype(np.int64)))
         return out
+
+
+def window_batches(lengths: np.ndarray, window: int, per: int, world: int, seed: int,
+                   epoch: int) -> list[torch.Tensor]:
+    """An epoch of batch specifications over sequences of ``lengths``: a permutation seeded by ``(seed, epoch)`` in
+    batches of ``per`` rows ``(index, window start)`` (``(per, 2)`` int64 tensors), a sequence longer than ``window``
+    starting at an offset drawn from the same generator (uniform over the places the window fits), the last
+    incomplete batch dropped and the count cut to a multiple of ``world`` (every rank the same number of steps).
+    Deterministic from ``(seed, epoch)`` alone, so a resumed run sees the same windows."""
+    n = len(lengths)
+    g = torch.Generator().manual_seed(mix_seed(seed, epoch))
+    perm = torch.randperm(n, generator=g)
+    room = torch.from_numpy(np.maximum(np.asarray(lengths) - window, 0))
+    start = (torch.rand(n, generator=g, dtype=torch.float64) * (room + 1)).long().clamp_max(room)
+    specs = [torch.stack([rows, start[rows]], 1) for rows in (perm[b * per : (b + 1) * per] for b in range(n // per))]
+    return specs[: len(specs) - len(specs) % world] if len(specs) >= world else specs

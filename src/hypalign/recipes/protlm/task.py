@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from hypalign import distributed as dist_utils
-from hypalign.data.sampler import mix_seed
+from hypalign.data.sampler import mix_seed, window_batches
 from hypalign.data.sequences import SequenceSet, window_ids
 from hypalign.errors import InputError
 from hypalign.recipes.protlm.config import ProtLMConfig, resolve_objectives
@@ -83,16 +83,9 @@ class ProtLMTask(Task):
         self.model = build_model(cfg)
 
     def batches(self, epoch: int) -> list[torch.Tensor]:
-        n, per = len(self.train), self.cfg.batch_size // self.world
-        g = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
-        perm = torch.randperm(n, generator=g)
-        room = torch.from_numpy(np.maximum(self.train.lengths() - (self.cfg.max_len - 2), 0))
-        start = (torch.rand(n, generator=g, dtype=torch.float64) * (room + 1)).long().clamp_max(room)
-        specs = []
-        for b in range(n // per):
-            rows = perm[b * per : (b + 1) * per]
-            specs.append(torch.stack([rows, start[rows], torch.full_like(rows, epoch), torch.full_like(rows, b)], 1))
-        return specs[: len(specs) - len(specs) % self.world] if len(specs) >= self.world else specs
+        specs = window_batches(self.train.lengths(), self.cfg.max_len - 2, self.cfg.batch_size // self.world,
+                               self.world, self.seed, epoch)
+        return [torch.cat([s, torch.tensor([[epoch, b]]).expand(len(s), 2)], 1) for b, s in enumerate(specs)]
 
     def make_batch(self, spec: torch.Tensor) -> dict[str, torch.Tensor]:
         rows = spec[:, :2].tolist()

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from hypalign import distributed as dist_utils
-from hypalign.data.sampler import mix_seed
+from hypalign.data.sampler import window_batches
 from hypalign.data.structures import StructureSet, concat_sets, pad_chains
 from hypalign.errors import InputError
 from hypalign.models.structok import StructureTokenizer
@@ -100,14 +100,8 @@ class StructokTask(Task):
         self.model = build_model(cfg)
 
     def batches(self, epoch: int) -> list[torch.Tensor]:
-        n, per = len(self.train), self.cfg.batch_size // self.world
-        g = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
-        perm = torch.randperm(n, generator=g)
-        room = torch.from_numpy(np.maximum(self.train.lengths() - self.cfg.crop, 0))
-        start = (torch.rand(n, generator=g, dtype=torch.float64) * (room + 1)).long().clamp_max(room)
-        specs = [torch.stack([perm[b * per : (b + 1) * per], start[perm[b * per : (b + 1) * per]]], 1)
-                 for b in range(n // per)]
-        return specs[: len(specs) - len(specs) % self.world] if len(specs) >= self.world else specs
+        return window_batches(self.train.lengths(), self.cfg.crop, self.cfg.batch_size // self.world, self.world,
+                              self.seed, epoch)
 
     def make_batch(self, spec: torch.Tensor) -> dict[str, torch.Tensor]:
         crop = self.cfg.crop
