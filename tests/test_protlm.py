@@ -55,6 +55,7 @@ def test_sequence_store_round_trip(tmp_path: Path) -> None:
 
     ss = SequenceSet.from_strings(["a", "b", "c"], ["MKTAYIAK", "GG", "WLPQ"])
     assert ss.lengths().tolist() == [8, 2, 4] and ss.sequence(2) == "WLPQ"
+    assert SequenceSet.from_strings(["j"], ["MJK"]).sequence(0) == "MXK"  # a letter ESM has no token for: <unk>
     ss.save(tmp_path / "s.npz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.npz"]  # no stray temporary file
     back = SequenceSet.load(tmp_path / "s.npz")
@@ -180,3 +181,19 @@ def test_protein_lm_bad_input(tmp_path: Path) -> None:
         res = CliRunner().invoke(app, ["train", "protein-lm", *args, "-o", str(tmp_path / "x")])
         assert res.exit_code == 2 and msg in res.output, (args, res.output)
         assert "Traceback" not in res.output
+
+
+@pytest.mark.slow
+def test_held_out_chains_of_the_structure_split() -> None:
+    """``structures:small`` names the small structure split's valid and test chains, with their sequences (needs
+    the packaged chains: ``hypalign protein structures small``; about a minute when not yet cached)."""
+    from hypalign.data.sequences import held_out_sequences
+    from hypalign.data.structures import load_structures, read_split_ids, split_dir
+
+    ids, seqs = held_out_sequences("structures:small")
+    d = split_dir("small")
+    assert ids == read_split_ids(d, "valid") + read_split_ids(d, "test") and len(ids) == 601
+    ss = load_structures()
+    row = {c: i for i, c in enumerate(ss.ids)}
+    assert all(seqs[k] == ss.sequence(row[c]) for k, c in enumerate(ids))
+    assert all(40 <= len(s) <= 512 for s in seqs)

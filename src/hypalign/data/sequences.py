@@ -28,6 +28,15 @@ from torch import Tensor
 from hypalign.errors import InputError
 
 
+def _letter_table() -> np.ndarray:
+    from hypalign.encoders.protein import ESM_TOKENS
+
+    return np.array([ord(t) if len(t) == 1 else ord("X") for t in ESM_TOKENS], np.uint8)
+
+
+_LETTERS = _letter_table()  # token id -> ASCII letter
+
+
 @dataclass
 class SequenceSet:
     """``ids[i]``; sequence ``i``'s token ids (ESM-2's alphabet, :mod:`hypalign.encoders.protein`) are
@@ -49,9 +58,8 @@ class SequenceSet:
         return self.tokens[a : min(a + length, int(self.offsets[i + 1]))]
 
     def sequence(self, i: int) -> str:
-        from hypalign.encoders.protein import ESM_TOKENS
-
-        return "".join(ESM_TOKENS[t] for t in self.window(i, 0, int(self.lengths()[i])))
+        """Sequence ``i`` as letters (an unknown residue as ``X``)."""
+        return _LETTERS[self.tokens[self.offsets[i] : self.offsets[i + 1]]].tobytes().decode("ascii")
 
     def subset(self, rows: Sequence[int] | np.ndarray) -> SequenceSet:
         rows = np.asarray(rows, np.int64)
@@ -184,9 +192,8 @@ def exclude_held_out(pool: SequenceSet, specs: Sequence[str], identity: float = 
         say(f"removing {len(held_ids)} held-out proteins ({', '.join(specs)}) and their homologs at ≥ {identity:g} % "
             f"identity from {len(pool)} sequences (DIAMOND; once, cached)")
         pool_seqs = [pool.sequence(i) for i in range(len(pool))]
-        by_seq = set(held_seqs)
-        drop = {i for i, s in enumerate(pool_seqs) if s in by_seq} | {i for i, a in enumerate(pool.ids)
-                                                                       if a in set(held_ids)}
+        by_seq, by_id = set(held_seqs), set(held_ids)
+        drop = {i for i, (a, s) in enumerate(zip(pool.ids, pool_seqs, strict=True)) if s in by_seq or a in by_id}
         qids = [f"q{i}" for i in range(len(held_ids))]
         rids = [f"r{i}" for i in range(len(pool))]
         hits = diamond_blastp(qids, held_seqs, rids, pool_seqs, evalue=1e-3, max_target_seqs=0, threads=threads)
