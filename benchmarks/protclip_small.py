@@ -69,6 +69,9 @@ def main() -> None:
     ap.add_argument("--homology-head", action="store_true", help="as `train protclip --homology-head`")
     ap.add_argument("--homology-remote", type=float, default=ProtCLIPConfig.homology_remote,
                     help="as `train protclip --homology-remote`")
+    ap.add_argument("--encoder", default=ProtCLIPConfig.encoder,
+                    help="as `train protclip --encoder` (cnn, an ESM-2 directory or a protein-lm run)")
+    ap.add_argument("--tag", default="", help="appended to each run's directory name and table label")
     ap.add_argument("--runs", default="runs/bench-protclip")
     ap.add_argument("--rescore", action="store_true", help="score runs that already finished instead of training")
     ap.add_argument("--json", default=None)
@@ -82,10 +85,11 @@ def main() -> None:
             rows[name] = {o: {"fmax": [per[o]["fmax"]], "mrr": [per[o]["mrr"]]} for o in ONTS}
         for seed in args.seeds:  # seeds outermost: a cut-short run still has every geometry once
             for geom in args.geometries:
-                run = Path(args.runs) / f"{split}-{geom}-s{seed}"
+                run = Path(args.runs) / f"{split}-{geom}{args.tag}-s{seed}"
                 t = time.perf_counter()
                 cfg = ProtCLIPConfig(split=split, geometry=geom, objectives=args.objectives,
-                                     homology_head=args.homology_head, homology_remote=args.homology_remote)
+                                     homology_head=args.homology_head, homology_remote=args.homology_remote,
+                                     encoder=args.encoder)
                 tc = TrainConfig(run_dir=str(run), epochs=args.epochs, lr=1e-3, warmup_steps=50, grad_clip=1.0,
                                  eval_every=0, progress=False, seed=seed, log_every=50)
                 if args.rescore and (run / "eval.json").is_file():  # a finished run: score it again
@@ -99,11 +103,12 @@ def main() -> None:
                     scores = holder["scores"]  # the model's final valid/test GO scores (term scores + transfer)
                     print(f"  {split} {geom} seed {seed}: trained in {out['train_seconds']:.0f} s "
                           f"(wall {time.perf_counter() - t:.0f} s)", flush=True)
-                add(rows, f"model ({geom})", out["test"])
-                add(rows, f"model ({geom}), term scores only", out["term_only"]["test"])
+                label = f"model ({geom}{args.tag})"
+                add(rows, label, out["test"])
+                add(rows, f"{label}, term scores only", out["term_only"]["test"])
                 comb, alphas = blend_with_diamond(gsd, base, scores)
                 print(f"  model + DIAMOND weights per identity group: {alphas}", flush=True)
-                add(rows, f"model ({geom}) + DIAMOND", comb)
+                add(rows, f"{label} + DIAMOND", comb)
                 table(split, args.seeds, rows)
                 report[split] = rows
                 if args.json:
