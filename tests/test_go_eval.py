@@ -89,6 +89,23 @@ def test_frequency_and_diamond_transfer_by_hand() -> None:
     assert alpha == pytest.approx(0.5)  # alpha * 0.75 + (1 - alpha) * 0.25 = 0.5
 
 
+def test_unannotated_training_proteins_neither_count_in_frequency_nor_vote_in_transfer() -> None:
+    """A training protein without annotations in an ontology (an empty row) is unknown there: term frequency is the
+    share among the annotated rows, and a DIAMOND or embedding neighbour without labels is left out of the vote."""
+    ytr = np.array([[1, 1, 0], [1, 0, 1], [0, 0, 0], [1, 0, 1]], dtype=np.float32)  # row 2: not annotated
+    for y in (ytr, sp.csr_matrix(ytr)):
+        np.testing.assert_array_equal(bl.labelled_rows(y), [True, True, False, True])
+        np.testing.assert_allclose(bl.term_frequency_scores(y, 1), [[1, 1 / 3, 2 / 3]])
+        # query 0: hits on row 0 (bits 30) and the unannotated row 2 (bits 90); query 1: on row 2 only
+        hits = Hits(query=np.array([0, 0, 1]), target=np.array([0, 2, 2]), pident=np.array([50.0, 60.0, 60.0]),
+                    length=np.array([100] * 3), qlen=np.array([100] * 3), slen=np.array([100] * 3),
+                    evalue=np.array([1e-9] * 3), bitscore=np.array([30.0, 90.0, 90.0]))
+        np.testing.assert_allclose(bl.diamond_transfer_scores(hits, y, 2), [[1, 1, 0], [0, 0, 0]])
+        # the embedding transfer: the nearest neighbour (row 2) has no labels, rows 1 and 3 vote equally
+        d = np.array([[0.1, 0.5, 0.5]])
+        np.testing.assert_allclose(bl.embedding_transfer_scores(d, np.array([[2, 1, 3]]), y, tau=0.2), [[1, 0, 1]])
+
+
 def test_blend_weights_per_identity_group_of_the_best_hit() -> None:
     # query 0: best hit (bitscore 90) at 80 % identity; query 1: best at 30 % (a weaker 95 % hit does not
     # count); query 2: 55 %; query 3: no hit
@@ -244,6 +261,28 @@ def test_hard_split_keeps_families_together_and_held_out_below_30_percent() -> N
     assert again == parts  # deterministic
 
 
+def test_nohit_split_leaves_no_held_out_protein_with_any_diamond_hit_in_train() -> None:
+    """``check="any-hit"`` (the no-hit splits): families stay in one part and DIAMOND, asked again independently at
+    e <= 10 with every hit read, finds nothing for a test or valid protein in train; a family member placed in
+    train (a 100 % twin) makes the check drop it."""
+    ids, seqs, fam = families(40, 5, seed=2)
+    want = {"train": 100, "valid": 15, "test": 15}
+    parts, info = hard_split(ids, seqs, want, seed=4, threads=2, check="any-hit")
+    assert {k: len(v) for k, v in parts.items()} == want
+    assert "e <= 10, all targets" in info["criteria"] and "dropped_by_any_hit_check" in info
+    where = {a: k for k, v in parts.items() for a in v}
+    fam_of = dict(zip(ids, fam, strict=True))
+    for f in range(40):
+        assert len({where[a] for a in ids if fam_of[a] == f and a in where}) <= 1
+    pos = {a: i for i, a in enumerate(ids)}
+    held = parts["test"] + parts["valid"]
+    hits = diamond_blastp(held, [seqs[pos[a]] for a in held], parts["train"], [seqs[pos[a]] for a in parts["train"]],
+                          evalue=10.0, max_target_seqs=0, threads=2)
+    assert len(hits.query) == 0
+    with pytest.raises(ValueError, match="expected identity or any-hit"):
+        hard_split(ids, seqs, want, seed=4, threads=2, check="anything")
+
+
 def test_hard_split_of_the_whole_pool_keeps_every_survivor_when_the_check_drops_many(monkeypatch) -> None:
     """``full-hard`` has no larger sample to draw from: when the DIAMOND check leaves fewer held-out proteins
     than aimed at, all survivors are kept and the shortfall recorded; a sampled pool (``small``) raises."""
@@ -394,28 +433,33 @@ def test_cli_baselines_on_a_split_directory_of_swissprot_accessions(tmp_path: Pa
     from hypalign.eval.baselines import diamond_hits, run_baselines
 
     gsd = prepare_go_split(str(tmp_path / "s"))
+    hits = diamond_hits(gsd, "test", threads=2)
+    assert out["diamond_coverage"] == pytest.approx(len(set(hits.query.tolist())) / 40)
+    no_hit = ~np.isin(np.arange(40), hits.query)
+    sub = out["subsets"]["no DIAMOND hit"]  # the same table on the test proteins DIAMOND finds nothing for
+    assert sub["n_test"] == int(no_hit.sum()) > 0 and set(sub["metrics"]) == set(out["metrics"])
     for ont in ("BP", "MF", "CC"):
         root = gsd.ontologies[ont].root
         freq = np.asarray(gsd.truth[ont]["train"].mean(0)).ravel()
-        y = gsd.truth[ont]["test"].astype(bool)
-        keep = np.ones(y.shape[1], bool)
+        keep = np.ones(len(freq), bool)
         keep[root] = False
-        y, sc = y[:, keep], np.broadcast_to(freq[keep], y[:, keep].shape)
-        y_rows = y.any(1)
-        best = 0.0
-        for t in np.round(np.arange(1, 101) / 100, 2):
-            pred = sc[y_rows] >= t
-            tp = (pred & y[y_rows]).sum(1)
-            has = pred.sum(1) > 0
-            if not has.any():
-                continue
-            prec = (tp[has] / pred.sum(1)[has]).mean()
-            rec = (tp / y[y_rows].sum(1)).mean()
-            best = max(best, 2 * prec * rec / (prec + rec) if prec + rec else 0.0)
-        assert out["metrics"]["frequency"][ont]["fmax"] == pytest.approx(best, abs=1e-9), ont
-        assert out["metrics"]["frequency"][ont]["n_proteins"] == int(y_rows.sum())
-    hits = diamond_hits(gsd, "test", threads=2)
-    assert out["diamond_coverage"] == pytest.approx(len(set(hits.query.tolist())) / 40)
+        for table, rows in ((out["metrics"], np.ones(40, bool)), (sub["metrics"], no_hit)):
+            y = gsd.truth[ont]["test"].astype(bool)[rows][:, keep]
+            sc = np.broadcast_to(freq[keep], y.shape)
+            y_rows = y.any(1)
+            best = 0.0
+            for t in np.round(np.arange(1, 101) / 100, 2):
+                pred = sc[y_rows] >= t
+                tp = (pred & y[y_rows]).sum(1)
+                has = pred.sum(1) > 0
+                if not has.any():
+                    continue
+                prec = (tp[has] / pred.sum(1)[has]).mean()
+                rec = (tp / y[y_rows].sum(1)).mean()
+                best = max(best, 2 * prec * rec / (prec + rec) if prec + rec else 0.0)
+            assert table["frequency"][ont]["fmax"] == pytest.approx(best, abs=1e-9), ont
+            assert table["frequency"][ont]["n_proteins"] == int(y_rows.sum())
+        assert sub["metrics"]["diamond"][ont]["fmax"] == 0.0  # nothing to transfer there
     # aupr=False (the benchmark scripts): the same figures without AUPR
     quick = run_baselines(gsd, "test", threads=2, aupr=False)["metrics"]
     for method, per in quick.items():

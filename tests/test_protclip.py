@@ -427,6 +427,61 @@ def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pyt
     assert bad.exit_code == 2 and "record 'Q3'" in bad.output and "not amino acids" in bad.output
 
 
+def test_partially_annotated_proteins_train_on_what_they_have_and_count_where_annotated(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, char_bert: tuple[Path, Path]) -> None:
+    """Per-ontology data (CAFA's convention): a protein without MF terms is a valid member of a split. Its MF terms are
+    masked out of L_term (unknown, not negative: the masked BCE by hand), the per-term prior counts the annotated
+    proteins only, each ontology is evaluated on the test proteins annotated in it, and training runs end to end."""
+    from hypalign.data.go_split import prepare_go_split
+    from hypalign.data.protein import GODataset
+    from hypalign.data.splits import Split
+    from hypalign.eval.function import evaluate_scores
+    from hypalign.recipes.protclip import ProtCLIPConfig, train_protclip
+    from hypalign.recipes.protclip.task import ProtCLIPTask
+    from hypalign.train import TrainConfig
+
+    text, cache = char_bert
+    monkeypatch.setenv("HYPALIGN_CACHE_DIR", str(cache))
+    accs, seqs, terms = two_families()
+    no_mf = np.arange(len(accs)) % 3 == 0
+    no_cc = np.arange(len(accs)) % 5 == 1
+    terms["MF"] = [[] if no_mf[i] else t for i, t in enumerate(terms["MF"])]
+    terms["CC"] = [[] if no_cc[i] else t for i, t in enumerate(terms["CC"])]
+    gsd = prepare_go_split(Split(accs[:32], accs[32:40], accs[40:]), data=GODataset(accs, seqs, terms))
+    np.testing.assert_array_equal(gsd.annotated("MF", "train"), ~no_mf[:32])
+    np.testing.assert_array_equal(gsd.annotated("CC", "test"), ~no_cc[40:])
+    cfg = ProtCLIPConfig(cnn_dim=16, cnn_layers=2, hidden=32, emb_dim=8, text_path=str(text), batch_size=8,
+                         max_len=64, negative_terms=32, objectives="gc,term,entail")
+    task = ProtCLIPTask(cfg, seed=0, gsd=gsd)
+    spec = task.batches(0)[0]
+    batch = task.make_batch(spec)
+    rows = spec[:-1].numpy()
+    onts = list(gsd.ontologies)
+    ont_of = np.searchsorted(np.array([task.offset[o] for o in onts]), batch["cand"].numpy(), side="right") - 1
+    known = np.stack([gsd.annotated(o, "train") for o in onts], 1)[rows][:, ont_of]
+    np.testing.assert_array_equal(batch["label_known"].numpy(), known.astype(np.float32))
+    assert (batch["labels"].numpy()[~known] == 0).all() and not known.all()
+    out = task.model(batch)
+    logits = task.model.term_logits(out["protein"], out["terms"], batch["cand"])
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["labels"], reduction="none")
+    by_hand = bce[torch.from_numpy(known)].mean()
+    torch.testing.assert_close(task.objectives.parts["term"].compute(out, batch, task.model), by_hand)
+    # the prior: kinase activity (MF) among the training proteins annotated in MF, not among all 32
+    kinase = task.offset["MF"] + gsd.ontologies["MF"].index["GO:0016301"]
+    share = sum(1 for i in range(32) if i % 2 == 0 and not no_mf[i]) / int((~no_mf[:32]).sum())
+    assert float(task.model.term_bias[kinase].detach()) == pytest.approx(math.log(share / (1 - share)), abs=1e-5)
+    # evaluation counts each ontology's annotated test proteins
+    sc = np.random.default_rng(0).random(gsd.truth["MF"]["test"].shape)
+    assert evaluate_scores(gsd, "MF", "test", sc)["n_proteins"] == int((~no_mf[40:]).sum())
+    # fully annotated proteins: no mask in the batch, the plain mean as before
+    full = ProtCLIPTask(cfg, seed=0, gsd=prepare_go_split(Split(accs[:32], accs[32:40], accs[40:]),
+                                                          data=GODataset(*two_families())))
+    assert "label_known" not in full.make_batch(full.batches(0)[0])
+    res = train_protclip(cfg, TrainConfig(run_dir=str(tmp_path / "run"), epochs=1, lr=3e-3, progress=False,
+                                          threads=1, eval_every=0), gsd=gsd)
+    assert np.isfinite([res["test"][f"{o}/fmax"] for o in onts]).all()
+
+
 @pytest.mark.slow
 def test_protclip_on_swissprot_small_random_two_steps_then_eval_run(tmp_path: Path) -> None:
     """Real data path: small-random split, shipped MiniLM term features, 2 training steps, then

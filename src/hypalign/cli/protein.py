@@ -14,19 +14,22 @@ from hypalign.cli._common import console, user_errors
 protein_app = typer.Typer(help="Protein function data: homology-aware splits and GO prediction baselines.",
                           no_args_is_help=True)
 
-SPLIT_HELP = "small-random, small-hard, full-random, full-hard, or a directory with train.txt/valid.txt/test.txt."
+SPLIT_HELP = ("small-random, small-hard, small-nohit, full-random, full-hard, full-nohit, or a directory with "
+              "train.txt/valid.txt/test.txt.")
 
 
 @protein_app.command("split")
 @user_errors
 def split(
-    name: Annotated[str, typer.Argument(help="small-random, small-hard, full-random or full-hard.")],
+    name: Annotated[str, typer.Argument(help="small-random, small-hard, small-nohit, full-random, full-hard or "
+                                              "full-nohit.")],
     out: Annotated[Path | None, typer.Option("-o", "--out", help="Write here (default: the cache, "
                                                                    "where --split NAME finds it).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     threads: Annotated[int | None, typer.Option(help="Threads for mmseqs2/DIAMOND (default: all cores).")] = None,
 ) -> None:
-    """Make a split of metastudent-data's Swiss-Prot and write it as files (hard splits need mmseqs2 and DIAMOND)."""
+    """Make a split of metastudent-data's Swiss-Prot and write it as files (hard and no-hit splits need mmseqs2 and
+    DIAMOND)."""
     from hypalign.data.splits import make_split, split_dir
 
     dest = out if out is not None else split_dir(name if seed == 0 else f"{name}-seed{seed}")
@@ -54,17 +57,30 @@ def baselines(
     if json_out:
         typer.echo(json.dumps(res, indent=2))
         return
+    console.print(_metrics_table(f"{res['split']}: GO prediction on {res['n_test']} test proteins "
+                                 f"(DIAMOND hit for {res['diamond_coverage']:.1%})", res["metrics"]))
+    for name, sub in res.get("subsets", {}).items():
+        console.print(_metrics_table(f"{res['split']}: the {sub['n_test']} test proteins with {name} in train",
+                                     sub["metrics"]))
+
+
+def _metrics_table(title: str, metrics: dict[str, dict[str, dict[str, float]]]) -> object:
+    """A rich table: a row per method, ``BP / MF / CC`` per metric (``-`` where an ontology has no annotated test
+    protein), and the proteins counted per ontology."""
     from rich.table import Table
 
-    table = Table(title=f"{res['split']}: GO prediction on {res['n_test']} test proteins "
-                        f"(DIAMOND hit for {res['diamond_coverage']:.1%})")
+    table = Table(title=title)
     table.add_column("method")
-    for k in ("Fmax", "AUPR", "MRR", "hits@10"):
+    for k in ("Fmax", "AUPR", "MRR", "hits@10", "proteins"):
         table.add_column(f"{k} BP / MF / CC", justify="right")
-    for method, per in res["metrics"].items():
-        table.add_row(method, *(" / ".join(f"{per[o][k]:.3f}" for o in ("BP", "MF", "CC"))
-                                for k in ("fmax", "aupr", "mrr", "hits@10")))
-    console.print(table)
+
+    def cell(per: dict[str, dict[str, float]], k: str) -> str:
+        return " / ".join((f"{per[o][k]:.3f}" if k != "n_proteins" else str(per[o][k])) if o in per and k in per[o]
+                          else "-" for o in ("BP", "MF", "CC"))
+
+    for method, per in metrics.items():
+        table.add_row(method, *(cell(per, k) for k in ("fmax", "aupr", "mrr", "hits@10", "n_proteins")))
+    return table
 
 
 @protein_app.command("structures")

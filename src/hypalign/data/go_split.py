@@ -1,5 +1,6 @@
 """A protein split joined with its GO annotations: per-ontology label matrices (annotations propagated to ancestors,
-the true-path rule) and each held-out protein's most specific terms — the ground truth every GO evaluator and
+the true-path rule; a protein without annotations in an ontology has an empty row there) and each held-out protein's
+most specific terms — the ground truth every GO evaluator and
 baseline reads (:func:`hypalign.eval.function.evaluate_scores`, :func:`hypalign.eval.baselines.run_baselines`)."""
 
 from __future__ import annotations
@@ -33,14 +34,24 @@ class GOSplitData:
     def accessions(self, part: str) -> list[str]:
         return [self.data.accessions[i] for i in self.rows[part]]
 
+    def annotated(self, ontology: str, part: str) -> np.ndarray:
+        """``(proteins of part,)`` bool: which proteins have any annotation in ``ontology`` (the others are unknown
+        there, not negative: CAFA evaluates each ontology on the proteins annotated in it)."""
+        y = self.truth[ontology][part]
+        return np.diff(y.indptr) > 0 if hasattr(y, "indptr") else np.asarray(y).any(1)
+
 
 def prepare_go_split(split: str | Split, data: GODataset | None = None, seed: int = 0,
                      ontologies: tuple[str, ...] = ONTOLOGIES) -> GOSplitData:
-    """Load the split (name or directory) and build label matrices for each ontology."""
+    """Load the split (name or directory) and build label matrices for each ontology.
+
+    The default data are every Swiss-Prot protein of metastudent-data annotated in *any* ontology (516,371): a
+    split may hold proteins annotated in some of BP / MF / CC only; each ontology's labels are then unknown (an
+    empty row, not negatives) for the others — training masks them, evaluation and the baselines leave them out."""
     import scipy.sparse as sp
 
     sp_ = split if isinstance(split, Split) else load_split(split, seed=seed)
-    data = data if data is not None else metastudent_go_dataset()
+    data = data if data is not None else metastudent_go_dataset(require_all=False)
     src = str(sp_.path) if sp_.path is not None else "split"
     rows = {p: data.indices(sp_.part(p), source=f"{src}/{p}.txt") for p in PARTS}
     out = GOSplitData(data, sp_, rows, {o: Ontology(o) for o in ontologies})

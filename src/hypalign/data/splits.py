@@ -14,6 +14,15 @@ names are made on first use from metastudent-data and cached under
   and valid protein is searched against the training proteins with DIAMOND (``--more-sensitive``,
   e-value 1e-3): one with a hit of >= 30 % identity over >= 50 % of the shorter sequence is dropped.
 
+* ``small-nohit``, ``full-nohit``: **no test (or valid) protein has any DIAMOND hit at all in train** (e-value
+  <= 10, every hit read: ``--more-sensitive -e 10 -k 0``) — where homology transfer has nothing to give. Made
+  like the hard splits (MMseqs2 clusters dealt whole, then the check), from every protein annotated in *any*
+  ontology (516,371; each ontology is trained and evaluated on the proteins annotated in it); ``small``
+  clusters a seeded sample of 40,000. The check keeps about half of the cluster-disjoint candidates (on
+  small-hard's test proteins 43.5 % have a hit at e <= 10, 29 % at 1e-3), and it favours the proteins
+  alignments miss: short, low-complexity or from families absent in train (``split.json`` records the
+  lengths of each part).
+
 Sizes: ``small`` = 20,000 train / 2,000 valid / 2,000 test; ``full-random`` = the whole pool with 5 %
 valid and 5 % test. ``full-hard`` deals 10 % of the pool to test and to valid candidates each (twice
 5 %), the rest (80 %) to train, and keeps every candidate that passes the DIAMOND check (up to 5 %
@@ -39,13 +48,16 @@ from hypalign.errors import InputError
 PARTS = ("train", "valid", "test")
 SMALL = {"train": 20_000, "valid": 2_000, "test": 2_000}
 SMALL_HARD_POOL = 30_000
+SMALL_NOHIT_POOL = 40_000
+#: the no-hit check: any DIAMOND hit up to this e-value (every hit read) drops a held-out protein
+NOHIT_EVALUE = 10.0
 FULL_HOLDOUT = 0.05
 HARD_IDENTITY = 30.0  # percent
 HARD_COVERAGE = 0.5  # of the shorter sequence
 #: MMseqs2 default sensitivity: 30k sequences cluster in ~1 min here (7.5: ~5 min); the DIAMOND check
 #: afterwards enforces the identity criterion whatever clustering missed.
 CLUSTER_SENSITIVITY = 4.0
-BUILTIN = ("small-random", "small-hard", "full-random", "full-hard")
+BUILTIN = ("small-random", "small-hard", "full-random", "full-hard", "small-nohit", "full-nohit")
 #: 2: the DIAMOND identity check looks at every hit of a held-out protein. Version 1 (before 2026-11-22)
 #: looked at its 25 best only, and a close homolog ranked lower by bitscore slipped through: 9 of the 4,000
 #: held-out proteins of small-hard v1, 78 of 2,000 sampled from full-hard v1's (3.9 %: a query against 268k
@@ -165,17 +177,24 @@ def make_split(name: str, out: Path, seed: int = 0, threads: int | None = None, 
     size, kind = name.split("-")
     say = _say if verbose else (lambda msg: None)
     say(f"making split {name} (seed {seed}) from metastudent-data")
-    data = metastudent_go_dataset()
+    every = kind == "nohit"  # the older kinds keep their pool (and so their content): all three ontologies
+    data = metastudent_go_dataset(require_all=not every)
     t0 = time.perf_counter()
     if kind == "random":
         parts = random_split(data.accessions, size, seed)
         info: dict = {}
     else:
         sizes = _sizes(len(data), size)
-        pool = SMALL_HARD_POOL if size == "small" else None
-        parts, info = hard_split(data.accessions, data.sequences, sizes, pool, seed, threads=threads, say=say)
+        pool = (SMALL_NOHIT_POOL if every else SMALL_HARD_POOL) if size == "small" else None
+        parts, info = hard_split(data.accessions, data.sequences, sizes, pool, seed, threads=threads, say=say,
+                                 check="any-hit" if every else "identity")
+        pos = data.position
+        lengths = {k: np.percentile([len(data.sequences[pos[a]]) for a in v], [10, 50, 90]).round().astype(int)
+                   .tolist() for k, v in parts.items()}
+        info["length_percentiles_10_50_90"] = lengths
+    which = "any of BP, MF, CC" if every else "BP, MF and CC"
     info = {"name": name, "kind": kind, "size": size, "seed": seed, "pool": "metastudent-data 2014-01, proteins "
-            f"annotated in BP, MF and CC ({len(data)})", "counts": {k: len(v) for k, v in parts.items()},
+            f"annotated in {which} ({len(data)})", "counts": {k: len(v) for k, v in parts.items()},
             "seconds": round(time.perf_counter() - t0, 1), **info}
     write_split(out, parts, info)
     say(f"split {name}: " + ", ".join(f"{k} {len(v)}" for k, v in parts.items()) + f" -> {out}")
@@ -212,8 +231,11 @@ def _sizes(pool: int, size: str) -> dict[str, int]:
 def hard_split(
     accessions: list[str], sequences: list[str], want: dict[str, int], pool_size: int | None = None,
     seed: int = 0, threads: int | None = None, say: object = None, check_max_targets: int = 0,
+    check: str = "identity",
 ) -> tuple[dict[str, list[str]], dict]:
-    """Cluster-disjoint split with no held-out protein >= 30 % identical to a training protein.
+    """Cluster-disjoint split with no held-out protein >= 30 % identical to a training protein
+    (``check="identity"``), or with no DIAMOND hit at all in train (``check="any-hit"``: e-value <=
+    :data:`NOHIT_EVALUE`, every hit read).
 
     ``want``: proteins per part; ``pool_size``: cluster a seeded sample of this many proteins
     (``None``: all of them). ``check_max_targets``: DIAMOND targets per held-out protein in the identity
@@ -241,7 +263,11 @@ def hard_split(
     for i, c in enumerate(labels.tolist()):
         members[c].append(i)
     order = rng.permutation(n_clusters)
-    margin = 2.0  # ~1/3 of the held-out candidates fail the DIAMOND check (mmseqs at -s 4 misses them)
+    if check not in ("identity", "any-hit"):
+        raise ValueError(f"check {check!r}: expected identity or any-hit")
+    nohit = check == "any-hit"
+    # identity: ~1/3 of the held-out candidates fail the DIAMOND check (mmseqs at -s 4 misses them); any hit: ~1/2
+    margin = 3.0 if nohit else 2.0
     target = {"test": int(want["test"] * margin), "valid": int(want["valid"] * margin), "train": want["train"]}
     got: dict[str, list[int]] = {k: [] for k in PARTS}
     part_order = ["test", "valid", "train"]
@@ -258,9 +284,10 @@ def hard_split(
         "(measured on 2 cores: 20 s for small, 15-18 min for full)")
     t = time.perf_counter()
     hits = diamond_blastp([ids[i] for i in held], [seqs[i] for i in held], [ids[i] for i in train],
-                          [seqs[i] for i in train], max_target_seqs=check_max_targets, threads=threads)
+                          [seqs[i] for i in train], max_target_seqs=0 if nohit else check_max_targets,
+                          evalue=NOHIT_EVALUE if nohit else 1e-3, threads=threads)
     t_check = time.perf_counter() - t
-    close = hits.mask((hits.pident >= HARD_IDENTITY) & (hits.shorter_coverage >= HARD_COVERAGE))
+    close = hits if nohit else hits.mask((hits.pident >= HARD_IDENTITY) & (hits.shorter_coverage >= HARD_COVERAGE))
     bad = {held[q] for q in close.query.tolist()}
     any_hit = {held[q] for q in hits.query.tolist()}
     out: dict[str, list[str]] = {"train": [ids[i] for i in train]}
@@ -269,22 +296,28 @@ def hard_split(
         keep = [i for i in got[part] if i not in bad]
         if len(keep) < want[part]:
             if pool_size is not None:
-                raise RuntimeError(f"hard split: only {len(keep)} {part} proteins left after the identity filter "
-                                   f"(wanted {want[part]}); use another seed")
+                raise RuntimeError(f"{'no-hit' if nohit else 'hard'} split: only {len(keep)} {part} proteins left "
+                                   f"after the DIAMOND check (wanted {want[part]}); use another seed")
             # the whole pool: no larger sample to draw from, so keep every protein that passed the check
             log(f"{part}: {len(keep)} proteins passed the identity check (aimed at {want[part]}); keeping all")
             short[part] = want[part] - len(keep)
         pick = np.sort(rng.choice(len(keep), min(want[part], len(keep)), replace=False))
         out[part] = [ids[keep[i]] for i in pick]
-    info = {
-        "criteria": f"mmseqs2 easy-cluster --min-seq-id {HARD_IDENTITY / 100} -c {HARD_COVERAGE} --cov-mode 0 "
-                    f"-s {CLUSTER_SENSITIVITY:g}; held-out proteins with any DIAMOND --more-sensitive hit (e <= 1e-3, "
+    clustering = (f"mmseqs2 easy-cluster --min-seq-id {HARD_IDENTITY / 100} -c {HARD_COVERAGE} --cov-mode 0 "
+                  f"-s {CLUSTER_SENSITIVITY:g}; ")
+    if nohit:
+        criteria = (clustering + f"held-out proteins with any DIAMOND --more-sensitive hit (e <= {NOHIT_EVALUE:g}, all "
+                    "targets) to a training protein dropped")
+    else:
+        criteria = (clustering + "held-out proteins with any DIAMOND --more-sensitive hit (e <= 1e-3, "
                     + ("all targets) " if check_max_targets == 0 else f"the {check_max_targets} best targets) ")
                     + f"of >= {HARD_IDENTITY:g} % identity over >= {HARD_COVERAGE:.0%} of the shorter sequence to a "
-                    "training protein dropped",
-        "check_version": HARD_CHECK_VERSION if check_max_targets == 0 else 1, "pool_size": len(ids),
+                    "training protein dropped")
+    info = {
+        "criteria": criteria,
+        "check_version": HARD_CHECK_VERSION if check_max_targets == 0 or nohit else 1, "pool_size": len(ids),
         "clusters": n_clusters,
-        "dropped_by_identity_check": len(bad),
+        ("dropped_by_any_hit_check" if nohit else "dropped_by_identity_check"): len(bad),
         "held_out_with_any_diamond_hit": len(any_hit), "held_out_checked": len(held),
         "held_out_short_of_target": short, "cluster_seconds": round(t_cluster, 1), "check_seconds": round(t_check, 1),
         "tools": {"mmseqs": tool_version("mmseqs"), "diamond": tool_version("diamond")},

@@ -31,10 +31,20 @@ if TYPE_CHECKING:
 ALPHAS = tuple(np.round(np.arange(0.0, 1.01, 0.1), 2))
 
 
+def labelled_rows(train_truth: Any) -> np.ndarray:
+    """``(rows,)`` bool: the rows of a 0/1 label matrix (dense or scipy CSR) with any label. A training protein
+    not annotated in an ontology is unknown there: it neither counts in a term's frequency nor votes in a transfer."""
+    if hasattr(train_truth, "indptr"):
+        return np.diff(train_truth.indptr) > 0
+    return np.asarray(train_truth).any(1)
+
+
 def term_frequency_scores(train_truth: Any, n_queries: int) -> np.ndarray:
-    """``(n_queries x terms)`` float32, every row the training annotation frequency of each term.
+    """``(n_queries x terms)`` float32, every row the training annotation frequency of each term: the share of the
+    training proteins annotated in the ontology (:func:`labelled_rows`) that have the term.
     ``train_truth``: propagated ``(train proteins x terms)`` 0/1 matrix, dense or scipy sparse."""
-    freq = np.asarray(train_truth.sum(0), dtype=np.float64).ravel() / train_truth.shape[0]
+    n = max(int(labelled_rows(train_truth).sum()), 1)
+    freq = np.asarray(train_truth.sum(0), dtype=np.float64).ravel() / n
     return np.broadcast_to(freq.astype(np.float32), (n_queries, len(freq))).copy()
 
 
@@ -51,9 +61,14 @@ def neighbour_transfer_scores(query: np.ndarray, target: np.ndarray, weight: np.
     """``score(q, t) = sum_n w_qn [t in terms(n)] / sum_n w_qn`` over the neighbours ``n`` of each query:
     one sparse product ``W @ Y`` (``W`` from the ``(query, target, weight)`` triples, rows normalised;
     ``Y`` the propagated ``(train proteins x terms)`` matrix, dense or scipy sparse). Queries without a
-    neighbour score 0. DIAMOND transfer weighs by bitscore; :func:`embedding_transfer_scores` by distance."""
+    neighbour score 0. Neighbours without any label (training proteins not annotated in the ontology) are left
+    out: they carry no evidence either way. DIAMOND transfer weighs by bitscore; :func:`embedding_transfer_scores`
+    by distance."""
     import scipy.sparse as sp
 
+    known = labelled_rows(train_truth)[np.asarray(target, dtype=np.int64)]
+    if not known.all():
+        query, target, weight = np.asarray(query)[known], np.asarray(target)[known], np.asarray(weight)[known]
     if len(query) == 0:
         return np.zeros((n_queries, train_truth.shape[1]), dtype=np.float32)
     w = sp.csr_matrix((np.asarray(weight, np.float64), (query, target)), shape=(n_queries, train_truth.shape[0]))
@@ -246,13 +261,14 @@ def run_baselines(gsd: GOSplitData, part: str = "test", threads: int | None = No
 
 
 def blend_with_diamond(gsd: GOSplitData, base: dict[str, Any], scores: dict[str, dict[str, np.ndarray]],
-                       part: str = "test", aupr: bool = False) -> tuple[dict[str, float], dict[str, list[float]]]:
+                       part: str = "test", aupr: bool = False, keep_scores: dict[str, np.ndarray] | None = None,
+                       ) -> tuple[dict[str, float], dict[str, list[float]]]:
     """"Model + DIAMOND": the model's GO scores (``scores[part][ontology]``, ``scores["valid"]`` too) blended
     with DIAMOND transfer as the baselines blend it with frequency (one weight per identity group of the
     best hit and one that scales the model's scores where DIAMOND finds nothing, chosen by Fmax on valid:
     :func:`~hypalign.eval.baselines.no_hit_group`). ``base``: the result of
     :func:`run_baselines` on the same split and part. Returns Fmax, MRR and hits@k per ontology (and AUPR
-    with ``aupr``) and the weights."""
+    with ``aupr``) and the weights; ``keep_scores`` (a dict) receives ``part``'s blended matrix per ontology."""
     out: dict[str, float] = {}
     alphas: dict[str, list[float]] = {}
     n_groups = len(IDENTITY_BOUNDS) + 1
@@ -261,6 +277,22 @@ def blend_with_diamond(gsd: GOSplitData, base: dict[str, Any], scores: dict[str,
         dia = {"valid": base["scores_valid"]["diamond"][o], part: base["scores"]["diamond"][o]}
         alphas[o], blended = fit_group_blend(gsd, o, dia, {p: scores[p][o] for p in ("valid", part)}, weighted,
                                              n_groups + 1, part)
+        if keep_scores is not None:
+            keep_scores[o] = blended
         res = evaluate_scores(gsd, o, part, blended, fast=not aupr)
         out.update({f"{o}/{k}": v for k, v in res.items() if k != "n_proteins"})
     return out, alphas
+
+
+def subset_metrics(gsd: GOSplitData, scores: dict[str, dict[str, np.ndarray]], rows: np.ndarray, part: str = "test",
+                   aupr: bool = False) -> dict[str, dict[str, dict[str, float]]]:
+    """``{method: {ontology: metrics}}`` of each method's ``part`` scores (``{method: {ontology: matrix}}``) on the
+    proteins ``rows`` (bool) only — e.g. those without a DIAMOND hit in train (``base["groups"][part] < 0`` of
+    :func:`run_baselines`), where homology transfer has nothing to give. An ontology none of those proteins is
+    annotated in is left out."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    rows = np.asarray(rows, dtype=bool)
+    for method, per in scores.items():
+        out[method] = {o: evaluate_scores(gsd, o, part, s, fast=not aupr, rows=rows) for o, s in per.items()
+                       if (gsd.annotated(o, part) & rows).any()}
+    return out

@@ -7,7 +7,7 @@ kind                   term (paper)
 =====================  =====================================================================================
 ``contrastive``        symmetric InfoNCE ``clip_loss(out[a], out[b])`` with ``model.<scale>`` (CLIP; MERU eq. 5)
 ``entailment``         mean over pairs of MERU's cone loss ``max(0, ext(g, s) - aper(g))`` (MERU eq. 9)
-``term_matching``      BCE of ``model.term_logits(out[p], out[terms], batch[cand])`` vs ``batch[labels]``
+``term_matching``      BCE of ``model.term_logits(out[p], out[terms], batch[cand])`` vs ``batch[labels]`` (+ mask)
 ``masked_lm``          cross-entropy of ``out[logits]`` vs ``batch[labels]`` (-100 ignored; BERT / ESM MLM)
 ``segment_alignment``  ProtCLIP's L_PDA over ``out[u]``, ``out[residues]``
 ``pairwise_ce``        Hyp-ViT's pairwise cross-entropy over ``out[z]`` laid out class by class
@@ -88,17 +88,26 @@ class Entailment(Objective):
 @register_objective("term_matching")
 class TermMatching(Objective):
     """Binary cross-entropy of ``model.term_logits(out[p], out[terms], batch[cand])`` against ``batch[labels]``
-    (multi-label matching of items against a set of candidate label texts, e.g. proteins and GO terms)."""
+    (multi-label matching of items against a set of candidate label texts, e.g. proteins and GO terms).
+
+    ``weights`` (a batch key, optional in each batch): a ``(items, candidates)`` 0/1 mask of the known labels;
+    the loss is then ``Σ w · BCE / Σ w`` — an item not annotated in some label set (a protein without MF terms)
+    says nothing about that set's candidates, rather than that none of them applies. Without it in a batch,
+    the plain mean (every label known)."""
 
     def __init__(self, weight: float = 1.0, p: str = "protein", terms: str = "terms", cand: str = "cand",
-                 labels: str = "labels") -> None:
-        super().__init__(weight, p=p, terms=terms, cand=cand, labels=labels)
-        self.p, self.terms, self.cand, self.labels = p, terms, cand, labels
+                 labels: str = "labels", weights: str | None = None) -> None:
+        super().__init__(weight, p=p, terms=terms, cand=cand, labels=labels, weights=weights)
+        self.p, self.terms, self.cand, self.labels, self.weights = p, terms, cand, labels, weights
         self.outputs, self.batch_keys = (p, terms), (cand, labels)
 
     def compute(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any], model: nn.Module) -> Tensor:
         logits = _unwrap(model).term_logits(outputs[self.p], outputs[self.terms], batch[self.cand])
-        return nn.functional.binary_cross_entropy_with_logits(logits, batch[self.labels])
+        w = batch.get(self.weights) if self.weights else None
+        if w is None:
+            return nn.functional.binary_cross_entropy_with_logits(logits, batch[self.labels])
+        bce = nn.functional.binary_cross_entropy_with_logits(logits, batch[self.labels], reduction="none")
+        return (bce * w).sum() / w.sum().clamp_min(1.0)
 
 
 @register_objective("masked_lm")

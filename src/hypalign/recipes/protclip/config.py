@@ -14,6 +14,7 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
     "gc": ObjectiveSpec("contrastive", 1.0, a="protein", b="desc",
                         help="protein <-> description InfoNCE (ProtCLIP's L_GC)"),
     "term": ObjectiveSpec("term_matching", 1.0, p="protein", terms="terms", cand="cand", labels="labels",
+                          weights="label_known",
                           help="GO term matching (BCE over the batch's terms and random negatives)"),
     "entail": ObjectiveSpec("entailment", 0.2, needs_cones=True,
                             pairs=(("terms", "protein", "ent_cols", "ent_rows"), ("desc", "protein")),
@@ -40,8 +41,8 @@ FROZEN_TEXT_ONLY = ("hierarchy", "bsr", "pda")
 class ProtCLIPConfig:
     """Recipe settings (saved in the run's ``config.json``); the loss is the weighted sum of ``objectives``."""
 
-    split: str = opt("small-hard", "small-hard, small-random, full-random, full-hard, or a directory with "
-                     "train.txt/valid.txt/test.txt.")
+    split: str = opt("small-hard", "small-hard, small-random, small-nohit, full-random, full-hard, full-nohit, or a "
+                     "directory with train.txt/valid.txt/test.txt.")
     encoder: str = opt("cnn", "'cnn' (dilated residue CNN from scratch), a local ESM-2 directory, or a "
                        "protein-lm run (hypalign train protein-lm: its model/).")
     encoder_path: str | None = opt(None, "Local ESM-2 directory (set by --encoder DIR).", cli=False)

@@ -12,7 +12,7 @@ from hypalign import distributed as dist_utils
 from hypalign.data.go import Ontology
 from hypalign.data.go_split import GOSplitData, prepare_go_split
 from hypalign.data.protein import ONTOLOGIES
-from hypalign.eval.baselines import blend_with_diamond, run_baselines
+from hypalign.eval.baselines import blend_with_diamond, run_baselines, subset_metrics
 from hypalign.eval.function import evaluate_scores, summarise_metrics
 from hypalign.recipes.protclip.config import ProtCLIPConfig, check_config
 from hypalign.recipes.protclip.scoring import embed_protein_spaces, heldout_term_scores, predict_scores, term_table
@@ -183,7 +183,10 @@ def compare_runs(runs: list[Any], split: str | None = None, threads: int | None 
     with no runs, the baselines of ``split`` alone); ``gsd``: that split already loaded (or made-up data).
 
     Returns ``{"split", "n_test", "diamond_coverage", "metrics": {method: {ontology: {"fmax", "aupr", "mrr",
-    "hits@1", "hits@10", ...}}}}``; ``aupr=False`` leaves out AUPR, the slowest metric.
+    "hits@1", "hits@10", "n_proteins", ...}}}, "subsets": {"no DIAMOND hit": {"n_test", "metrics"}}}`` — the
+    subset: the same methods on the test proteins without any DIAMOND hit in train (e <= 1e-3), where homology
+    transfer has nothing to give (absent when every test protein has a hit); each ontology counts the proteins
+    annotated in it (``n_proteins``). ``aupr=False`` leaves out AUPR, the slowest metric.
     """
     from pathlib import Path
 
@@ -202,6 +205,7 @@ def compare_runs(runs: list[Any], split: str | None = None, threads: int | None 
         check_run_split(r, c, gsd)
     base = run_baselines(gsd, "test", threads=threads, say=say, aupr=aupr)
     rows: dict[str, dict[str, dict[str, float]]] = {}
+    test_scores: dict[str, dict[str, np.ndarray]] = {}
     geoms = [cfgs[str(r)]["protclip"]["geometry"] for r in runs]
     for run, geom in zip(runs, geoms, strict=True):
         label = f"model ({geom})" if geoms.count(geom) == 1 else f"model ({geom}, {run.name})"
@@ -209,10 +213,17 @@ def compare_runs(runs: list[Any], split: str | None = None, threads: int | None 
         model, cfg = load_protclip_run(run)
         _, _, scores = run_scores(model, cfg, gsd, ("valid", "test"))
         rows[label] = {o: evaluate_scores(gsd, o, "test", scores["test"][o], fast=not aupr) for o in gsd.ontologies}
-        combined, _ = blend_with_diamond(gsd, base, scores, aupr=aupr)
+        test_scores[label], test_scores[f"{label} + DIAMOND"] = scores["test"], {}
+        combined, _ = blend_with_diamond(gsd, base, scores, aupr=aupr, keep_scores=test_scores[f"{label} + DIAMOND"])
         rows[f"{label} + DIAMOND"] = {o: {k.split("/", 1)[1]: v for k, v in combined.items() if k.startswith(o + "/")}
                                       for o in gsd.ontologies}
     model_rows = {k: v for k, v in rows.items() if not k.endswith("+ DIAMOND")}
     ordered = {**model_rows, **base["metrics"], **{k: v for k, v in rows.items() if k.endswith("+ DIAMOND")}}
+    no_hit = base["groups"]["test"] < 0
+    subsets = {}
+    if no_hit.any():  # the same methods on the test proteins DIAMOND finds nothing for
+        everything = {**test_scores, **base["scores"]}
+        subsets["no DIAMOND hit"] = {"n_test": int(no_hit.sum()), "metrics": subset_metrics(
+            gsd, {k: everything[k] for k in ordered}, no_hit, aupr=aupr)}
     return {"split": split, "n_test": len(gsd.rows["test"]), "diamond_coverage": base["coverage"],
-            "metrics": ordered}
+            "metrics": ordered, "subsets": subsets}

@@ -27,7 +27,8 @@ class ProtCLIPTask(Task):
       (:func:`~hypalign.data.protein.describe_protein`, embedded by the frozen text encoder);
     * ``L_term``: :func:`~hypalign.losses.contrastive.term_matching_loss` against the propagated
       annotations over the batch's GO terms plus ``negative_terms`` random ones (all three ontologies;
-      term embeddings come from the text tower applied to the term names);
+      term embeddings come from the text tower applied to the term names). A protein annotated in some
+      ontologies only has its terms in the others masked out (``label_known``): unknown, not negative;
     * ``L_entail`` (Lorentz): MERU's cone loss — one most specific true term per protein, and its
       description, each entail the protein;
     * ``L_hierarchy`` (Lorentz, optional): the same cone loss between GO terms — each term's embedding
@@ -73,6 +74,9 @@ class ProtCLIPTask(Task):
         onts = list(self.gsd.ontologies)
         self.term_names, self.offset, self.term_features = term_table(self.gsd.ontologies, cfg.text_path, say)
         self.train_truth = sp.hstack([self.gsd.truth[o]["train"] for o in onts]).tocsr()
+        # which ontologies each training protein is annotated in: its labels elsewhere are unknown, not negative
+        self.known = np.stack([self.gsd.annotated(o, "train") for o in onts], 1)
+        self.term_ontology = np.repeat(np.arange(len(onts)), [len(self.gsd.ontologies[o]) for o in onts])
         d = self.gsd.data
         rows = self.gsd.rows["train"]
         self.objectives = resolve_objectives(cfg)
@@ -153,7 +157,9 @@ class ProtCLIPTask(Task):
             self.model.term_bias.requires_grad_(False)
         if "gc" not in self.objectives:
             self.model.logit_scale.requires_grad_(False)
-        freq = np.asarray(self.train_truth.mean(0)).ravel().clip(1e-4, 1 - 1e-4)
+        # the training frequency of each term among the proteins annotated in its ontology
+        n_known = np.maximum(self.known.sum(0), 1)[self.term_ontology]
+        freq = (np.asarray(self.train_truth.sum(0)).ravel() / n_known).clip(1e-4, 1 - 1e-4)
         with torch.no_grad():  # the per-term bias starts at the prior: the logit of the training frequency
             self.model.term_bias.copy_(torch.from_numpy(np.log(freq / (1 - freq))).float())
 
@@ -185,6 +191,9 @@ class ProtCLIPTask(Task):
         batch = {"ids": ids, "mask": mask, "desc": self.desc_features[rows], "cand": torch.from_numpy(cand),
                  "labels": labels, "ent_rows": torch.from_numpy(np.flatnonzero(ent >= 0)),
                  "ent_cols": torch.from_numpy(ent_pos[ent >= 0])}
+        known = self.known[rows]
+        if not known.all():  # a protein not annotated in an ontology: its terms there are masked out of L_term
+            batch["label_known"] = torch.from_numpy(known[:, self.term_ontology[cand]].astype(np.float32))
         outs, cfg = self.objectives.outputs, self.cfg
         if tuned:  # term names through the tuned layers in the model's forward; descriptions pooled from them
             from hypalign.encoders.text import gather_token_states
