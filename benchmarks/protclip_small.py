@@ -3,12 +3,15 @@ term frequency, DIAMOND, DIAMOND blended with frequency, and model + DIAMOND (is
 
     python benchmarks/protclip_small.py --splits small-hard --geometries lorentz sphere --seeds 0 1 2
     python benchmarks/protclip_small.py --splits small-hard --seeds 0 --epochs 1      # a quick look
+    python benchmarks/protclip_small.py --splits small-nohit --geometries lorentz --seeds 0
+    python benchmarks/protclip_small.py --encoder RUN --tag=-plm --geometries lorentz  # a pre-trained tower
 
 Each run trains with `train_protclip` (the same code as `hypalign train protclip`) into
 ``--runs/SPLIT-GEOMETRY-sSEED`` and reports test Fmax/MRR per ontology: the model (term scores blended
 with nearest-neighbour transfer in its own space, as `hypalign predict` scores), its term scores alone,
 and "model + DIAMOND" (`blend_with_diamond`: weights per identity group of DIAMOND's best hit, chosen by
-Fmax on the validation proteins, as for the DIAMOND + frequency baseline).
+Fmax on the validation proteins, as for the DIAMOND + frequency baseline). Rows marked ``[no hit, N]``: the same
+methods on the N test proteins without any DIAMOND hit in train (e <= 1e-3), where homology has nothing to give.
 The table is printed (and ``--json`` rewritten) after every run.
 """
 
@@ -21,7 +24,7 @@ import time
 from pathlib import Path
 
 from hypalign.data.go_split import GOSplitData, prepare_go_split
-from hypalign.eval.baselines import blend_with_diamond, run_baselines
+from hypalign.eval.baselines import blend_with_diamond, run_baselines, subset_metrics
 from hypalign.eval.function import summarise_metrics
 from hypalign.recipes.protclip import ProtCLIPConfig, load_protclip_run, run_scores, train_protclip
 from hypalign.train import TrainConfig
@@ -36,8 +39,16 @@ def fmt(vals: list[float]) -> str:
 def add(rows: dict, name: str, metrics: dict[str, float]) -> None:
     per = rows.setdefault(name, {o: {"fmax": [], "mrr": []} for o in ONTS})
     for o in ONTS:
-        per[o]["fmax"].append(metrics[f"{o}/fmax"])
-        per[o]["mrr"].append(metrics[f"{o}/mrr"])
+        per[o]["fmax"].append(metrics.get(f"{o}/fmax", float("nan")))
+        per[o]["mrr"].append(metrics.get(f"{o}/mrr", float("nan")))
+
+
+def add_no_hit(rows: dict, gsd: GOSplitData, no_hit, name: str, test_scores: dict) -> None:
+    """The row ``name [no hit]``: ``test_scores`` ({ontology: matrix}) on the test proteins without a DIAMOND hit."""
+    if not no_hit.any():
+        return
+    per = subset_metrics(gsd, {name: test_scores}, no_hit)[name]
+    add(rows, f"{name} [no hit, {int(no_hit.sum())}]", {f"{o}/{k}": v for o, m in per.items() for k, v in m.items()})
 
 
 def table(split: str, seeds: list[int], rows: dict) -> None:
@@ -83,6 +94,9 @@ def main() -> None:
         rows: dict[str, dict[str, dict[str, list[float]]]] = {}
         for name, per in base["metrics"].items():
             rows[name] = {o: {"fmax": [per[o]["fmax"]], "mrr": [per[o]["mrr"]]} for o in ONTS}
+        no_hit = base["groups"]["test"] < 0  # the test proteins DIAMOND finds nothing for in train
+        for name in base["metrics"]:
+            add_no_hit(rows, gsd, no_hit, name, base["scores"][name])
         for seed in args.seeds:  # seeds outermost: a cut-short run still has every geometry once
             for geom in args.geometries:
                 run = Path(args.runs) / f"{split}-{geom}{args.tag}-s{seed}"
@@ -106,9 +120,12 @@ def main() -> None:
                 label = f"model ({geom}{args.tag})"
                 add(rows, label, out["test"])
                 add(rows, f"{label}, term scores only", out["term_only"]["test"])
-                comb, alphas = blend_with_diamond(gsd, base, scores)
+                blended: dict = {}
+                comb, alphas = blend_with_diamond(gsd, base, scores, keep_scores=blended)
                 print(f"  model + DIAMOND weights per identity group: {alphas}", flush=True)
                 add(rows, f"{label} + DIAMOND", comb)
+                add_no_hit(rows, gsd, no_hit, label, scores["test"])
+                add_no_hit(rows, gsd, no_hit, f"{label} + DIAMOND", blended)
                 table(split, args.seeds, rows)
                 report[split] = rows
                 if args.json:
