@@ -427,6 +427,40 @@ def test_train_protclip_then_predict_end_to_end(tmp_path: Path, monkeypatch: pyt
     assert bad.exit_code == 2 and "record 'Q3'" in bad.output and "not amino acids" in bad.output
 
 
+def test_a_pre_trained_protein_tower_tuned_frozen_or_frozen_below(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   char_bert: tuple[Path, Path]) -> None:
+    """``--encoder DIR --encoder-freeze N``: the tower's embeddings and first N layers keep their pre-trained
+    weights through training (-1: all of it), the rest trains; the CNN has nothing to freeze (one-line error)."""
+    from hypalign.data.go_split import prepare_go_split
+    from hypalign.data.protein import GODataset
+    from hypalign.data.splits import Split
+    from hypalign.recipes.protclip import ProtCLIPConfig, train_protclip
+    from hypalign.train import TrainConfig
+
+    text, cache = char_bert
+    monkeypatch.setenv("HYPALIGN_CACHE_DIR", str(cache))
+    path = esm_dir(tmp_path)
+    accs, seqs, terms = two_families()
+    gsd = prepare_go_split(Split(accs[:32], accs[32:40], accs[40:]), data=GODataset(accs, seqs, terms))
+    start = {k: v.clone() for k, v in ESMEncoder(path).model.state_dict().items()}
+    for freeze, fixed_layers in ((-1, 2), (1, 1), (0, 0)):
+        cfg = ProtCLIPConfig(encoder=str(path), encoder_freeze=freeze, hidden=32, emb_dim=8, text_path=str(text),
+                             batch_size=8, max_len=64, negative_terms=32, objectives="gc,term", transfer_k=0)
+        holder: dict = {}
+        train_protclip(cfg, TrainConfig(run_dir=str(tmp_path / f"run{freeze}"), epochs=1, lr=1e-2, progress=False,
+                                        threads=1, eval_every=0), gsd=gsd, keep_task=holder)
+        after = holder["task"].model.protein_encoder.model.state_dict()
+        for k, v in start.items():
+            layer = int(k.split(".")[2]) if k.startswith("encoder.layer.") else None
+            frozen = freeze == -1 or (freeze > 0 and (k.startswith("embeddings.") or (layer is not None
+                                                                                      and layer < fixed_layers)))
+            if k.endswith("inv_freq") or k.startswith("contact_head."):  # a buffer; a head no objective uses
+                continue
+            assert torch.equal(after[k], v) == frozen, (freeze, k)
+    with pytest.raises(InputError, match="encoder freeze: needs a pre-trained encoder"):
+        train_protclip(ProtCLIPConfig(encoder_freeze=-1), TrainConfig(run_dir=str(tmp_path / "cnn")))
+
+
 def test_partially_annotated_proteins_train_on_what_they_have_and_count_where_annotated(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, char_bert: tuple[Path, Path]) -> None:
     """Per-ontology data (CAFA's convention): a protein without MF terms is a valid member of a split. Its MF terms are

@@ -183,7 +183,7 @@ class ResidueCNN(nn.Module):
 class ESMEncoder(nn.Module):
     """ESM-2 (any size) from a local Hugging Face directory (``EsmModel``; nothing downloaded).
 
-    ``freeze_layers=k`` freezes the embeddings and the first ``k`` transformer layers."""
+    ``freeze_layers=k`` freezes the embeddings and the first ``k`` transformer layers (``-1``: all of it)."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None, freeze_layers: int = 0,
                  config: dict | None = None) -> None:
@@ -205,12 +205,16 @@ class ESMEncoder(nn.Module):
             vs = self.model.config.vocab_size
             raise InputError(f"ESM model: vocab_size {vs}, expected ESM-2's {len(ESM_TOKENS)}")
         self.dim = int(self.model.config.hidden_size)
-        if freeze_layers:
-            for prm in self.model.embeddings.parameters():
-                prm.requires_grad_(False)
-            for layer in self.model.encoder.layer[:freeze_layers]:
-                for prm in layer.parameters():
-                    prm.requires_grad_(False)
+        self.freeze(freeze_layers)
+
+    def freeze(self, layers: int) -> None:
+        """Freeze the embeddings and the first ``layers`` transformer layers; ``-1``: every parameter."""
+        if layers < 0:
+            self.model.requires_grad_(False)
+        elif layers:
+            self.model.embeddings.requires_grad_(False)
+            for layer in self.model.encoder.layer[:layers]:
+                layer.requires_grad_(False)
 
     def residues(self, ids: Tensor, mask: Tensor) -> Tensor:
         return self.model(input_ids=ids, attention_mask=mask.long()).last_hidden_state

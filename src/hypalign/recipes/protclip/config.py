@@ -46,6 +46,8 @@ class ProtCLIPConfig:
     encoder: str = opt("cnn", "'cnn' (dilated residue CNN from scratch), a local ESM-2 directory, or a "
                        "protein-lm run (hypalign train protein-lm: its model/).")
     encoder_path: str | None = opt(None, "Local ESM-2 directory (set by --encoder DIR).", cli=False)
+    encoder_freeze: int = opt(0, "A pre-trained encoder (--encoder DIR or RUN): freeze its embeddings and first N "
+                              "transformer layers; -1 freezes it whole (a frozen tower), 0 tunes it all.", min=-1)
     cnn_dim: int = opt(128, "Residue CNN width.", min=1)
     cnn_layers: int = opt(6, "Residue CNN dilated layers.", min=1)
     hidden: int = opt(512, "Hidden width of the projection heads.", min=1)
@@ -131,6 +133,8 @@ def check_config(cfg: ProtCLIPConfig) -> None:
         raise InputError(f"homology remote: a probability in [0, 1], got {cfg.homology_remote}")
     if cfg.homology_head and "homology" not in objs:
         raise InputError("homology head: needs the homology objective (in --objectives, weight > 0)")
+    if cfg.encoder_freeze and cfg.encoder == "cnn":
+        raise InputError("encoder freeze: needs a pre-trained encoder (--encoder DIR or a protein-lm run), not the cnn")
     if cfg.text_tune < 0:
         raise InputError(f"text tune: a number of layers >= 0, got {cfg.text_tune}")
     if cfg.text_tune > 0:

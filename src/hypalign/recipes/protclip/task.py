@@ -132,6 +132,8 @@ class ProtCLIPTask(Task):
                               text_config=text_config)
         if cfg.text_tune:
             self.model.text_layers.load_pretrained_layers(text_dir)
+        if cfg.encoder_freeze:  # a pre-trained protein tower, frozen whole or in its lower layers
+            self.model.protein_encoder.freeze(cfg.encoder_freeze)
         if cfg.sampling == "property":
             from hypalign.data.protein import property_driven_sample
 
