@@ -74,6 +74,37 @@ def test_tiny_random_esm_and_model_round_trip(tmp_path: Path) -> None:
     assert Lorentz(1.0).contains(before).all()
 
 
+def test_esm_encoder_reads_a_masked_lm_quietly_and_refuses_missing_weights(tmp_path: Path, capfd) -> None:
+    """A protein-lm run's model/ (EsmForMaskedLM: an LM head the encoder does not use) loads without transformers'
+    key report on stderr, with the same encoder weights; a directory missing encoder weights is a one-line error."""
+    import json as js
+
+    from transformers import EsmConfig, EsmForMaskedLM
+
+    cfg = EsmConfig(vocab_size=33, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                    max_position_embeddings=128, pad_token_id=1, mask_token_id=MASK, position_embedding_type="rotary",
+                    token_dropout=False)
+    torch.manual_seed(0)
+    lm = EsmForMaskedLM(cfg)
+    lm.save_pretrained(tmp_path / "lm")
+    capfd.readouterr()
+    enc = ESMEncoder(tmp_path / "lm")
+    assert "UNEXPECTED" not in capfd.readouterr().err
+    torch.testing.assert_close(enc.model.encoder.layer[1].attention.self.query.weight,
+                               lm.esm.encoder.layer[1].attention.self.query.weight)
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(tmp_path / "lm" / "model.safetensors"))
+    save_file({k: v for k, v in weights.items() if ".layer.1." not in k}, str(tmp_path / "lm" / "model.safetensors"))
+    with pytest.raises(InputError, match=r"not an ESM-2 encoder: \d+ weights missing \(e\.g\. encoder\.layer\.1"):
+        ESMEncoder(tmp_path / "lm")
+    conf = js.loads((tmp_path / "lm" / "config.json").read_text())
+    conf["hidden_size"] = 64  # the file's matrices are 32 wide
+    (tmp_path / "lm" / "config.json").write_text(js.dumps(conf))
+    with pytest.raises(InputError, match="not a loadable ESM-2 model"):
+        ESMEncoder(tmp_path / "lm")
+
+
 def test_clip_loss_by_hand_on_the_sphere_and_with_distances_on_lorentz() -> None:
     a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     b = torch.tensor([[1.0, 0.0], [math.sqrt(0.5), math.sqrt(0.5)]])

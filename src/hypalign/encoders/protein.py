@@ -199,8 +199,16 @@ class ESMEncoder(nn.Module):
             p = Path(path)
             if not (p / "config.json").is_file():
                 raise InputError(f"{p}: not a Hugging Face model directory (no config.json)")
-            with quiet_loading():
-                self.model = EsmModel.from_pretrained(str(p), local_files_only=True, add_pooling_layer=False)
+            try:
+                with quiet_loading():  # a protein-lm run's model/ has an LM head the encoder does not use: not reported
+                    self.model, info = EsmModel.from_pretrained(str(p), local_files_only=True, add_pooling_layer=False,
+                                                                output_loading_info=True)
+            except (RuntimeError, OSError, ValueError) as e:  # shapes that disagree with config.json, a broken file
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise InputError(f"{p}: not a loadable ESM-2 model ({first})") from e
+            missing = [k for k in info.get("missing_keys", []) if not k.startswith("contact_head.")]
+            if missing:
+                raise InputError(f"{p}: not an ESM-2 encoder: {len(missing)} weights missing (e.g. {missing[0]})")
         if self.model.config.vocab_size != len(ESM_TOKENS):  # the tokenizer here writes ESM-2 ids
             vs = self.model.config.vocab_size
             raise InputError(f"ESM model: vocab_size {vs}, expected ESM-2's {len(ESM_TOKENS)}")
