@@ -5,7 +5,7 @@
 #   bash scripts/test.sh -m slow      # only the slow checks;  -m "" runs everything
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh --extras dev,text,io,viz,vision,bio,structure --data
+bash scripts/setup.sh --extras dev,text,io,viz,vision,bio,structure,chem --data
 echo "[test] ruff check" >&2
 .venv/bin/ruff check src tests benchmarks
 echo "[test] pytest $*" >&2
