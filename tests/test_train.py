@@ -257,6 +257,27 @@ def test_max_steps_part_way_keeps_the_place_and_resumes_to_the_full_run(tmp_path
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_evaluation_leaves_the_training_random_streams_alone(tmp_path: Path) -> None:
+    """An evaluation that draws random numbers (a sampling model's eval pass) does not shift the dropout masks of
+    the steps after it: evaluating every epoch or never gives the same weights, and a run cut by --max-steps (whose
+    final evaluation comes before its checkpoint) resumes to the uninterrupted weights."""
+
+    class Noisy(ToyTask):
+        def evaluate(self, model: nn.Module) -> dict[str, float]:
+            torch.rand(7)  # the global stream, as a model sampling in its forward would
+            np.random.rand(3)
+            return super().evaluate(model)
+
+    Trainer(Noisy(), config(str(tmp_path / "every"), schedule="constant", eval_every=1)).fit()
+    Trainer(Noisy(), config(str(tmp_path / "never"), schedule="constant", eval_every=0)).fit()
+    Trainer(Noisy(), config(str(tmp_path / "cut"), schedule="constant", eval_every=0, max_steps=24)).fit()
+    Trainer(Noisy(), config(str(tmp_path / "cut"), schedule="constant", eval_every=0, resume=True)).fit()
+    a = load_file(str(tmp_path / "every" / "latest" / "model.safetensors"))
+    for other in ("never", "cut"):
+        b = load_file(str(tmp_path / other / "latest" / "model.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a), other
+
+
 def test_read_run_config_names_what_the_directory_is(tmp_path: Path) -> None:
     from hypalign.runs import read_run_config
 

@@ -13,6 +13,7 @@ property tables users bring (InfoAlign, spec §4; needs the ``chem`` extra: RDKi
 * :func:`murcko_scaffold`, :func:`scaffold_split`: Bemis–Murcko scaffold groups dealt whole to train / valid /
   test in a seeded order (InfoAlign: 0.6 / 0.15 / 0.25, groups shuffled, then filling train, valid, test).
 * :func:`read_property_table`: a CSV/TSV with a ``smiles`` column and label columns (numbers; empty = missing).
+* :func:`read_smiles_file`: molecules to embed — a CSV/TSV with a ``smiles`` column, or a ``.smi`` file.
 """
 
 from __future__ import annotations
@@ -206,3 +207,45 @@ def read_property_table(path: str | os.PathLike[str], targets: Sequence[str] | N
     mols, kept = parse_smiles(smiles, str(p), skip_invalid, lines=lines.tolist())
     return PropertyTable([smiles[i] for i in kept], mols, labels[kept], cols, lines[kept],
                          skipped=len(body) - len(kept))
+
+
+def read_smiles_file(path: str | os.PathLike[str]) -> tuple[list[str], list[str], list[int]]:
+    """``(ids, SMILES, lines)`` of a file of molecules: a ``.csv`` / ``.tsv`` with a ``smiles`` column (ids from an
+    ``id`` or ``name`` column when there is one, else the line number), or one molecule per line (``.smi``: the
+    SMILES, then optionally whitespace and an id; ``#`` comments). SMILES are not parsed here
+    (:func:`parse_smiles` names the line of a bad one)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such file")
+    ids: list[str] = []
+    smiles: list[str] = []
+    lines: list[int] = []
+    if p.suffix.lower() in (".csv", ".tsv", ".tab"):
+        delim = "\t" if p.suffix.lower() != ".csv" else ","
+        with open(p, encoding="utf-8", newline="") as fh:
+            rows = list(csv.reader(fh, delimiter=delim))
+        head = [h.strip().lower() for h in rows[0]] if rows else []
+        if "smiles" not in head:
+            raise InputError(f"{p}: line 1: no 'smiles' column (columns: {', '.join(head)})")
+        si = head.index("smiles")
+        ii = next((head.index(k) for k in ("id", "name") if k in head), None)
+        for n, r in enumerate(rows[1:], 2):
+            if not any(x.strip() for x in r):
+                continue
+            if len(r) <= si:
+                raise InputError(f"{p}: line {n}: no value in the smiles column")
+            smiles.append(r[si].strip())
+            ids.append(r[ii].strip() if ii is not None and ii < len(r) else str(n))
+            lines.append(n)
+    else:
+        with open(p, encoding="utf-8") as fh:
+            for n, raw in enumerate(fh, 1):
+                f = raw.split()
+                if not f or f[0].startswith("#"):
+                    continue
+                smiles.append(f[0])
+                ids.append(f[1] if len(f) > 1 else str(n))
+                lines.append(n)
+    if not smiles:
+        raise InputError(f"{p}: no molecules")
+    return ids, smiles, lines

@@ -11,6 +11,8 @@ kind                   term (paper)
 ``masked_lm``          cross-entropy of ``out[logits]`` vs ``batch[labels]`` (-100 ignored; BERT / ESM MLM)
 ``segment_alignment``  ProtCLIP's L_PDA over ``out[u]``, ``out[residues]``
 ``pairwise_ce``        Hyp-ViT's pairwise cross-entropy over ``out[z]`` laid out class by class
+``walk_decoding``      InfoAlign's walk-weighted BCE of each decoder against the context a random walk reached
+``gaussian_kl``        the bottleneck's ``log q(z|x) - log p(z)`` (InfoAlign's minimality term)
 =====================  =====================================================================================
 """
 
@@ -237,3 +239,44 @@ class Commitment(Objective):
         from hypalign.losses.structure import commitment
 
         return commitment(outputs[self.z], batch[self.mask])
+
+
+@register_objective("walk_decoding")
+class WalkDecoding(Objective):
+    """InfoAlign's sufficiency term: the sum over the decoders of the walk-weighted BCE of ``out[decoded][name]``
+    (``(B, D)`` logits from ``μ``) against ``batch[targets][name]``: ``("nodes", index (B, K), weights (B, K))`` —
+    which node of that type each walk position reached (:func:`~hypalign.losses.context.walk_node_loss`) — or
+    ``("profile", targets (B, K, D), weights (B, K))`` (:func:`~hypalign.losses.context.walk_profile_loss`)."""
+
+    def __init__(self, weight: float = 1.0, decoded: str = "decoded", targets: str = "walk_targets") -> None:
+        super().__init__(weight, decoded=decoded, targets=targets)
+        self.decoded, self.targets = decoded, targets
+        self.outputs, self.batch_keys = (decoded,), (targets,)
+
+    def compute(self, outputs: Mapping[str, Any], batch: Mapping[str, Any], model: nn.Module) -> Tensor:
+        from hypalign.losses.context import walk_node_loss, walk_profile_loss
+
+        total: Tensor | None = None
+        for name, (kind, target, weights) in batch[self.targets].items():
+            x = outputs[self.decoded][name]
+            term = walk_node_loss(x, target, weights) if kind == "nodes" else walk_profile_loss(x, target, weights)
+            total = term if total is None else total + term
+        if total is None:
+            raise ValueError("walk_decoding: the batch has no walk targets")
+        return total
+
+
+@register_objective("gaussian_kl")
+class GaussianKL(Objective):
+    """The information bottleneck's minimality term: the single-sample ``log q(z|x) − log p(z)`` of ``out[z]`` under
+    ``N(out[mu], out[sigma]²)`` against ``N(0, I)`` (:func:`~hypalign.losses.context.gaussian_kl_sample`)."""
+
+    def __init__(self, weight: float = 1.0, mu: str = "mu", sigma: str = "sigma", z: str = "z") -> None:
+        super().__init__(weight, mu=mu, sigma=sigma, z=z)
+        self.mu, self.sigma, self.z = mu, sigma, z
+        self.outputs = (mu, sigma, z)
+
+    def compute(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any], model: nn.Module) -> Tensor:
+        from hypalign.losses.context import gaussian_kl_sample
+
+        return gaussian_kl_sample(outputs[self.mu], outputs[self.sigma], outputs[self.z])

@@ -38,6 +38,9 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "structure-tokenizer": ("hypalign.recipes.structok",
                             "DPLM-2's structure tokenizer: backbone geometry to 13 sign bits per residue (LFQ) and "
                             "back."),
+    "infoalign": ("hypalign.recipes.infoalign",
+                  "InfoAlign: molecule representations that decode their context on a graph (GIN + information "
+                  "bottleneck)."),
     "protein-lm": ("hypalign.recipes.protlm",
                    "Protein language model (ESM-2 layout) pre-trained here: DPLM's absorbing diffusion or ESM's MLM."),
 }

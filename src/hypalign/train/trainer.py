@@ -395,8 +395,12 @@ class Trainer:
             if not self.is_main and not task.evaluate_on_all_ranks:
                 return
             model.eval()
-            with torch.no_grad():
-                result = task.evaluate(unwrap(model))
+            rng = _rng_state()  # evaluation leaves the training's random streams where they were: a run evaluated
+            try:  # more or less often (or cut by --max-steps, whose final evaluation precedes the checkpoint) and
+                with torch.no_grad():  # resumed trains on the same dropout masks and samples
+                    result = task.evaluate(unwrap(model))
+            finally:
+                _set_rng_state(rng)
             model.train()
             if not result or not self.is_main:
                 return

@@ -1,0 +1,79 @@
+"""What a trained InfoAlign model is measured and used by: molecule representations of any SMILES, and the zero-shot
+retrieval of held-out molecules' context (their targets, classes, roles … ranked by the decoders)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@torch.no_grad()
+def embed_smiles(model: Any, smiles: Sequence[str], batch_size: int = 256, source: str = "SMILES",
+                 skip_invalid: bool = False, lines: Sequence[int] | None = None) -> tuple[torch.Tensor, np.ndarray]:
+    """``(μ (kept, dim), kept positions)`` of the molecules (an unparsable SMILES: an error naming ``source`` and its
+    line, or skipped with ``skip_invalid``); the model in eval mode, ``batch_size`` molecules per forward."""
+    from torch_geometric.data import Batch
+    from torch_geometric.utils import from_smiles
+
+    from hypalign.data.molecules import parse_smiles
+
+    _, kept = parse_smiles(list(smiles), source, skip_invalid, lines=lines)
+    was = model.training
+    model.eval()
+    out = []
+    for s in range(0, len(kept), batch_size):
+        graphs = [from_smiles(smiles[i]) for i in kept[s : s + batch_size].tolist()]
+        out.append(model.encode(Batch.from_data_list(graphs)).float().cpu())
+    model.train(was)
+    return (torch.cat(out) if out else torch.zeros(0, model.dim)), kept
+
+
+@torch.no_grad()
+def decode_molecules(model: Any, task: Any, nodes: np.ndarray) -> dict[str, torch.Tensor]:
+    """Every decoder's logits for molecule nodes of the task's graph, in eval mode."""
+    was = model.training
+    model.eval()
+    out = model(task.graph_batch(nodes.tolist()))["decoded"]
+    model.train(was)
+    return out
+
+
+def context_retrieval(model: Any, task: Any, ks: Sequence[int] = (1, 10)) -> dict[str, float]:
+    """For each held-out molecule and context type, its graph neighbours of that type ranked among all the type's
+    nodes by the type's decoder (filtered ranks: the other true neighbours left out, ties count half;
+    :func:`hypalign.eval.function.filtered_term_ranks`): ``<type>/mrr``, ``<type>/hits@k`` and the number of
+    molecules counted, averaged over molecules; ``mrr``: the mean over types."""
+    from hypalign.eval.function import filtered_term_ranks
+    from hypalign.recipes.infoalign.task import decoder_name
+
+    g = task.graph
+    valid = task.valid
+    logits = decode_molecules(model, task, valid)
+    pos = {int(n): k for k, n in enumerate(valid.tolist())}
+    out: dict[str, float] = {}
+    mrrs = []
+    for t in task.context_types:
+        code = g.type_names.index(t)
+        n_t = len(g.nodes_of(t))
+        truth = np.zeros((len(valid), n_t), dtype=bool)
+        for a, b in ((g.src, g.dst), (g.dst, g.src)):
+            sel = np.isin(a, valid) & (g.types[b] == code)
+            for m, c in zip(a[sel].tolist(), b[sel].tolist(), strict=True):
+                truth[pos[m], task.type_pos[c]] = True
+        has = truth.any(1)
+        if not has.any() or n_t < 2:
+            continue
+        scores = logits[decoder_name("type", t)].float().numpy()[has]
+        ranks = filtered_term_ranks(scores, truth[has], [np.flatnonzero(r) for r in truth[has]])
+        out[f"{t}/mrr"] = float(np.mean([np.mean(1.0 / r) for r in ranks]))
+        for k in ks:
+            out[f"{t}/hits@{k}"] = float(np.mean([np.mean(r <= k) for r in ranks]))
+        out[f"{t}/molecules"] = int(has.sum())
+        mrrs.append(out[f"{t}/mrr"])
+    if mrrs:
+        out["mrr"] = float(np.mean(mrrs))
+    return out
+

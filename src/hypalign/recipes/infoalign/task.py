@@ -1,0 +1,154 @@
+"""InfoAlign's task for the shared trainer (spec §4.3): batches of molecules of the context graph, a random walk from
+each, the walk's decoder targets, and the zero-shot context retrieval of held-out molecules.
+
+A batch specification is ``[molecule nodes…, epoch, batch number]``; the walks of a batch are drawn from a generator
+seeded by ``(seed, epoch, batch number)``, so a resumed run walks the same paths.
+
+Decoders (``decoders`` of :class:`~hypalign.models.infoalign.InfoAlign`): ``fingerprint`` (Morgan r = 4, 1,024 bits
+of every molecule a walk visits, the start included), ``type_<T>`` for each context node type ``T`` (which of its
+nodes the walk reached), ``profile_<P>`` for each numeric profile (the reached nodes' vectors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hypalign.data.context_graph import MOLECULE, ContextGraph, random_walks, read_context_graph
+from hypalign.data.sampler import mix_seed
+from hypalign.errors import InputError
+from hypalign.recipes.infoalign.config import InfoAlignConfig, resolve_objectives
+from hypalign.train import Task
+
+
+def decoder_name(kind: str, name: str) -> str:
+    """A decoder's key: ``type_<T>`` / ``profile_<P>`` with ``.`` replaced (module names cannot hold one)."""
+    return f"{kind}_{name.replace('.', '_')}"
+
+
+def csr(n: int, src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Both directions of the undirected edges as CSR ``(indptr, neighbours, weights)``."""
+    s, d, ww = np.concatenate([src, dst]), np.concatenate([dst, src]), np.concatenate([w, w])
+    order = np.lexsort((d, s))
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.add.at(indptr, s + 1, 1)
+    return (torch.from_numpy(np.cumsum(indptr)), torch.from_numpy(d[order].astype(np.int64)),
+            torch.from_numpy(ww[order].astype(np.float32)))
+
+
+class InfoAlignTask(Task):
+    def __init__(self, cfg: InfoAlignConfig, seed: int = 0, say: Callable[[str], None] | None = None,
+                 graph: ContextGraph | None = None) -> None:
+        from hypalign.data.molecules import mol_graph, morgan_fingerprints, parse_smiles
+        from hypalign.models.infoalign import InfoAlign
+
+        say = say or (lambda m: None)
+        self.cfg, self.seed = cfg, seed
+        self.objectives = resolve_objectives(cfg)
+        if graph is None:
+            if not cfg.graph:
+                raise InputError("--graph: give a context-graph directory (nodes.tsv, edges.tsv; docs/infoalign.md)")
+            graph = read_context_graph(cfg.graph, cfg.skip_invalid)
+            if graph.skipped:
+                say(f"skipped {graph.skipped} molecules with an unparsable SMILES (and their edges)")
+        self.graph = g = graph
+        mols = g.nodes_of(MOLECULE)
+        n_valid = round(cfg.valid_fraction * len(mols))
+        rng = np.random.default_rng(mix_seed(seed, 0x1A))
+        self.valid = np.sort(rng.choice(mols, n_valid, replace=False)) if n_valid else np.zeros(0, np.int64)
+        self.train_mols = np.setdiff1d(mols, self.valid)
+        if len(self.train_mols) < cfg.batch_size:
+            raise InputError(f"{len(self.train_mols)} training molecules in the graph, fewer than one batch "
+                             f"({cfg.batch_size}); lower --batch-size")
+        # the held-out molecules' edges are not walked in training: their context is what retrieval asks for
+        out = np.isin(g.src, self.valid) | np.isin(g.dst, self.valid)
+        self.indptr, self.neighbours, self.weights = csr(len(g), g.src[~out], g.dst[~out], g.weight[~out])
+        self.mol_row = np.full(len(g), -1, dtype=np.int64)
+        self.mol_row[mols] = np.arange(len(mols))
+        rd, _ = parse_smiles([g.smiles[i] for i in mols.tolist()], "context graph")
+        self.fingerprints = torch.from_numpy(morgan_fingerprints(rd, cfg.fp_radius, cfg.fp_bits))
+        say(f"context graph: {len(g)} nodes, {len(g.src)} edges; {len(self.train_mols)} training and "
+            f"{len(self.valid)} held-out molecules; building their graphs")
+        self.mol_graphs = [mol_graph(g.smiles[i]) for i in mols.tolist()]
+        # context node types (each gets a decoder over its nodes) and profiles
+        self.context_types = [t for t in g.type_names if t != MOLECULE]
+        self.type_pos = np.full(len(g), -1, dtype=np.int64)
+        for t in self.context_types:
+            nodes = g.nodes_of(t)
+            self.type_pos[nodes] = np.arange(len(nodes))
+        self.profile_row = {}
+        for p, (nodes, _) in g.profiles.items():
+            r = np.full(len(g), -1, dtype=np.int64)
+            r[nodes] = np.arange(len(nodes))
+            self.profile_row[p] = r
+        decoders = {"fingerprint": cfg.fp_bits,
+                    **{decoder_name("type", t): len(g.nodes_of(t)) for t in self.context_types},
+                    **{decoder_name("profile", p): v.shape[1] for p, (_, v) in g.profiles.items()}}
+        torch.manual_seed(seed)
+        self.model = InfoAlign(decoders, cfg.layers, cfg.dim, cfg.dropout, cfg.readout, cfg.decoder_hidden,
+                               cfg.decoder_dropout)
+
+    # -- data ----------------------------------------------------------------------------------------------
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        order = self.train_mols[np.random.default_rng(mix_seed(self.seed, epoch)).permutation(len(self.train_mols))]
+        bs = self.cfg.batch_size
+        return [torch.from_numpy(np.r_[order[s : s + bs], epoch, b])
+                for b, s in enumerate(range(0, len(order) - bs + 1, bs))]
+
+    def graph_batch(self, nodes: Sequence[int]) -> Any:
+        from torch_geometric.data import Batch
+
+        return Batch.from_data_list([self.mol_graphs[self.mol_row[n]] for n in nodes])
+
+    def walk_targets(self, walk: torch.Tensor, pw: torch.Tensor) -> dict[str, tuple[str, torch.Tensor, torch.Tensor]]:
+        """The targets of every decoder for walks ``(B, K)`` with path weights ``pw``."""
+        g = self.graph
+        w = walk.numpy()
+        safe = np.where(w >= 0, w, 0)
+        out: dict[str, tuple[str, torch.Tensor, torch.Tensor]] = {}
+        row = np.where(w >= 0, self.mol_row[safe], -1)
+        fp = self.fingerprints[torch.from_numpy(np.maximum(row, 0))].float()
+        fp[torch.from_numpy(row < 0)] = float("nan")
+        out["fingerprint"] = ("profile", fp, pw)
+        types = np.where(w >= 0, g.types[safe], -1)
+        for t in self.context_types:
+            code = g.type_names.index(t)
+            idx = np.where(types == code, self.type_pos[safe], -1)
+            out[decoder_name("type", t)] = ("nodes", torch.from_numpy(idx), pw)
+        for p, (_, values) in g.profiles.items():
+            r = np.where(w >= 0, self.profile_row[p][safe], -1)
+            v = torch.from_numpy(values)[torch.from_numpy(np.maximum(r, 0))].clone()
+            v[torch.from_numpy(r < 0)] = float("nan")
+            out[decoder_name("profile", p)] = ("profile", v, pw)
+        return out
+
+    def make_batch(self, spec: torch.Tensor) -> dict[str, Any]:
+        nodes, epoch, b = spec[:-2], int(spec[-2]), int(spec[-1])
+        gen = torch.Generator().manual_seed(mix_seed(self.seed, epoch, b, 0x3A1C))
+        walk, pw = random_walks(self.indptr, self.neighbours, self.weights, nodes, self.cfg.walk_length, gen)
+        return {"graph": self.graph_batch(nodes.tolist()), "walk_targets": self.walk_targets(walk, pw),
+                "n": len(nodes)}
+
+    def iterate(self, specs: Sequence[torch.Tensor]) -> Iterable[dict[str, Any]]:
+        return (self.make_batch(s) for s in specs)
+
+    def batch_items(self, batch: Any) -> int:
+        return int(batch["n"])
+
+    def loss(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return self.objectives(model(batch["graph"]), batch, model)
+
+    # -- evaluation ---------------------------------------------------------------------------------------------
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Zero-shot context retrieval of the held-out molecules (:func:`context_retrieval`)."""
+        from hypalign.recipes.infoalign.evaluation import context_retrieval
+
+        m = model.module if hasattr(model, "module") else model
+        return context_retrieval(m, self) if len(self.valid) else {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}

@@ -1,0 +1,181 @@
+"""InfoAlign: its losses by hand, the GIN encoder's invariances, and the recipe end to end on a small made-up context
+graph of real molecules (train, held-out context retrieval, `hypalign embed`, exact resume)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hypalign.losses.context import gaussian_kl, gaussian_kl_sample, walk_node_loss, walk_profile_loss
+
+SMILES = ["CCO", "CCCO", "CCCCO", "CC(C)O", "c1ccccc1", "Cc1ccccc1", "CCc1ccccc1", "Oc1ccccc1", "CC(=O)O",
+          "CCC(=O)O", "CCCC(=O)O", "CC(=O)Oc1ccccc1C(=O)O", "CC(=O)Nc1ccc(O)cc1", "CC(C)Cc1ccc(cc1)C(C)C(=O)O",
+          "Cn1cnc2c1c(=O)n(C)c(=O)n2C", "COc1ccc2cc(ccc2c1)C(C)C(=O)O", "NCCc1ccc(O)c(O)c1", "CN1CCC[C@H]1c1cccnc1",
+          "O=C(O)c1ccccc1O", "CC(N)C(=O)O", "NCC(=O)O", "OCC(O)CO", "C1CCCCC1", "C1CCNCC1"]
+
+
+def test_walk_losses_by_hand_and_the_one_hot_shortcut_equals_the_full_bce() -> None:
+    x = torch.tensor([[0.5, -1.0, 2.0], [0.0, 1.0, -0.5]])
+    y = torch.tensor([[[1.0, 0.0, 0.5], [float("nan")] * 3], [[0.0, 1.0, 1.0], [1.0, float("nan"), 0.0]]])
+    w = torch.tensor([[1.0, 0.4], [1.0, 0.5]])
+    by_hand, n = 0.0, 0
+    for b in range(2):
+        for k in range(2):
+            for d in range(3):
+                if not torch.isnan(y[b, k, d]):
+                    by_hand += float(w[b, k]) * float(F.binary_cross_entropy_with_logits(x[b, d], y[b, k, d]))
+                    n += 1
+    assert float(walk_profile_loss(x, y, w)) == pytest.approx(by_hand / n, rel=1e-6)
+    # nodes of one type: index -1 = another type at that position; the loss equals the full one-hot BCE
+    torch.manual_seed(0)
+    logits = torch.randn(4, 7)
+    index = torch.tensor([[2, -1, 5], [-1, -1, -1], [0, 6, -1], [3, 3, 1]])
+    pw = torch.rand(4, 3)
+    onehot = torch.full((4, 3, 7), float("nan"))
+    for b in range(4):
+        for k in range(3):
+            if index[b, k] >= 0:
+                onehot[b, k] = 0.0
+                onehot[b, k, index[b, k]] = 1.0
+    torch.testing.assert_close(walk_node_loss(logits, index, pw), walk_profile_loss(logits, onehot, pw))
+    assert float(walk_node_loss(logits, torch.full((4, 3), -1), pw)) == 0.0
+
+
+def test_kl_sample_estimate_averages_to_the_closed_form() -> None:
+    mu = torch.tensor([[0.3, -1.2], [0.0, 0.5]], dtype=torch.float64)
+    sigma = torch.tensor([[0.5, 1.5], [1.0, 0.2]], dtype=torch.float64)
+    closed = float(gaussian_kl(mu, sigma))
+    by_hand = 0.5 * float(((sigma**2 + mu**2 - 1 - 2 * torch.log(sigma)).sum(-1)).mean())
+    assert closed == pytest.approx(by_hand)
+    gen = torch.Generator().manual_seed(0)
+    n = 200_000
+    z = mu.repeat(n, 1) + sigma.repeat(n, 1) * torch.randn((2 * n, 2), generator=gen, dtype=torch.float64)
+    # the single-sample estimate over 400k draws averages to the closed form (sd of that mean ~0.003)
+    assert float(gaussian_kl_sample(mu.repeat(n, 1), sigma.repeat(n, 1), z)) == pytest.approx(closed, abs=0.015)
+    at_mean = float((-torch.log(sigma) + mu**2 / 2).sum(-1).mean())  # z = μ: −log σ + μ²/2 per dimension
+    assert float(gaussian_kl_sample(mu, sigma, mu)) == pytest.approx(at_mean)
+
+
+def test_gin_virtual_ignores_atom_order_and_batch_company() -> None:
+    from torch_geometric.data import Batch
+
+    from hypalign.data.molecules import mol_graph
+    from hypalign.encoders.molecule import GINVirtual
+
+    torch.manual_seed(0)
+    enc = GINVirtual(layers=3, dim=16, dropout=0.5).eval()
+    g = mol_graph("CC(=O)Oc1ccccc1C(=O)O")
+    alone = enc(Batch.from_data_list([g]))
+    with_others = enc(Batch.from_data_list([mol_graph("CCO"), g, mol_graph("c1ccccc1")]))
+    torch.testing.assert_close(with_others[1], alone[0], rtol=1e-5, atol=1e-5)
+    perm = torch.randperm(g.num_nodes)
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(len(perm))
+    shuffled = g.clone()
+    shuffled.x = g.x[perm]
+    shuffled.edge_index = inv[g.edge_index]
+    torch.testing.assert_close(enc(Batch.from_data_list([shuffled]))[0], alone[0], rtol=1e-5, atol=1e-5)
+    assert alone.shape == (1, 16)
+
+
+def write_graph(d: Path) -> Path:
+    """24 real molecules, two made-up targets (alcohols + acids vs aromatics), a GO term per target, ChEBI-like roles
+    for the acids and the other molecules ending in O, similarity edges between neighbours in the list, and a 3-dim
+    profile for some molecules."""
+    d.mkdir(parents=True, exist_ok=True)
+    nodes = ["id\ttype\tsmiles"] + [f"m{i}\tmolecule\t{s}" for i, s in enumerate(SMILES)]
+    nodes += ["T1\ttarget\t", "T2\ttarget\t", "GO:1\tGO\t", "GO:2\tGO\t", "acid\trole\t", "alcohol\trole\t"]
+    edges = ["source\ttarget\tweight"]
+    for i, s in enumerate(SMILES):
+        edges.append(f"m{i}\t{'T2' if 'c1' in s else 'T1'}\t{0.5 + 0.5 * (i % 2)}")
+        if "C(=O)O" in s:
+            edges.append(f"m{i}\tacid\t1")
+        elif s.endswith("O"):
+            edges.append(f"m{i}\talcohol\t1")
+        if i:
+            edges.append(f"m{i}\tm{i - 1}\t0.8")
+    edges += ["T1\tGO:1\t1", "T2\tGO:2\t1"]
+    (d / "nodes.tsv").write_text("\n".join(nodes) + "\n")
+    (d / "edges.tsv").write_text("\n".join(edges) + "\n")
+    (d / "profiles").mkdir(exist_ok=True)
+    (d / "profiles" / "cells.tsv").write_text("id\ta\tb\tc\n" + "".join(f"m{i}\t{i}\t{i % 3}\t{24 - i}\n"
+                                                                          for i in range(0, 24, 2)))
+    return d
+
+
+def test_infoalign_trains_retrieves_embeds_and_resumes_exactly(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hypalign.cli.main import app
+
+    graph = write_graph(tmp_path / "g")
+    runner = CliRunner()
+    common = ["train", "infoalign", "--graph", str(graph), "--layers", "2", "--dim", "16", "--decoder-hidden", "32",
+              "--batch-size", "8", "--valid-fraction", "0.25", "--threads", "1", "--no-progress", "--log-every", "1"]
+    res = runner.invoke(app, [*common, "--epochs", "2", "--eval-every", "1", "-o", str(tmp_path / "run"), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert out["steps"] == 4 and {"target/mrr", "role/mrr", "mrr"} <= set(out)  # 18 train mols, batch 8
+    assert "GO/mrr" not in out  # GO terms are two steps away (through a target): not a molecule's direct context
+    assert out["target/molecules"] == 6 and 0 < out["mrr"] <= 1
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert {"decode", "kl"} <= set(lines[0]) and all(np.isfinite(x.get("loss", 0.0)) for x in lines)
+    # `hypalign eval RUN` rebuilds the same held-out molecules and scores the saved model the same
+    ev = runner.invoke(app, ["eval", str(tmp_path / "run"), "--json"])
+    assert ev.exit_code == 0, ev.output
+    again = json.loads(ev.stdout)
+    assert again["mrr"] == pytest.approx(out["mrr"]) and again["role/hits@1"] == pytest.approx(out["role/hits@1"])
+    # `hypalign embed RUN FILE`: μ of any molecules; an unparsable SMILES names its line, or is skipped
+    smi = tmp_path / "q.smi"
+    smi.write_text("CCO ethanol\nC1CC( broken\nc1ccccc1O phenol\n")
+    bad = runner.invoke(app, ["embed", str(tmp_path / "run"), str(smi), "-o", str(tmp_path / "e.npy")])
+    assert bad.exit_code == 2 and "q.smi: line 2: unparsable SMILES 'C1CC('" in bad.output
+    ok = runner.invoke(app, ["embed", str(tmp_path / "run"), str(smi), "-o", str(tmp_path / "e.npy"),
+                             "--skip-invalid", "--json"])
+    assert ok.exit_code == 0, ok.output
+    emb = np.load(tmp_path / "e.npy")
+    assert emb.shape == (2, 16) and (tmp_path / "e.txt").read_text() == "ethanol\nphenol\n"
+    from hypalign.models.infoalign import InfoAlign
+    from hypalign.recipes.infoalign.evaluation import embed_smiles
+
+    model = InfoAlign.from_pretrained(str(tmp_path / "run" / "model"))
+    direct, _ = embed_smiles(model, ["CCO", "c1ccccc1O"])
+    np.testing.assert_allclose(emb, direct.numpy(), rtol=1e-5, atol=1e-6)
+    # a run stopped after 2 steps and resumed ends where the uninterrupted one did: the walks, dropout and the
+    # bottleneck's samples replay (a constant learning rate: --max-steps would shorten a cosine schedule; the
+    # trainer's own resume after SIGKILL is tested in test_train.py)
+    flat = [*common, "--epochs", "2", "--eval-every", "0", "--schedule", "constant"]
+    res = runner.invoke(app, [*flat, "--max-steps", "2", "-o", str(tmp_path / "cut")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, [*flat, "-o", str(tmp_path / "cut"), "--resume"])
+    assert res.exit_code == 0, res.output
+    whole = runner.invoke(app, [*flat, "-o", str(tmp_path / "whole")])
+    assert whole.exit_code == 0, whole.output
+    from safetensors.torch import load_file
+
+    a = load_file(str(tmp_path / "cut" / "model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "whole" / "model" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
+
+
+def test_infoalign_refuses_a_graph_it_cannot_train_on(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hypalign.cli.main import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "infoalign", "-o", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "--graph: give a context-graph directory" in res.output
+    graph = write_graph(tmp_path / "g")
+    res = runner.invoke(app, ["train", "infoalign", "--graph", str(graph), "--batch-size", "64", "-o",
+                              str(tmp_path / "r")])
+    assert res.exit_code == 2 and "fewer than one batch (64)" in res.output
+    (graph / "edges.tsv").write_text((graph / "edges.tsv").read_text() + "m1\tT9\t1\n")
+    res = runner.invoke(app, ["train", "infoalign", "--graph", str(graph), "-o", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "unknown node 'T9'" in res.output and "Traceback" not in res.output
