@@ -170,8 +170,8 @@ def test_infoalign_refuses_a_graph_it_cannot_train_on(tmp_path: Path) -> None:
     from hypalign.cli.main import app
 
     runner = CliRunner()
-    res = runner.invoke(app, ["train", "infoalign", "-o", str(tmp_path / "r")])
-    assert res.exit_code == 2 and "--graph: give a context-graph directory" in res.output
+    res = runner.invoke(app, ["train", "infoalign", "--graph", str(tmp_path / "nowhere"), "-o", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "not a context-graph directory" in res.output
     graph = write_graph(tmp_path / "g")
     res = runner.invoke(app, ["train", "infoalign", "--graph", str(graph), "--batch-size", "64", "-o",
                               str(tmp_path / "r")])

@@ -21,7 +21,9 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
 class InfoAlignConfig:
     """Recipe settings (saved in the run's ``config.json``)."""
 
-    graph: str = opt("", "A context-graph directory (nodes.tsv, edges.tsv, optional profiles/; docs/infoalign.md).")
+    graph: str = opt("packaged", "'packaged' (MoleculeACE, approved drugs, ChEBI roles, GO and KEGG joined from "
+                     "packages on first use) or a context-graph directory (nodes.tsv, edges.tsv, optional "
+                     "profiles/; docs/infoalign.md).")
     walk_length: int = opt(4, "Steps of each random walk from a molecule (InfoAlign: 4).", min=1)
     layers: int = opt(5, "GIN layers.", min=1)
     dim: int = opt(300, "Hidden and representation width.", min=2)

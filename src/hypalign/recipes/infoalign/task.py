@@ -51,8 +51,14 @@ class InfoAlignTask(Task):
         self.objectives = resolve_objectives(cfg)
         if graph is None:
             if not cfg.graph:
-                raise InputError("--graph: give a context-graph directory (nodes.tsv, edges.tsv; docs/infoalign.md)")
-            graph = read_context_graph(cfg.graph, cfg.skip_invalid)
+                raise InputError("--graph: 'packaged' or a context-graph directory (nodes.tsv, edges.tsv; "
+                                 "docs/infoalign.md)")
+            if cfg.graph == "packaged":
+                from hypalign.data.molecule_sources import packaged_graph_dir
+
+                graph = read_context_graph(packaged_graph_dir(say), skip_invalid=True)
+            else:
+                graph = read_context_graph(cfg.graph, cfg.skip_invalid)
             if graph.skipped:
                 say(f"skipped {graph.skipped} molecules with an unparsable SMILES (and their edges)")
         self.graph = g = graph
