@@ -146,6 +146,24 @@ def test_infoalign_trains_retrieves_embeds_and_resumes_exactly(tmp_path: Path) -
     model = InfoAlign.from_pretrained(str(tmp_path / "run" / "model"))
     direct, _ = embed_smiles(model, ["CCO", "c1ccccc1O"])
     np.testing.assert_allclose(emb, direct.numpy(), rtol=1e-5, atol=1e-6)
+    # `hypalign eval RUN --property FILE`: the paper's head on the frozen μ, scaffold split, 3 seeds
+    rows = "".join(f"{s},{len(s) / 3:.3f},{int('c1' in s)}\n" for s in SMILES * 2)
+    (tmp_path / "prop.csv").write_text("smiles,size,aromatic\n" + rows)
+    ev = runner.invoke(app, ["eval", str(tmp_path / "run"), "--property", str(tmp_path / "prop.csv"), "--target",
+                             "size", "--json"])
+    assert ev.exit_code == 0, ev.output
+    got = json.loads(ev.stdout)
+    assert got["task"] == "regression" and got["seeds"] == 3 and {"mae", "mae_std", "rmse"} <= set(got)
+    assert got["n_train"] + got["n_valid"] + got["n_test"] == 48 and got["split"] == "scaffold"
+    ev = runner.invoke(app, ["eval", str(tmp_path / "run"), "--property", str(tmp_path / "prop.csv"), "--target",
+                             "aromatic", "--split", "random", "--json"])
+    assert ev.exit_code == 0, ev.output
+    assert json.loads(ev.stdout)["task"] == "classification" and "roc_auc" in json.loads(ev.stdout)
+    bad = runner.invoke(app, ["eval", str(tmp_path / "run"), "--property", str(tmp_path / "prop.csv"), "--target",
+                              "size", "--task", "classification"])
+    assert bad.exit_code == 2 and "needs labels 0 or 1" in bad.output
+    bad = runner.invoke(app, ["eval", str(tmp_path / "run"), "--task", "regression"])
+    assert bad.exit_code == 2 and "go with --property" in bad.output
     # a run stopped after 2 steps and resumed ends where the uninterrupted one did: the walks, dropout and the
     # bottleneck's samples replay (a constant learning rate: --max-steps would shorten a cosine schedule; the
     # trainer's own resume after SIGKILL is tested in test_train.py)

@@ -208,3 +208,33 @@ def test_random_walks_follow_edges_multiply_weights_and_stop_when_stuck() -> Non
     share = torch.bincount(random_walks(indptr, nbr, w, big, 1, torch.Generator().manual_seed(1))[0][:, 1],
                            minlength=8)[[g.index[x] for x in "abd"]].float() / 30_000
     assert share.tolist() == pytest.approx([1 / 3] * 3, abs=0.01)
+
+
+def test_property_metrics_by_hand_and_the_head_learns_a_linear_property() -> None:
+    from hypalign.eval.property import cliff_rmse, fit_head, forest_predictions, property_metrics
+
+    y = np.array([[1.0, np.nan], [2.0, 0.0], [4.0, 1.0]])
+    p = np.array([[1.5, 9.0], [2.0, 1.0], [3.0, 1.0]])
+    m = property_metrics(p, y, "regression")
+    assert m["mae"] == pytest.approx((0.5 + 0 + 1) / 3 / 2 + (1 + 0) / 2 / 2)
+    assert m["rmse"] == pytest.approx((np.sqrt((0.25 + 1) / 3) + np.sqrt(0.5)) / 2)
+    auc = property_metrics(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0.0, 0.0, 1.0, 1.0]), "classification")
+    assert auc["roc_auc"] == pytest.approx(0.75) and auc["tasks_scored"] == 1
+    assert cliff_rmse(np.array([1.0, 2.0, 5.0]), np.array([1.0, 0.0, 1.0]), np.array([False, True, True])) == \
+        pytest.approx(np.sqrt((4 + 16) / 2))
+    # a linear property of 16 features (scale 100, as a sum readout's): the head beats predicting the train mean
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 16)).astype(np.float32) * 100
+    w = rng.normal(size=16)
+    target = (x / 100 @ w + 0.1 * rng.normal(size=400)).astype(np.float32)[:, None]
+    parts = {"train": np.arange(240), "valid": np.arange(240, 300), "test": np.arange(300, 400)}
+    pred = fit_head(x, target, parts, "regression", seed=0)
+    mean_mae = float(np.mean(np.abs(target[parts["test"]] - target[parts["train"]].mean())))
+    got = property_metrics(pred[parts["test"]], target[parts["test"]], "regression")["mae"]
+    assert got < 0.25 * mean_mae
+    np.testing.assert_array_equal(pred, fit_head(x, target, parts, "regression", seed=0))  # seeded, repeatable
+    ridge = forest_predictions(x, target, parts["train"], "regression", model="ridge")
+    assert property_metrics(ridge[parts["test"]], target[parts["test"]], "regression")["mae"] < 0.1 * mean_mae
+    labels = (target > np.median(target)).astype(np.float32)
+    prob = fit_head(x, labels, parts, "classification", seed=1)
+    assert property_metrics(prob[parts["test"]], labels[parts["test"]], "classification")["roc_auc"] > 0.9

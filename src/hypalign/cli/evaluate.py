@@ -96,7 +96,18 @@ def run(
                                                    "(.png).")] = None,
     split: Annotated[str | None, typer.Option(help="protclip: the directory of the split the run was trained on, "
                                                    "when its built-in name now resolves to another (fingerprints "
-                                                   "must match).")] = None,
+                                                   "must match). infoalign with --property: scaffold (default) or "
+                                                   "random.")] = None,
+    property_file: Annotated[Path | None, typer.Option("--property", help="infoalign: a CSV/TSV with a smiles "
+                                                       "column and label columns; the paper's head is trained on the "
+                                                       "frozen representation (3 seeds) and scored on its test "
+                                                       "part.")] = None,
+    target: Annotated[str | None, typer.Option(help="infoalign --property: the label column(s), comma-separated "
+                                                    "(default: every column but smiles).")] = None,
+    task: Annotated[str | None, typer.Option(help="infoalign --property: regression or classification (default: "
+                                                  "classification when every label is 0/1).")] = None,
+    skip_invalid: Annotated[bool, typer.Option(help="infoalign --property: skip rows with an unparsable SMILES "
+                                                    "(counted) instead of failing.")] = False,
     part: Annotated[str | None, typer.Option(help="protclip: valid or test (default test).")] = None,
     data: Annotated[Path | None, typer.Option(help="meru, clip: a dataset directory (images + captions.jsonl) to "
                                                    "evaluate on (default: the run's test set).")] = None,
@@ -111,4 +122,6 @@ def run(
     from hypalign.cli.recipes import eval_run
 
     eval_run(run_dir, as_json=as_json, which=which, features_out=features_out, embeddings_out=embeddings_out,
-             plot=plot, split=split, part=part, data=data, level=level)
+             plot=plot, split=split, part=part, data=data, level=level,
+             property=str(property_file) if property_file is not None else None, target=target, task=task,
+             skip_invalid=skip_invalid)

@@ -38,11 +38,25 @@ def load_run_model(run: Any, which: str = "model") -> Any:
     return load_trained_model(run, InfoAlign, which)
 
 
-def evaluate_run(run: Any, which: str | None = None, **_: Any) -> dict[str, float]:
+def evaluate_run(run: Any, which: str | None = None, property: str | None = None, target: str | None = None,
+                 task: str | None = None, split: str | None = None, skip_invalid: bool = False,
+                 **_: Any) -> dict[str, Any]:
     """``hypalign eval RUN``: the zero-shot context retrieval of the run's held-out molecules (same graph, same
-    seed: the same held-out molecules)."""
+    seed: the same held-out molecules); with ``--property FILE.csv [--target COL,…] [--task regression|
+    classification] [--split scaffold|random]``: the paper's head on the frozen representation, 3 seeds."""
     from hypalign.recipes.infoalign.evaluation import context_retrieval
     from hypalign.recipes.infoalign.task import InfoAlignTask
+
+    if property is not None:
+        from hypalign.recipes.infoalign.downstream import evaluate_property_file
+
+        targets = [t.strip() for t in target.split(",") if t.strip()] if target else None
+        return evaluate_property_file(load_run_model(run, which or "model"), property, targets, task,
+                                      split or "scaffold", skip_invalid=skip_invalid)
+    if target or task or split:
+        from hypalign.errors import InputError
+
+        raise InputError("--target, --task and --split go with --property FILE (a property table)")
 
     cfg = InfoAlignConfig(**run.recipe_config)
     task = InfoAlignTask(cfg, seed=int(run.train_config.get("seed", 0)))
@@ -93,7 +107,7 @@ RECIPE = Recipe(
                     "eval_every": 5, "log_every": 10, "optimizer": "adam", "grad_clip": 1.0},
     best_metric=("mrr", "max"),
     objectives=OBJECTIVES,
-    evaluate_options=frozenset({"which"}),
+    evaluate_options=frozenset({"which", "property", "target", "task", "split", "skip_invalid"}),
     embed_options=frozenset({"skip_invalid"}),
 )
 
