@@ -301,3 +301,22 @@ def test_packaged_graph_join_on_tiny_files_in_the_real_layouts(tmp_path: Path) -
     got = {frozenset((a, b)) for a, b in w if a.startswith("M") and b.startswith("M")}
     assert got == expect and len(got) == 1  # imatinib - its analogue (0.88); the ibuprofen analogues are below 0.8
     assert len(set(CHEMBL_TARGET_GENES)) == 29
+
+
+@pytest.mark.slow
+def test_the_real_packaged_graph_leaves_every_downstream_test_molecule_out() -> None:
+    """The packaged graph (fetched by package name and joined on first use, ~1-2 min): its recorded size, and not one
+    molecule of a downstream test part among its nodes."""
+    from rdkit import Chem
+
+    from hypalign.data.context_graph import read_context_graph
+    from hypalign.data.molecule_benchmarks import held_out_smiles
+    from hypalign.data.molecule_sources import packaged_graph_dir, sources_dir
+
+    g = read_context_graph(packaged_graph_dir())
+    counts = g.counts()
+    assert counts["nodes"]["molecule"] == 28_732 and counts["nodes"]["target"] == 29
+    assert sum(counts["edges"].values()) == 49_835
+    held = held_out_smiles(sources_dir())
+    assert len(held) == 10_514
+    assert not {Chem.MolToSmiles(Chem.MolFromSmiles(s)) for s in g.smiles.values()} & held
