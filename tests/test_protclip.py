@@ -144,11 +144,12 @@ def test_entailment_loss_zero_inside_the_cone_positive_outside() -> None:
 
 
 def test_term_matching_loss_is_bce_of_scaled_similarity_plus_bias() -> None:
-    p = torch.nn.functional.normalize(torch.randn(3, 4), dim=-1)
-    t = torch.nn.functional.normalize(torch.randn(5, 4), dim=-1)
-    y = (torch.rand(3, 5) > 0.5).float()
-    bias = torch.randn(5)
-    logit = 10.0 * (p @ t.T) + bias
+    g = torch.Generator().manual_seed(0)  # seeded: the test's inputs do not depend on the tests that ran before
+    p = torch.nn.functional.normalize(torch.randn(3, 4, generator=g), dim=-1)
+    t = torch.nn.functional.normalize(torch.randn(5, 4, generator=g), dim=-1)
+    y = (torch.rand(3, 5, generator=g) > 0.5).float()
+    bias = torch.randn(5, generator=g)
+    logit = (10.0 * (p @ t.T) + bias).double()  # the reference in float64 (the naive log(1 - sigmoid) loses digits)
     ref = -(y * torch.log(torch.sigmoid(logit)) + (1 - y) * torch.log(1 - torch.sigmoid(logit))).mean()
     assert float(term_matching_loss(p, t, y, Sphere(), torch.tensor(math.log(10.0)), bias)) == pytest.approx(
         float(ref), rel=1e-5)

@@ -24,6 +24,11 @@ from torch import Tensor, nn
 from hypalign.encoders.molecule import GINVirtual
 
 
+def decoder_name(kind: str, name: str) -> str:
+    """A decoder's key: ``type_<T>`` / ``profile_<P>`` with ``.`` replaced (module names cannot hold one)."""
+    return f"{kind}_{name.replace('.', '_')}"
+
+
 def decoder_mlp(dim: int, hidden: int, out: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.GELU(), nn.Dropout(dropout),
                          nn.Linear(hidden, out))

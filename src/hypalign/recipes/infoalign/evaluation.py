@@ -49,7 +49,7 @@ def context_retrieval(model: Any, task: Any, ks: Sequence[int] = (1, 10)) -> dic
     ranks by the baseline every molecule shares, each node's number of training molecules linked to it (the bar a
     molecule-specific ranking has to clear)."""
     from hypalign.eval.function import filtered_term_ranks
-    from hypalign.recipes.infoalign.task import decoder_name
+    from hypalign.models.infoalign import decoder_name
 
     g = task.graph
     valid = task.valid

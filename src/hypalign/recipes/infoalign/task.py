@@ -21,13 +21,9 @@ from torch import nn
 from hypalign.data.context_graph import MOLECULE, ContextGraph, random_walks, read_context_graph
 from hypalign.data.sampler import mix_seed
 from hypalign.errors import InputError
+from hypalign.models.infoalign import decoder_name
 from hypalign.recipes.infoalign.config import InfoAlignConfig, resolve_objectives
 from hypalign.train import Task
-
-
-def decoder_name(kind: str, name: str) -> str:
-    """A decoder's key: ``type_<T>`` / ``profile_<P>`` with ``.`` replaced (module names cannot hold one)."""
-    return f"{kind}_{name.replace('.', '_')}"
 
 
 def csr(n: int, src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
