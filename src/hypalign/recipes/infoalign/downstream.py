@@ -63,11 +63,13 @@ def evaluate_property_file(model: Any, path: str, targets: Sequence[str] | None 
 
 def fit_from_scratch(smiles: Sequence[str], labels: np.ndarray, parts: dict[str, np.ndarray], task: str,
                      seed: int = 0, layers: int = 5, dim: int = 300, dropout: float = 0.5, epochs: int = 30,
-                     patience: int = 10, batch_size: int = 128, lr: float = 1e-3) -> np.ndarray:
+                     patience: int = 10, batch_size: int = 128, lr: float = 1e-3, readout: str = "mean") -> np.ndarray:
     """The baseline the paper argues against: the same GIN (:class:`~hypalign.encoders.molecule.GINVirtual`) and head
     trained end to end on one task's training part — L1 on standardised targets (regression) or BCE, Adam, early
     stopping on the valid part's loss (``patience`` epochs), the best epoch kept. Returns predictions for every
-    molecule (regression: label units; classification: probabilities)."""
+    molecule (regression: label units; classification: probabilities). ``readout``: ``mean`` (OGB's default) — a
+    sum readout trained from scratch on ESOL's 700 training molecules predicted +900 log units for its largest test
+    molecules (a sum grows with the molecule; nothing in so few examples bounds the head)."""
     import torch
     from torch import nn
     from torch_geometric.data import Batch
@@ -84,7 +86,7 @@ def fit_from_scratch(smiles: Sequence[str], labels: np.ndarray, parts: dict[str,
     yt = torch.from_numpy(((y - ym) / ys).astype(np.float32))
     graphs = [from_smiles(s) for s in smiles]
     torch.manual_seed(seed)
-    model = nn.ModuleDict({"gin": GINVirtual(layers, dim, dropout), "head": nn.Sequential(
+    model = nn.ModuleDict({"gin": GINVirtual(layers, dim, dropout, readout), "head": nn.Sequential(
         nn.Linear(dim, 4 * dim), nn.ReLU(), nn.Linear(4 * dim, y.shape[1]))})
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
