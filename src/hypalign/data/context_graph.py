@@ -73,11 +73,14 @@ class ContextGraph:
             pairs[key] = pairs.get(key, 0) + 1
         return {"nodes": nodes, "edges": dict(sorted(pairs.items()))}
 
-    def adjacency(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """CSR over both directions: ``(indptr (n + 1,), neighbours, weights)``, neighbours sorted per node."""
-        s = np.concatenate([self.src, self.dst])
-        d = np.concatenate([self.dst, self.src])
-        w = np.concatenate([self.weight, self.weight])
+    def adjacency(self, keep: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """CSR over both directions: ``(indptr (n + 1,), neighbours, weights)``, neighbours sorted per node;
+        ``keep`` (bool per edge): only those edges (e.g. without the held-out molecules')."""
+        src, dst, wt = (self.src, self.dst, self.weight) if keep is None else (self.src[keep], self.dst[keep],
+                                                                              self.weight[keep])
+        s = np.concatenate([src, dst])
+        d = np.concatenate([dst, src])
+        w = np.concatenate([wt, wt])
         order = np.lexsort((d, s))
         indptr = np.zeros(len(self) + 1, dtype=np.int64)
         np.add.at(indptr, s + 1, 1)

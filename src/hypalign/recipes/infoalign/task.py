@@ -26,16 +26,6 @@ from hypalign.recipes.infoalign.config import InfoAlignConfig, resolve_objective
 from hypalign.train import Task
 
 
-def csr(n: int, src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Both directions of the undirected edges as CSR ``(indptr, neighbours, weights)``."""
-    s, d, ww = np.concatenate([src, dst]), np.concatenate([dst, src]), np.concatenate([w, w])
-    order = np.lexsort((d, s))
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.add.at(indptr, s + 1, 1)
-    return (torch.from_numpy(np.cumsum(indptr)), torch.from_numpy(d[order].astype(np.int64)),
-            torch.from_numpy(ww[order].astype(np.float32)))
-
-
 class InfoAlignTask(Task):
     def __init__(self, cfg: InfoAlignConfig, seed: int = 0, say: Callable[[str], None] | None = None,
                  graph: ContextGraph | None = None) -> None:
@@ -68,7 +58,7 @@ class InfoAlignTask(Task):
                              f"({cfg.batch_size}); lower --batch-size")
         # the held-out molecules' edges are not walked in training: their context is what retrieval asks for
         out = np.isin(g.src, self.valid) | np.isin(g.dst, self.valid)
-        self.indptr, self.neighbours, self.weights = csr(len(g), g.src[~out], g.dst[~out], g.weight[~out])
+        self.indptr, self.neighbours, self.weights = g.adjacency(keep=~out)
         self.mol_row = np.full(len(g), -1, dtype=np.int64)
         self.mol_row[mols] = np.arange(len(mols))
         rd, _ = parse_smiles([g.smiles[i] for i in mols.tolist()], "context graph")
