@@ -53,6 +53,48 @@ def cliff_rmse(pred: np.ndarray, y: np.ndarray, cliff: np.ndarray) -> float:
     return float(np.sqrt(np.mean(err**2)))
 
 
+def standardise_targets(y: np.ndarray, train: np.ndarray, task: str) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """``(targets, mean, std)``: regression labels standardised with the train part's mean and std (NaN kept),
+    classification labels as they are (mean 0, std 1)."""
+    y = np.asarray(y, np.float32)
+    if task == "regression":
+        ym, ys = np.nanmean(y[train], 0), np.nanstd(y[train], 0) + 1e-6
+    else:
+        ym, ys = np.zeros(y.shape[1], np.float32), np.ones(y.shape[1], np.float32)
+    return torch.from_numpy(((y - ym) / ys).astype(np.float32)), ym, ys
+
+
+def masked_loss(out: torch.Tensor, target: torch.Tensor, task: str) -> torch.Tensor:
+    """L1 (regression) or BCE with logits (classification), averaged over the known (non-NaN) labels."""
+    known = torch.isfinite(target)
+    t0 = torch.where(known, target, torch.zeros_like(target))
+    err = (out - t0).abs() if task == "regression" else nn.functional.binary_cross_entropy_with_logits(
+        out, t0, reduction="none")
+    return err[known].mean()
+
+
+def from_standardised(out: np.ndarray, ym: np.ndarray, ys: np.ndarray, task: str) -> np.ndarray:
+    """Predictions back in label units (regression) or as probabilities (classification)."""
+    return out * ys + ym if task == "regression" else 1.0 / (1.0 + np.exp(-out))
+
+
+def train_early_stopping(model: nn.Module, train_epoch: Any, valid_loss: Any, epochs: int, patience: int) -> None:
+    """Run ``train_epoch()`` up to ``epochs`` times, stop after ``patience`` epochs without a lower ``valid_loss()``,
+    and leave ``model`` with the best epoch's weights."""
+    best, best_state, wait = float("inf"), None, 0
+    for _ in range(epochs):
+        train_epoch()
+        v = float(valid_loss())
+        if v < best - 1e-6:
+            best, best_state, wait = v, {k: t.clone() for k, t in model.state_dict().items()}, 0
+        else:
+            wait += 1
+            if wait >= patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+
+
 def fit_head(x: np.ndarray, y: np.ndarray, parts: dict[str, np.ndarray], task: str, seed: int = 0,
              hidden: int = 1200, lr: float = 1e-3, weight_decay: float = 1e-5, epochs: int = 300,
              patience: int = 50) -> np.ndarray:
@@ -63,12 +105,7 @@ def fit_head(x: np.ndarray, y: np.ndarray, parts: dict[str, np.ndarray], task: s
     tr, va = parts["train"], parts["valid"]
     mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-6
     xs = torch.from_numpy((x - mu) / sd)
-    if task == "regression":
-        ym, ys = np.nanmean(y[tr], 0), np.nanstd(y[tr], 0) + 1e-6
-    else:
-        ym, ys = np.zeros(y.shape[1], np.float32), np.ones(y.shape[1], np.float32)
-    yt = torch.from_numpy(((y - ym) / ys).astype(np.float32))
-    known = torch.isfinite(yt)
+    yt, ym, ys = standardise_targets(y, tr, task)
     g = torch.Generator().manual_seed(seed)
     head = nn.Sequential(nn.Linear(x.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, y.shape[1]))
     for p in head.parameters():  # seeded init, independent of the global stream
@@ -79,36 +116,22 @@ def fit_head(x: np.ndarray, y: np.ndarray, parts: dict[str, np.ndarray], task: s
     opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
     tr_t, va_t = torch.from_numpy(tr), torch.from_numpy(va)
 
-    def loss_on(idx: torch.Tensor) -> torch.Tensor:
-        out, target, m = head(xs[idx]), yt[idx], known[idx]
-        if task == "regression":
-            err = (out - torch.where(m, target, torch.zeros_like(target))).abs()
-        else:
-            err = nn.functional.binary_cross_entropy_with_logits(out, torch.where(m, target, torch.zeros_like(target)),
-                                                                 reduction="none")
-        return err[m].mean()
-
-    best, best_state, wait = float("inf"), None, 0
-    for _ in range(epochs):
+    def train_epoch() -> None:
         head.train()
         opt.zero_grad()
-        loss_on(tr_t).backward()
+        masked_loss(head(xs[tr_t]), yt[tr_t], task).backward()
         opt.step()
+
+    def valid_loss() -> float:
         head.eval()
         with torch.no_grad():
-            v = float(loss_on(va_t)) if len(va) else 0.0
-        if v < best - 1e-6:
-            best, best_state, wait = v, {k: t.clone() for k, t in head.state_dict().items()}, 0
-        else:
-            wait += 1
-            if wait >= patience:
-                break
-    if best_state is not None:
-        head.load_state_dict(best_state)
+            return float(masked_loss(head(xs[va_t]), yt[va_t], task)) if len(va) else 0.0
+
+    train_early_stopping(head, train_epoch, valid_loss, epochs, patience)
     head.eval()
     with torch.no_grad():
         out = head(xs).numpy()
-    return out * ys + ym if task == "regression" else 1.0 / (1.0 + np.exp(-out))
+    return from_standardised(out, ym, ys, task)
 
 
 def forest_predictions(x: np.ndarray, y: np.ndarray, train: np.ndarray, task: str, seed: int = 0,

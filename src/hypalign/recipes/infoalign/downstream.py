@@ -76,14 +76,11 @@ def fit_from_scratch(smiles: Sequence[str], labels: np.ndarray, parts: dict[str,
     from torch_geometric.utils import from_smiles
 
     from hypalign.encoders.molecule import GINVirtual
+    from hypalign.eval.property import from_standardised, masked_loss, standardise_targets, train_early_stopping
 
     y = np.asarray(labels, np.float32).reshape(len(smiles), -1)
     tr, va = parts["train"], parts["valid"]
-    if task == "regression":
-        ym, ys = np.nanmean(y[tr], 0), np.nanstd(y[tr], 0) + 1e-6
-    else:
-        ym, ys = np.zeros(y.shape[1], np.float32), np.ones(y.shape[1], np.float32)
-    yt = torch.from_numpy(((y - ym) / ys).astype(np.float32))
+    yt, ym, ys = standardise_targets(y, tr, task)
     graphs = [from_smiles(s) for s in smiles]
     torch.manual_seed(seed)
     model = nn.ModuleDict({"gin": GINVirtual(layers, dim, dropout, readout), "head": nn.Sequential(
@@ -94,14 +91,6 @@ def fit_from_scratch(smiles: Sequence[str], labels: np.ndarray, parts: dict[str,
     def forward(idx: np.ndarray) -> torch.Tensor:
         return model["head"](model["gin"](Batch.from_data_list([graphs[i] for i in idx.tolist()])))
 
-    def loss_of(out: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
-        target = yt[torch.from_numpy(idx)]
-        m = torch.isfinite(target)
-        t0 = torch.where(m, target, torch.zeros_like(target))
-        err = (out - t0).abs() if task == "regression" else nn.functional.binary_cross_entropy_with_logits(
-            out, t0, reduction="none")
-        return err[m].mean()
-
     def predict(idx: np.ndarray) -> torch.Tensor:
         model.eval()
         with torch.no_grad():
@@ -109,24 +98,18 @@ def fit_from_scratch(smiles: Sequence[str], labels: np.ndarray, parts: dict[str,
         model.train()
         return out
 
-    best, best_state, wait = float("inf"), None, 0
-    for _ in range(epochs):
+    def train_epoch() -> None:
         order = rng.permutation(tr)
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
             if len(idx) < 2:  # batch norm needs two molecules
                 continue
             opt.zero_grad()
-            loss_of(forward(idx), idx).backward()
+            masked_loss(forward(idx), yt[torch.from_numpy(idx)], task).backward()
             opt.step()
-        v = float(loss_of(predict(va), va)) if len(va) else 0.0
-        if v < best - 1e-6:
-            best, best_state, wait = v, {k: t.clone() for k, t in model.state_dict().items()}, 0
-        else:
-            wait += 1
-            if wait >= patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    out = predict(np.arange(len(smiles))).numpy()
-    return out * ys + ym if task == "regression" else 1.0 / (1.0 + np.exp(-out))
+
+    def valid_loss() -> float:
+        return float(masked_loss(predict(va), yt[torch.from_numpy(va)], task)) if len(va) else 0.0
+
+    train_early_stopping(model, train_epoch, valid_loss, epochs, patience)
+    return from_standardised(predict(np.arange(len(smiles))).numpy(), ym, ys, task)
