@@ -384,6 +384,23 @@ def test_small_hard_split_on_swissprot_has_no_close_homolog_in_train() -> None:
 
 
 @pytest.mark.slow
+def test_small_nohit_split_on_swissprot_has_no_diamond_hit_in_train() -> None:
+    """The real small-nohit split (made on first use, ~3 min): sizes, its union pool, and DIAMOND (e <= 10, every hit)
+    finds nothing for a test protein among the training proteins."""
+    from hypalign.data.protein import metastudent_go_dataset
+    from hypalign.data.splits import load_split
+
+    s = load_split("small-nohit")
+    assert (len(s.train), len(s.valid), len(s.test)) == (20_000, 2_000, 2_000)
+    assert s.info is not None and "e <= 10, all targets" in s.info["criteria"] and "any of" in s.info["pool"]
+    data = metastudent_go_dataset(require_all=False)
+    seq = dict(zip(data.accessions, data.sequences, strict=True))
+    hits = diamond_blastp(s.test, [seq[a] for a in s.test], s.train, [seq[a] for a in s.train], evalue=10.0,
+                          max_target_seqs=0)
+    assert len(hits.query) == 0
+
+
+@pytest.mark.slow
 def test_full_hard_split_on_swissprot_has_no_close_homolog_in_train() -> None:
     """The real full-hard split (made on first use, ~27 min on 2 cores): disjoint parts, train 80 % of the
     pool, held-out parts at most 5 % each, and DIAMOND finds no close training homolog for 1,000 test and
