@@ -194,6 +194,32 @@ def test_infoalign_trains_retrieves_embeds_and_resumes_exactly(tmp_path: Path) -
         torch.testing.assert_close(a[k], b[k], msg=k)
 
 
+def test_node_decoders_skip_profiled_and_oversized_node_types(tmp_path: Path) -> None:
+    """A node type whose every node carries a profile is decoded through the profile (InfoAlign's cell / expression
+    nodes), one larger than --max-node-outputs gets no one-hot decoder; the others keep theirs."""
+    from hypalign.data.context_graph import read_context_graph
+    from hypalign.recipes.infoalign import InfoAlignConfig
+    from hypalign.recipes.infoalign.task import InfoAlignTask
+
+    graph = write_graph(tmp_path / "g")
+    with open(graph / "nodes.tsv", "a") as fh:
+        fh.write("c1\tcell\t\nc2\tcell\t\n")
+    with open(graph / "edges.tsv", "a") as fh:
+        fh.write("m0\tc1\t1\nm5\tc2\t1\n")
+    (graph / "profiles" / "cells.tsv").write_text("id\ta\tb\nc1\t0\t1\nc2\t1\t0\nm0\t2\t2\n")
+    cfg = dict(graph=str(graph), batch_size=8, layers=2, dim=16, decoder_hidden=32)
+    said: list[str] = []
+    task = InfoAlignTask(InfoAlignConfig(**cfg), seed=0, say=said.append)
+    assert set(task.model.decoders) == {"fingerprint", "type_GO", "type_role", "type_target", "profile_cells"}
+    assert any("'cell': decoded through its profiles" in m for m in said)
+    small = InfoAlignTask(InfoAlignConfig(**cfg, max_node_outputs=2), seed=0,
+                          graph=read_context_graph(graph))  # GO, role, target: 2 nodes each; kept at the cap
+    assert set(small.model.decoders) == set(task.model.decoders)
+    tiny = InfoAlignTask(InfoAlignConfig(**cfg, max_node_outputs=1), seed=0, say=said.append)
+    assert set(tiny.model.decoders) == {"fingerprint", "profile_cells"}
+    assert any("'target': 2 nodes, over --max-node-outputs 1" in m for m in said)
+
+
 def test_infoalign_refuses_a_graph_it_cannot_train_on(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

@@ -205,12 +205,14 @@ def build_context_graph(d: Path, say: Callable[[str], None] | None = None) -> ob
     say(f"joining {len(measurements)} MoleculeACE training measurements, {len(drugs)} approved drugs, ChEBI roles, GO, "
         f"KEGG; leaving out the {len(held_out)} molecules of the downstream test sets")
     canon: dict[str, str] = {}  # input SMILES -> canonical, held-out molecules left out
+    parsed: dict[str, object] = {}  # canonical SMILES -> its RDKit molecule (parsed once)
     raw = sorted({s for s, _, _ in measurements} | {s for _, s in drugs})
     mols, kept = parse_smiles(raw, "packaged molecules", skip_invalid=True)
     for i, m in zip(kept.tolist(), mols, strict=True):
         c = Chem.MolToSmiles(m)
         if c not in held_out:
             canon[raw[i]] = c
+            parsed.setdefault(c, m)
     smiles_list = sorted(set(canon.values()))
     node_of = {s: f"M{k}" for k, s in enumerate(smiles_list)}
     ids, types = list(node_of.values()), ["molecule"] * len(node_of)
@@ -238,7 +240,7 @@ def build_context_graph(d: Path, say: Callable[[str], None] | None = None) -> ob
     ids += list(extra)
     types += list(extra.values())
     # molecule-molecule: ECFP4 Tanimoto >= TANIMOTO_MIN within each Bemis-Murcko scaffold
-    rd = [Chem.MolFromSmiles(s) for s in smiles_list]
+    rd = [parsed[s] for s in smiles_list]
     fp = morgan_fingerprints(rd, 2, 1024)
     groups: dict[str, list[int]] = {}
     for i, m in enumerate(rd):

@@ -3,10 +3,11 @@ property tables users bring (InfoAlign, spec §4; needs the ``chem`` extra: RDKi
 
 * :func:`parse_smiles`: RDKit molecules, an unparsable SMILES an error naming its source and line (or, with
   ``skip_invalid``, dropped and counted).
-* :func:`mol_graph`: torch-geometric's ``from_smiles`` graph — 9 integer atom features (atomic number,
-  chirality, degree, formal charge, hydrogens, radical electrons, hybridisation, aromatic, in ring) and 3 bond
-  features (type, stereo, conjugated), both directions of every bond — the OGB layout InfoAlign's GIN embeds.
-  ``from_smiles`` turns an unparsable SMILES into an empty graph silently; here it is parsed first.
+* :func:`mol_graphs` / :func:`mol_graph`: torch-geometric's molecule graphs (``from_rdmol``) — 9 integer atom
+  features (atomic number, chirality, degree, formal charge, hydrogens, radical electrons, hybridisation, aromatic,
+  in ring) and 3 bond features (type, stereo, conjugated), both directions of every bond — the OGB layout
+  InfoAlign's GIN embeds, from molecules RDKit has parsed once (``from_smiles`` would turn an unparsable SMILES into
+  an empty graph silently).
 * :func:`morgan_fingerprints`: ``(n, bits)`` uint8 Morgan (ECFP) bit vectors — radius 2 / 1024 bits is ECFP4
   (the baselines, the Tanimoto edges), InfoAlign's fingerprint decoder target is radius 4 / 1024 bits.
 * :func:`tanimoto`: Jaccard similarity of bit vectors.
@@ -62,23 +63,21 @@ def parse_smiles(smiles: Sequence[str], source: str = "SMILES", skip_invalid: bo
     return mols, np.asarray(kept, dtype=np.int64)
 
 
-def canonical_smiles(smiles: str) -> str:
-    """RDKit's canonical SMILES (isomeric), the key that joins one molecule across sources."""
-    chem = _chem()
-    m = chem.MolFromSmiles(smiles)
-    if m is None:
-        raise InputError(f"unparsable SMILES {smiles[:60]!r}")
-    return str(chem.MolToSmiles(m))
+def mol_graphs(mols: Sequence[Any]) -> list[Any]:
+    """``torch_geometric.data.Data`` graphs of parsed RDKit molecules (torch-geometric's ``from_rdmol``: ``x``
+    ``(atoms, 9)``, ``edge_index`` ``(2, 2·bonds)``, ``edge_attr`` ``(2·bonds, 3)``, int64) — no second parse."""
+    from torch_geometric.utils import from_rdmol
+
+    return [from_rdmol(m) for m in mols]
 
 
 def mol_graph(smiles: str) -> Any:
-    """A ``torch_geometric.data.Data`` with ``x`` ``(atoms, 9)``, ``edge_index`` ``(2, 2·bonds)``, ``edge_attr``
-    ``(2·bonds, 3)`` (int64; torch-geometric's ``from_smiles`` feature maps) and ``smiles``."""
-    from torch_geometric.utils import from_smiles
-
-    _chem()
-    parse_smiles([smiles])
-    return from_smiles(smiles)
+    """The graph of one SMILES (:func:`mol_graphs`), parsed once by RDKit (an error naming it when it does not
+    parse: torch-geometric's ``from_smiles`` would return an empty graph) and carrying ``smiles``."""
+    mols, _ = parse_smiles([smiles])
+    g = mol_graphs(mols)[0]
+    g.smiles = smiles
+    return g
 
 
 def morgan_fingerprints(mols: Sequence[Any], radius: int = 2, n_bits: int = 1024) -> np.ndarray:

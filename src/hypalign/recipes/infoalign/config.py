@@ -31,6 +31,8 @@ class InfoAlignConfig:
     readout: str = opt("sum", "Graph readout.", choices=("sum", "mean", "max"))
     decoder_hidden: int = opt(1200, "Decoder hidden width.", min=1)
     decoder_dropout: float = opt(0.5, "Decoder dropout.", min=0.0, max=1.0)
+    max_node_outputs: int = opt(20_000, "A context node type with more nodes than this gets no one-hot node decoder "
+                                "(its profiles, if any, are still decoded).", min=1)
     fp_radius: int = opt(4, "Radius of the Morgan fingerprint the fingerprint decoder predicts.", min=0)
     fp_bits: int = opt(1024, "Bits of that fingerprint.", min=8)
     batch_size: int = opt(256, "Molecules (walk starts) per step.", min=2)

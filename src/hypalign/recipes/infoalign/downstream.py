@@ -73,15 +73,15 @@ def fit_from_scratch(smiles: Sequence[str], labels: np.ndarray, parts: dict[str,
     import torch
     from torch import nn
     from torch_geometric.data import Batch
-    from torch_geometric.utils import from_smiles
 
+    from hypalign.data.molecules import mol_graphs, parse_smiles
     from hypalign.encoders.molecule import GINVirtual
     from hypalign.eval.property import from_standardised, masked_loss, standardise_targets, train_early_stopping
 
     y = np.asarray(labels, np.float32).reshape(len(smiles), -1)
     tr, va = parts["train"], parts["valid"]
     yt, ym, ys = standardise_targets(y, tr, task)
-    graphs = [from_smiles(s) for s in smiles]
+    graphs = mol_graphs(parse_smiles(list(smiles), "property set")[0])
     torch.manual_seed(seed)
     model = nn.ModuleDict({"gin": GINVirtual(layers, dim, dropout, readout), "head": nn.Sequential(
         nn.Linear(dim, 4 * dim), nn.ReLU(), nn.Linear(4 * dim, y.shape[1]))})

@@ -16,17 +16,15 @@ def embed_smiles(model: Any, smiles: Sequence[str], batch_size: int = 256, sourc
     """``(μ (kept, dim), kept positions)`` of the molecules (an unparsable SMILES: an error naming ``source`` and its
     line, or skipped with ``skip_invalid``); the model in eval mode, ``batch_size`` molecules per forward."""
     from torch_geometric.data import Batch
-    from torch_geometric.utils import from_smiles
 
-    from hypalign.data.molecules import parse_smiles
+    from hypalign.data.molecules import mol_graphs, parse_smiles
 
-    _, kept = parse_smiles(list(smiles), source, skip_invalid, lines=lines)
+    mols, kept = parse_smiles(list(smiles), source, skip_invalid, lines=lines)
     was = model.training
     model.eval()
     out = []
-    for s in range(0, len(kept), batch_size):
-        graphs = [from_smiles(smiles[i]) for i in kept[s : s + batch_size].tolist()]
-        out.append(model.encode(Batch.from_data_list(graphs)).float().cpu())
+    for s in range(0, len(mols), batch_size):
+        out.append(model.encode(Batch.from_data_list(mol_graphs(mols[s : s + batch_size]))).float().cpu())
     model.train(was)
     return (torch.cat(out) if out else torch.zeros(0, model.dim)), kept
 

@@ -29,7 +29,7 @@ from hypalign.train import Task
 class InfoAlignTask(Task):
     def __init__(self, cfg: InfoAlignConfig, seed: int = 0, say: Callable[[str], None] | None = None,
                  graph: ContextGraph | None = None) -> None:
-        from hypalign.data.molecules import mol_graph, morgan_fingerprints, parse_smiles
+        from hypalign.data.molecules import mol_graphs, morgan_fingerprints, parse_smiles
         from hypalign.models.infoalign import InfoAlign
 
         say = say or (lambda m: None)
@@ -65,9 +65,24 @@ class InfoAlignTask(Task):
         self.fingerprints = torch.from_numpy(morgan_fingerprints(rd, cfg.fp_radius, cfg.fp_bits))
         say(f"context graph: {len(g)} nodes, {len(g.src)} edges; {len(self.train_mols)} training and "
             f"{len(self.valid)} held-out molecules; building their graphs")
-        self.mol_graphs = [mol_graph(g.smiles[i]) for i in mols.tolist()]
-        # context node types (each gets a decoder over its nodes) and profiles
-        self.context_types = [t for t in g.type_names if t != MOLECULE]
+        self.mol_graphs = mol_graphs(rd)  # the same parsed molecules as the fingerprints
+        # context node types: each gets a decoder over its nodes, unless its nodes carry profiles (then the profile
+        # decoders are their targets, as InfoAlign's gene / cell / expression nodes) or it has more nodes than
+        # --max-node-outputs (a one-hot decoder over 100k nodes would be most of the model)
+        profiled = np.zeros(len(g), dtype=bool)
+        for nodes, _ in g.profiles.values():
+            profiled[nodes] = True
+        self.context_types = []
+        for t in (t for t in g.type_names if t != MOLECULE):
+            nodes = g.nodes_of(t)
+            if profiled[nodes].all():
+                say(f"node type {t!r}: decoded through its profiles (every node has one)")
+            elif len(nodes) > cfg.max_node_outputs:
+                say(f"node type {t!r}: {len(nodes)} nodes, over --max-node-outputs {cfg.max_node_outputs}: no node "
+                    "decoder (its nodes still relay the walks" + (", and their profiles are decoded)"
+                                                                  if profiled[nodes].any() else ")"))
+            else:
+                self.context_types.append(t)
         self.type_pos = np.full(len(g), -1, dtype=np.int64)
         for t in self.context_types:
             nodes = g.nodes_of(t)
