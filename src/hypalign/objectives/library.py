@@ -9,6 +9,7 @@ kind                   term (paper)
 ``entailment``         mean over pairs of MERU's cone loss ``max(0, ext(g, s) - aper(g))`` (MERU eq. 9)
 ``term_matching``      BCE of ``model.term_logits(out[p], out[terms], batch[cand])`` vs ``batch[labels]`` (+ mask)
 ``masked_lm``          cross-entropy of ``out[logits]`` vs ``batch[labels]`` (-100 ignored; BERT / ESM MLM)
+``masked_bits``        per-bit BCE of ``out[logits]`` vs the bits of code labels (DPLM-2 Bit's structure loss)
 ``segment_alignment``  ProtCLIP's L_PDA over ``out[u]``, ``out[residues]``
 ``pairwise_ce``        Hyp-ViT's pairwise cross-entropy over ``out[z]`` laid out class by class
 ``walk_decoding``      InfoAlign's walk-weighted BCE of each decoder against the context a random walk reached
@@ -130,6 +131,31 @@ class MaskedLM(Objective):
             return nn.functional.cross_entropy(logits, labels)
         ce = nn.functional.cross_entropy(logits.float(), labels, reduction="none")
         return (ce * batch[self.weights].flatten()).sum() / (labels != -100).sum().clamp_min(1)
+
+
+@register_objective("masked_bits")
+class MaskedBits(Objective):
+    """DPLM-2 Bit's structure-token loss (spec §5.2.1): per labelled position the binary cross-entropy of each of the
+    ``n`` logits ``out[logits]`` ``(B, L, n)`` (``p(bit_k = 1)``) against bit ``k`` of the code ``batch[labels]``
+    ``(B, L)`` (-100: not labelled), averaged over the ``n`` bits; with ``weights`` (per position, e.g. ``λ(t)``)
+    ``Σ w · mean_k BCE / (number of labelled positions)`` — :class:`MaskedLM`'s normalisation, so the two heads'
+    losses are on one scale per position."""
+
+    def __init__(self, weight: float = 1.0, logits: str = "struct_logits", labels: str = "struct_labels",
+                 weights: str | None = None) -> None:
+        super().__init__(weight, logits=logits, labels=labels, weights=weights)
+        self.logits, self.labels, self.weights = logits, labels, weights
+        self.outputs, self.batch_keys = (logits,), (labels,) + ((weights,) if weights else ())
+
+    def compute(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any], model: nn.Module) -> Tensor:
+        from hypalign.models.dplm2 import code_bits
+
+        logits, labels = outputs[self.logits].float(), batch[self.labels]
+        keep = labels != -100
+        target = code_bits(labels.clamp_min(0), logits.shape[-1]).to(logits.dtype)
+        bce = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(-1)
+        w = batch[self.weights].to(bce.dtype) if self.weights else keep.to(bce.dtype)
+        return (bce * w * keep).sum() / keep.sum().clamp_min(1)
 
 
 @register_objective("segment_alignment")

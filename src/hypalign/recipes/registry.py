@@ -41,6 +41,8 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "infoalign": ("hypalign.recipes.infoalign",
                   "InfoAlign: molecule representations that decode their context on a graph (GIN + information "
                   "bottleneck)."),
+    "dplm2": ("hypalign.recipes.dplm2",
+              "DPLM-2: multimodal protein LM over structure tokens + amino acids (bit- or index-based)."),
     "protein-lm": ("hypalign.recipes.protlm",
                    "Protein language model (ESM-2 layout) pre-trained here: DPLM's absorbing diffusion or ESM's MLM."),
 }
