@@ -26,26 +26,12 @@ from hypalign.losses.structure import (
     step_error,
 )
 from hypalign.models.structok import StructureTokenizer, backbone_frames, dihedrals
+from structure_fixtures import TINY, chain
 
 
 def rotation(seed: int) -> torch.Tensor:
     q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
     return q * torch.sign(torch.linalg.det(q))  # a proper rotation
-
-
-def chain(n: int, seed: int) -> np.ndarray:
-    """A made-up backbone ``(n, 4, 3)``: a wobbling helical CA trace (CA-CA ~3.8 Å), N and C placed along the
-    bonds to the neighbouring CAs (so C(i)-N(i+1) stays well under the 2 Å of a chain break), O off C."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(n + 2, dtype=np.float64)
-    trace = np.stack([2.3 * np.cos(1.75 * t), 2.3 * np.sin(1.75 * t), 1.5 * t], 1) + rng.normal(0, 0.2, (n + 2, 3))
-    ca, prev, nxt = trace[1:-1], trace[:-2], trace[2:]
-    perp = np.cross(nxt - ca, prev - ca)
-    perp /= np.linalg.norm(perp, axis=1, keepdims=True)
-    n_at = ca + 0.38 * (prev - ca) + 0.3 * perp
-    c_at = ca + 0.38 * (nxt - ca) - 0.3 * perp
-    o_at = c_at + 1.23 * perp
-    return np.stack([n_at, ca, c_at, o_at], 1)
 
 
 def test_kabsch_recovers_a_rigid_motion_and_the_losses_vanish_on_it() -> None:
@@ -221,9 +207,6 @@ def test_chained_steps_rebuild_a_chain_and_the_step_error_by_hand() -> None:
     off[0, 25:, 9] += 50.0
     assert step_error(off, xi, mask).item() == pytest.approx(0.3, abs=1e-3)
 
-
-TINY = ["--d", "16", "--heads", "2", "--k", "4", "--mp-layers", "1", "--enc-layers", "0", "--dec-layers", "1",
-        "--bits", "4", "--crop", "16", "--batch-size", "2", "--min-length", "8", "--eval-chains", "3"]
 
 
 @pytest.fixture(scope="module")

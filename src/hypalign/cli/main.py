@@ -6,6 +6,7 @@ import typer
 
 from hypalign import __version__
 from hypalign.cli.delta import delta
+from hypalign.cli.dplm2 import design, fold, generate
 from hypalign.cli.evaluate import eval_app
 from hypalign.cli.hierarchy import hierarchy_app
 from hypalign.cli.index import index_app
@@ -32,6 +33,9 @@ app.add_typer(protein_app, name="protein")
 app.command()(embed)
 app.command()(predict)
 app.command()(tokenize)
+app.command()(fold)
+app.command()(design)
+app.command()(generate)
 
 
 def _version(value: bool) -> None:

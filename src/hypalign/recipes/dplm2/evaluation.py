@@ -99,18 +99,26 @@ def decode_codes(tok: StructureTokenizer, codes: list[np.ndarray]) -> list[np.nd
     return out
 
 
-def _structure_metrics(pred: list[np.ndarray], ss: StructureSet, prefix: str) -> dict[str, float]:
+def structure_metrics(pred: list[np.ndarray], ss: StructureSet, prefix: str, per_chain: bool = False
+                      ) -> dict[str, Any]:
+    """``{prefix}_rmsd_median/_mean``, ``{prefix}_tm_median/_mean`` of backbones ``pred`` against the chains of
+    ``ss`` (and the per-chain lists ``{prefix}_rmsd`` / ``{prefix}_tm`` with ``per_chain``)."""
     from hypalign.eval.structure import ca_rmsd, tm_score
 
     rmsd = np.array([ca_rmsd(p, ss.backbone(i)) for i, p in enumerate(pred)])
     tm = np.array([tm_score(p, ss.backbone(i), ss.sequence(i)) for i, p in enumerate(pred)])
-    return {f"{prefix}_rmsd_median": float(np.median(rmsd)), f"{prefix}_rmsd_mean": float(rmsd.mean()),
-            f"{prefix}_tm_median": float(np.median(tm)), f"{prefix}_tm_mean": float(tm.mean())}
+    out: dict[str, Any] = {f"{prefix}_rmsd_median": float(np.median(rmsd)), f"{prefix}_rmsd_mean": float(rmsd.mean()),
+                           f"{prefix}_tm_median": float(np.median(tm)), f"{prefix}_tm_mean": float(tm.mean())}
+    if per_chain:
+        out[f"{prefix}_rmsd"], out[f"{prefix}_tm"] = rmsd.tolist(), tm.tolist()
+    return out
 
 
-def evaluate_chains(model: DPLM2, tok: StructureTokenizer, ss: StructureSet, steps: int = 25) -> dict[str, Any]:
+def evaluate_chains(model: DPLM2, tok: StructureTokenizer, ss: StructureSet, steps: int = 25,
+                    per_chain: bool = False) -> dict[str, Any]:
     """Folding and inverse folding of every chain of ``ss`` (module docstring); chains longer than the model's
-    ``max_residues`` are left out and counted (``n_too_long``)."""
+    ``max_residues`` are left out and counted (``n_too_long``). ``per_chain`` adds the lists ``chains`` (ids),
+    ``fold_rmsd``, ``fold_tm``, ``tokenizer_rmsd``, ``tokenizer_tm``, ``aar``."""
     from hypalign.eval.structure import sequence_recovery, token_accuracy
     from hypalign.recipes.dplm2.task import structure_codes
 
@@ -128,10 +136,12 @@ def evaluate_chains(model: DPLM2, tok: StructureTokenizer, ss: StructureSet, ste
         out["fold_chains_per_s"] = len(ss) / max(time.perf_counter() - t0, 1e-9)
         designed = design(model, true, opts)
     out.update(token_accuracy(folded, true, model.n_bits))
-    out.update(_structure_metrics(decode_codes(tok, folded), ss, "fold"))
-    out.update(_structure_metrics(decode_codes(tok, true), ss, "tokenizer"))
+    out.update(structure_metrics(decode_codes(tok, folded), ss, "fold", per_chain))
+    out.update(structure_metrics(decode_codes(tok, true), ss, "tokenizer", per_chain))
     aar = np.array([sequence_recovery(d, s) for d, s in zip(designed, seqs, strict=True)])
     out["aar_median"], out["aar_mean"] = float(np.median(aar)), float(aar.mean())
+    if per_chain:
+        out["chains"], out["aar"] = list(ss.ids), aar.tolist()
     model.train(was)
     return out
 
@@ -163,4 +173,4 @@ def template_baseline(train: StructureSet, test: StructureSet, evalue: float = 1
     return {"rows": rows, "backbones": models, "identity": identity, "coverage": coverage}
 
 
-__all__ = ["decode_codes", "design", "evaluate_chains", "fold", "generate", "template_baseline"]
+__all__ = ["decode_codes", "design", "evaluate_chains", "fold", "generate", "structure_metrics", "template_baseline"]

@@ -65,6 +65,38 @@ def structure_codes(tok: StructureTokenizer, ss: StructureSet, batch_chains: int
     return codes
 
 
+def cached_structure_codes(tok: StructureTokenizer, ss: StructureSet, say: Callable[[str], None]) -> list[np.ndarray]:
+    """:func:`structure_codes`, kept in ``cache_dir()/structures/tokens-KEY.npz`` (KEY: a hash of the tokenizer's
+    weights and the chains' ids and coordinates), so runs on the same split and tokenizer tokenize once."""
+    import hashlib
+
+    from hypalign.io import atomic_write
+    from hypalign.paths import cache_dir
+
+    h = hashlib.sha256()
+    for k, v in sorted(tok.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    h.update("\n".join(ss.ids).encode())
+    h.update(np.ascontiguousarray(ss.coords).tobytes())
+    path = cache_dir() / "structures" / f"tokens-{h.hexdigest()[:24]}.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            flat, offsets = z["codes"].astype(np.int64), z["offsets"]
+        return [flat[offsets[i] : offsets[i + 1]] for i in range(len(ss))]
+    codes = structure_codes(tok, ss)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, codes=np.concatenate(codes).astype(np.int16),
+                     offsets=np.concatenate([[0], np.cumsum([len(c) for c in codes])]))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, write)
+    say(f"structure tokens cached in {path}")
+    return codes
+
+
 def pair_ids(seqs: SequenceSet, codes: Sequence[np.ndarray], rows: Sequence[tuple[int, int]], residues: int
              ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(struct_ids, aa_ids)`` ``(B, P)`` of each ``(chain, start)`` window of at most ``residues`` residues:
@@ -90,8 +122,6 @@ def build_model(cfg: DPLM2Config, say: Callable[[str], None] | None = None) -> D
         return DPLM2(cfg.esm_config(), struct_head=cfg.struct_head)
     import json
 
-    from safetensors.torch import load_file
-
     src = Path(cfg.init)
     src = src / "model" if (src / "model" / "config.json").is_file() else src
     if not (src / "config.json").is_file() or not (src / "model.safetensors").is_file():
@@ -108,9 +138,13 @@ def build_model(cfg: DPLM2Config, say: Callable[[str], None] | None = None) -> D
     if esm["vocab_size"] != 33:
         raise InputError(f"--init {cfg.init}: vocabulary of {esm['vocab_size']} tokens; ESM-2's alphabet has 33")
     model = DPLM2(esm, struct_head=cfg.struct_head)
-    state = load_file(str(src / "model.safetensors"))
-    state = {(k if k.startswith(("esm.", "lm_head.")) else "esm." + k): v for k, v in state.items()}
-    state = {k: v for k, v in state.items() if "position_ids" not in k and "contact_head" not in k}
+    from transformers import EsmForMaskedLM
+
+    from hypalign.encoders import quiet_loading
+
+    with quiet_loading():  # transformers maps the saved names (ESM's gamma/beta …) onto the current ones
+        src_model = EsmForMaskedLM.from_pretrained(str(src), local_files_only=True)
+    state = {k: v for k, v in src_model.state_dict().items() if "position_ids" not in k}
     missing, _ = model.load_trunk(state)
     missing = [k for k in missing if "pooler" not in k and "contact_head" not in k and "rotary" not in k]
     if missing:
@@ -138,7 +172,7 @@ class DPLM2Task(Task):
         if len(self.train) < cfg.batch_size:
             raise InputError(f"{len(self.train)} training chains, fewer than one batch of {cfg.batch_size}")
         self.seqs = chain_sequences(self.train)
-        self.codes = structure_codes(self.tokenizer, self.train)
+        self.codes = cached_structure_codes(self.tokenizer, self.train, say)
         say(f"{len(self.train)} training chains tokenized ({int(self.train.lengths().sum())} residues), "
             f"{len(self.test) if self.test else 0} test chains")
         torch.manual_seed(seed)
