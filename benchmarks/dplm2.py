@@ -53,8 +53,8 @@ def test_chains(n: int) -> Any:
 
 
 def per_chain(run: Path, test: Any) -> dict[str, Any]:
-    """The run's folding per chain (cached in RUN/bench-per-chain.json)."""
-    cache = run / "bench-per-chain.json"
+    """The run's folding per chain: RUN/eval-chains.json (written by training), else evaluated again here."""
+    cache = run / "eval-chains.json"
     if cache.is_file():
         return json.loads(cache.read_text())
     from hypalign.recipes.dplm2 import _tokenizer, load_run_model

@@ -220,6 +220,10 @@ def test_recipe_end_to_end_resume_fold_design_generate(setup: Path, tmp_path: Pa
                 "aar_median", "fold_chains_per_s"):
         assert math.isfinite(got[key]), key
     assert (tmp_path / "run" / "tokenizer" / "model.safetensors").is_file()  # the run stands alone
+    chains = json.loads((tmp_path / "run" / "eval-chains.json").read_text())  # the same figures chain by chain
+    assert chains["chains"] == ["T0_A", "T1_A"] and "fold_rmsd" not in got
+    for key in ("fold_rmsd", "fold_tm", "tokenizer_tm", "aar"):
+        assert got[f"{key}_median"] == pytest.approx(float(np.median(chains[key])), rel=1e-9), key
     res = CliRunner().invoke(app, ["eval", str(tmp_path / "run"), "--json"])
     assert res.exit_code == 0, res.output
     again = json.loads(res.stdout)

@@ -29,7 +29,8 @@ ANNEALING = {"index": (2.0, 1.0), "bit": (1.1, 0.1)}
 
 
 def train_dplm2(cfg: DPLM2Config, train: Any, say: Any = None) -> dict[str, Any]:
-    """Train, save ``RUN/model/``, a copy of the tokenizer in ``RUN/tokenizer/`` and ``RUN/eval.json``."""
+    """Train, save ``RUN/model/``, a copy of the tokenizer in ``RUN/tokenizer/``, ``RUN/eval.json`` and the test chains'
+    figures one by one in ``RUN/eval-chains.json`` (ids, fold RMSD / TM, the tokenizer's, AAR)."""
     from hypalign.train import Trainer, finish_run
 
     say = say or (lambda m: None)
@@ -38,7 +39,17 @@ def train_dplm2(cfg: DPLM2Config, train: Any, say: Any = None) -> dict[str, Any]
     trainer = Trainer(task, train, extra_config={"recipe": "dplm2", "dplm2": asdict(cfg)})
     if trainer.is_main:
         task.tokenizer.save_pretrained(trainer.run_dir / "tokenizer")
-    return finish_run(trainer, trainer.fit(), task.model, lambda: task.evaluate(task.model))
+
+    def final() -> dict[str, Any]:  # the aggregates to eval.json, the per-chain lists beside it
+        from hypalign.io import atomic_write_json
+
+        got = task.evaluate(task.model, per_chain=True)
+        chains = {k: got.pop(k) for k in [k for k, v in got.items() if isinstance(v, list)]}
+        if chains:
+            atomic_write_json(trainer.run_dir / "eval-chains.json", chains)
+        return got
+
+    return finish_run(trainer, trainer.fit(), task.model, final)
 
 
 def load_run_model(run: Any, which: str = "model") -> DPLM2:

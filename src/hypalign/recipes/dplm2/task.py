@@ -196,14 +196,15 @@ class DPLM2Task(Task):
         out = model(batch["struct_in"], batch["aa_in"], batch["attention_block"])
         return self.objectives(out, batch, model)
 
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, per_chain: bool = False) -> dict[str, Any]:
         if self.test is None:
             return {}
         from hypalign.recipes.dplm2.evaluation import evaluate_chains
 
         m = model.module if hasattr(model, "module") else model
         rows = np.arange(min(self.cfg.eval_chains, len(self.test)))
-        return evaluate_chains(m, self.tokenizer, self.test.subset(rows), self.cfg.eval_steps)  # type: ignore[arg-type]
+        return evaluate_chains(m, self.tokenizer, self.test.subset(rows), self.cfg.eval_steps,  # type: ignore[arg-type]
+                               per_chain=per_chain)
 
     def state_dict(self) -> dict[str, Any]:
         return {}
