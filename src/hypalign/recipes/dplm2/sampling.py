@@ -72,10 +72,11 @@ def _remask(scores: Tensor, todo: Tensor, keep_masked: Tensor) -> Tensor:
 def mask_predict(model: DPLM2, struct_ids: Tensor, aa_ids: Tensor, opts: SampleOptions,
                  generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """Fill every ``STRUCT_MASK`` of ``struct_ids`` and every ``<mask>`` of ``aa_ids`` (both ``(B, P)``, the model's
-    halves) by mask-predict; returns the completed ``(struct_ids, aa_ids)``."""
+    halves, on the CPU) by mask-predict; returns the completed ``(struct_ids, aa_ids)`` (on the CPU; the model may
+    live on a GPU)."""
     from hypalign.encoders.protein import MASK
 
-    s, a = struct_ids.clone(), aa_ids.clone()
+    s, a = struct_ids.cpu().clone(), aa_ids.cpu().clone()
     todo_s, todo_a = s == STRUCT_MASK, a == MASK
     n_s, n_a = todo_s.sum(1), todo_a.sum(1)
     score_s = torch.zeros(s.shape)
@@ -86,10 +87,11 @@ def mask_predict(model: DPLM2, struct_ids: Tensor, aa_ids: Tensor, opts: SampleO
         masked_s, masked_a = s == STRUCT_MASK, a == MASK
         if not (masked_s.any() or masked_a.any()):
             break
-        out = model(s, a)
+        dev = model.type_emb.weight.device  # tokens stay on the CPU; the model runs where it lives
+        out = {k: v.float().cpu() for k, v in model(s.to(dev), a.to(dev)).items() if k != "hidden"}
         left = 1.0 - (step + 1) / steps
         if masked_s.any():
-            codes, lp = _structure_choice(out["struct_logits"].float(), model.struct_head_kind, temp, opts.greedy,
+            codes, lp = _structure_choice(out["struct_logits"], model.struct_head_kind, temp, opts.greedy,
                                           generator)
             s = torch.where(masked_s, codes + STRUCT_OFFSET, s)
             score_s = torch.where(masked_s, lp, score_s)
