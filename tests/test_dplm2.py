@@ -209,12 +209,23 @@ def _train(root: Path, out: Path, *extra: str) -> dict:
 
 
 @pytest.mark.parametrize("head", ["bit", "index"])
-def test_recipe_end_to_end_resume_fold_design_generate(setup: Path, tmp_path: Path, head: str) -> None:
+def test_recipe_end_to_end_resume_fold_design_generate(setup: Path, tmp_path: Path, head: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from safetensors.torch import load_file
 
     from hypalign.data.structures import read_structure_file
+    from hypalign.recipes.dplm2.task import load_tokenizer, structure_codes
+    from hypalign.recipes.structok.task import read_structure_dir
 
+    monkeypatch.setenv("HYPALIGN_CACHE_DIR", str(tmp_path / "cache"))
     got = _train(setup, tmp_path / "run", "--struct-head", head)
+    # the training chains' tokens are cached, and are the tokenizer's codes
+    cached = list((tmp_path / "cache" / "structures").glob("tokens-*.npz"))
+    assert len(cached) == 1
+    ss = read_structure_dir(setup / "train", lambda m: None)
+    want = structure_codes(load_tokenizer(setup / "tok"), ss)
+    with np.load(cached[0]) as z:
+        assert np.array_equal(z["codes"], np.concatenate(want)) and z["offsets"][-1] == ss.lengths().sum()
     assert got["steps"] == 6 and got["n_chains"] == 2
     for key in ("index_accuracy", "bit_accuracy", "fold_rmsd_median", "fold_tm_median", "tokenizer_rmsd_median",
                 "aar_median", "fold_chains_per_s"):
@@ -234,6 +245,7 @@ def test_recipe_end_to_end_resume_fold_design_generate(setup: Path, tmp_path: Pa
                              *TINY, "--struct-head", head, "--epochs", "2", "--max-steps", "2", "-o",
                              str(tmp_path / "cut"), "--no-progress"])
     _train(setup, tmp_path / "cut", "--struct-head", head, "--resume")
+    assert list((tmp_path / "cache" / "structures").glob("tokens-*.npz")) == cached  # read again, not redone
     a = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
     b = load_file(str(tmp_path / "cut" / "model" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
