@@ -99,12 +99,15 @@ def proteinmpnn_recovery(test: Any) -> list[float] | None:
 
     rec = []
     with tempfile.TemporaryDirectory() as d:
+        pdbs = Path(d) / "pdbs"
         for i, cid in enumerate(test.ids):
-            pdb = Path(d) / f"{cid}.pdb"
-            write_backbone_pdb(pdb, test.backbone(i), test.sequence(i))
-            subprocess.run([exe, "--pdb-path", str(pdb), "--out-folder", str(Path(d) / "o"), "--num-seq-per-target",
-                            "1", "--sampling-temp", "0.1", "--seed", "1", "--suppress-print", "1"], check=True,
-                           capture_output=True)
+            write_backbone_pdb(pdbs / f"{cid}.pdb", test.backbone(i), test.sequence(i))
+        subprocess.run([sys.executable, "-m", "helper_scripts.parse_multiple_chains", "--input_path", str(pdbs),
+                        "--output_path", str(Path(d) / "parsed.jsonl")], check=True, capture_output=True)
+        subprocess.run([exe, "--jsonl-path", str(Path(d) / "parsed.jsonl"), "--out-folder", str(Path(d) / "o"),
+                        "--num-seq-per-target", "1", "--sampling-temp", "0.1", "--seed", "1", "--suppress-print", "1"],
+                       check=True, capture_output=True)
+        for cid in test.ids:
             text = (Path(d) / "o" / "seqs" / f"{cid}.fa").read_text()
             rec.append(float(re.findall(r"seq_recovery=([0-9.]+)", text)[0]))
     return rec

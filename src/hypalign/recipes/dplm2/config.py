@@ -51,11 +51,10 @@ class DPLM2Config:
     objectives: str = opt("sequence,structure", "Comma-separated name[:weight] from: sequence, structure.")
 
     def __post_init__(self) -> None:
+        from hypalign.recipes.protlm.config import check_trunk_shape
+
         check_options(self)
-        if self.d % self.heads:
-            raise InputError(f"--d {self.d} is not a multiple of --heads {self.heads}")
-        if self.d // self.heads % 2:
-            raise InputError(f"--d / --heads = {self.d // self.heads}: rotary embeddings need an even head width")
+        check_trunk_shape(self.d, self.heads)
         mix = self.mix()
         if len(mix) != 4 or min(mix) < 0 or sum(mix) <= 0:
             raise InputError(f"--task-mix {self.task_mix!r}: expected four non-negative shares, not all 0")

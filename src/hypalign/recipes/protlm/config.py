@@ -15,6 +15,15 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
 }
 
 
+def check_trunk_shape(d: int, heads: int) -> None:
+    """An ESM-2 trunk's width splits into ``heads`` heads of an even width (rotary embeddings), else a one-line
+    error."""
+    if d % heads:
+        raise InputError(f"--d {d} is not a multiple of --heads {heads}")
+    if d // heads % 2:
+        raise InputError(f"--d / --heads = {d // heads}: rotary embeddings need an even head width")
+
+
 @dataclass
 class ProtLMConfig:
     """Recipe settings (saved in the run's ``config.json``)."""
@@ -43,10 +52,7 @@ class ProtLMConfig:
 
     def __post_init__(self) -> None:
         check_options(self)
-        if self.d % self.heads:
-            raise InputError(f"--d {self.d} is not a multiple of --heads {self.heads}")
-        if self.d // self.heads % 2:
-            raise InputError(f"--d / --heads = {self.d // self.heads}: rotary embeddings need an even head width")
+        check_trunk_shape(self.d, self.heads)
 
     def exclude_specs(self) -> list[str]:
         return [] if self.exclude.strip().lower() in ("", "none") else [s.strip() for s in self.exclude.split(",")
