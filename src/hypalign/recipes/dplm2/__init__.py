@@ -169,7 +169,7 @@ RECIPE = Recipe(
     train=lambda cfg, train, say=None: train_dplm2(cfg, train, say),
     load_model=lambda run_dir, which="model": load_run_model(run_dir, which),
     evaluate=evaluate_run,
-    train_defaults={"epochs": 20, "lr": 5e-4, "weight_decay": 0.01, "warmup_steps": 200, "schedule": "cosine",
+    train_defaults={"epochs": 18, "lr": 5e-4, "weight_decay": 0.01, "warmup_steps": 200, "schedule": "cosine",
                     "betas": (0.9, 0.98), "eval_every": 0, "log_every": 20, "optimizer": "adamw", "grad_clip": 0.5},
     best_metric=("fold_tm_median", "max"),
     objectives=OBJECTIVES,
