@@ -226,6 +226,9 @@ def test_recipe_end_to_end_resume_fold_design_generate(setup: Path, tmp_path: Pa
     want = structure_codes(load_tokenizer(setup / "tok"), ss)
     with np.load(cached[0]) as z:
         assert np.array_equal(z["codes"], np.concatenate(want)) and z["offsets"][-1] == ss.lengths().sum()
+        # the continuous codes beside them (float16): their signs are the codes' bits
+        bits = (z["feats"].astype(np.float32) >= 0).astype(np.int64)
+        assert np.array_equal((bits * 2 ** np.arange(4)).sum(1), z["codes"])
     assert got["steps"] == 6 and got["n_chains"] == 2
     for key in ("index_accuracy", "bit_accuracy", "fold_rmsd_median", "fold_tm_median", "tokenizer_rmsd_median",
                 "aar_median", "fold_chains_per_s"):
@@ -275,6 +278,31 @@ def test_recipe_end_to_end_resume_fold_design_generate(setup: Path, tmp_path: Pa
     assert (tmp_path / "g" / "gen_1.pdb").is_file()
 
 
+def test_repa_by_hand_and_in_training(setup: Path, tmp_path: Path) -> None:
+    from hypalign.objectives.library import RepaCosine
+
+    pred = torch.tensor([[[1.0, 0.0], [1.0, 1.0], [5.0, 5.0]]])
+    target = torch.tensor([[[2.0, 0.0], [0.0, 2.0], [0.0, 3.0]]])
+    mask = torch.tensor([[True, True, False]])
+    got = RepaCosine().compute({"repa": pred}, {"struct_feats": target, "feat_mask": mask}, torch.nn.Identity())
+    assert float(got) == pytest.approx(-(1.0 + math.sqrt(0.5)) / 2, rel=1e-6)
+    model = DPLM2(tiny_model().lm.config.to_dict(), n_bits=4, repa_dim=4).eval()
+    s, a = pair([6, 9])
+    out = model(s, a)
+    assert out["repa"].shape == (2, 11, 4)
+    # the layer mix starts even: with equal logits the mix is the mean of the embedding's and the layer's output
+    layers = model.hidden(s, a, all_layers=True)
+    mean = (layers[0] + layers[1])[:, 11:] / 2
+    assert torch.allclose(out["repa"], model.repa_proj(mean), atol=1e-6)
+    run = tmp_path / "repa"
+    _train(setup, run, "--objectives", "sequence,structure,repa:0.5", "--log-every", "1")
+    logged = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    terms = [r["repa"] for r in logged if "repa" in r]
+    assert len(terms) == 6 and all(-1.0 <= t <= 1.0 and t != 0.0 for t in terms)  # -cos, logged every step
+    res = CliRunner().invoke(app, ["eval", str(run), "--json"])
+    assert res.exit_code == 0, res.output
+
+
 def test_one_line_errors_and_skip_invalid(setup: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     _train(setup, run, "--epochs", "1")
@@ -314,7 +342,7 @@ def test_init_from_a_protein_lm_run_copies_the_trunk(setup: Path, tmp_path: Path
     from hypalign.recipes.dplm2.task import build_model
 
     model = build_model(DPLM2Config(tokenizer=str(setup / "tok"), init=str(tmp_path / "lm"), d=64, heads=4,
-                                    layers=3, max_residues=40, crop=16))
+                                    layers=3, max_residues=40, crop=16), n_bits=4)
     from transformers import EsmForMaskedLM
 
     lm = EsmForMaskedLM.from_pretrained(str(tmp_path / "lm" / "model")).state_dict()

@@ -89,7 +89,8 @@ class DPLM2(nn.Module, PyTorchModelHubMixin, library_name="hypalign", tags=["pro
     """See the module docstring. ``esm_config``: the ``transformers.EsmConfig`` of the trunk (a dict);
     ``struct_head``: ``bit`` or ``index``."""
 
-    def __init__(self, esm_config: dict[str, Any], n_bits: int = N_BITS, struct_head: str = "bit") -> None:
+    def __init__(self, esm_config: dict[str, Any], n_bits: int = N_BITS, struct_head: str = "bit",
+                 repa_dim: int = 0) -> None:
         super().__init__()
         from transformers import EsmConfig, EsmForMaskedLM
 
@@ -108,6 +109,11 @@ class DPLM2(nn.Module, PyTorchModelHubMixin, library_name="hypalign", tags=["pro
         self.struct_out = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.LayerNorm(d),
                                         nn.Linear(d, n_codes if struct_head == "index" else n_bits))
         nn.init.normal_(self.type_emb.weight, std=0.02)
+        self.repa_dim = repa_dim
+        if repa_dim:  # REPA: a softmax mix over the embedding and every layer's output, then a 3-layer MLP
+            self.repa_layer_logits = nn.Parameter(torch.zeros(self.lm.config.num_hidden_layers + 1))
+            self.repa_proj = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d), nn.GELU(),
+                                           nn.Linear(d, repa_dim))
 
     @property
     def hidden_size(self) -> int:
@@ -127,8 +133,10 @@ class DPLM2(nn.Module, PyTorchModelHubMixin, library_name="hypalign", tags=["pro
         coded = self.struct_in(bits * 2 - 1)
         return torch.where(special.unsqueeze(-1), self.struct_special(struct_ids.clamp_max(STRUCT_OFFSET - 1)), coded)
 
-    def hidden(self, struct_ids: Tensor, aa_ids: Tensor, attention_block: Tensor | None = None) -> Tensor:
-        """Last hidden states ``(B, 2P, d)`` of the concatenated halves (``struct_ids``, ``aa_ids``: ``(B, P)``)."""
+    def hidden(self, struct_ids: Tensor, aa_ids: Tensor, attention_block: Tensor | None = None,
+               all_layers: bool = False) -> Any:
+        """Last hidden states ``(B, 2P, d)`` of the concatenated halves (``struct_ids``, ``aa_ids``: ``(B, P)``);
+        with ``all_layers`` the tuple of the embedding's and every layer's output."""
         from hypalign.encoders.protein import PAD
 
         b, p = aa_ids.shape
@@ -143,15 +151,26 @@ class DPLM2(nn.Module, PyTorchModelHubMixin, library_name="hypalign", tags=["pro
             same = modality[:, None] == modality[None, :]
             allowed = allowed & (same | ~attention_block.view(b, 1, 1))
         pos = torch.arange(p, device=aa_ids.device).repeat(2)[None].expand(b, 2 * p)
-        out = self.lm.esm(inputs_embeds=emb, attention_mask=allowed[:, None], position_ids=pos)
-        return out.last_hidden_state
+        out = self.lm.esm(inputs_embeds=emb, attention_mask=allowed[:, None], position_ids=pos,
+                          output_hidden_states=all_layers)
+        return out.hidden_states if all_layers else out.last_hidden_state
 
     def forward(self, struct_ids: Tensor, aa_ids: Tensor, attention_block: Tensor | None = None) -> dict[str, Tensor]:
         """``struct_logits`` ``(B, P, 8192)`` (index) or ``(B, P, 13)`` (bit: one logit per bit, ``p(bit=1)``),
-        ``aa_logits`` ``(B, P, 33)`` and ``hidden`` ``(B, 2P, d)``."""
-        h = self.hidden(struct_ids, aa_ids, attention_block)
+        ``aa_logits`` ``(B, P, 33)``, ``hidden`` ``(B, 2P, d)``; with REPA also ``repa`` ``(B, P, repa_dim)``: the
+        projection of the sequence half's states mixed over the layers (``Σ_l softmax(w)_l h_l``; spec §5.2.5)."""
         p = aa_ids.shape[1]
-        return {"struct_logits": self.struct_out(h[:, :p]), "aa_logits": self.lm.lm_head(h[:, p:]), "hidden": h}
+        out: dict[str, Tensor] = {}
+        if self.repa_dim:
+            layers = self.hidden(struct_ids, aa_ids, attention_block, all_layers=True)
+            h = layers[-1]
+            w = self.repa_layer_logits.softmax(0)
+            mixed = sum(w[i] * layer[:, p:] for i, layer in enumerate(layers))
+            out["repa"] = self.repa_proj(mixed)
+        else:
+            h = self.hidden(struct_ids, aa_ids, attention_block)
+        out.update({"struct_logits": self.struct_out(h[:, :p]), "aa_logits": self.lm.lm_head(h[:, p:]), "hidden": h})
+        return out
 
     def load_trunk(self, state: dict[str, Tensor]) -> tuple[list[str], list[str]]:
         """Load an ``EsmForMaskedLM`` state dict (a protein-lm run, an ESM-2 directory) into the trunk, the amino-acid

@@ -10,6 +10,7 @@ kind                   term (paper)
 ``term_matching``      BCE of ``model.term_logits(out[p], out[terms], batch[cand])`` vs ``batch[labels]`` (+ mask)
 ``masked_lm``          cross-entropy of ``out[logits]`` vs ``batch[labels]`` (-100 ignored; BERT / ESM MLM)
 ``masked_bits``        per-bit BCE of ``out[logits]`` vs the bits of code labels (DPLM-2 Bit's structure loss)
+``repa_cosine``        ``−cos(out[pred], batch[target])`` averaged over ``batch[mask]`` (REPA alignment)
 ``segment_alignment``  ProtCLIP's L_PDA over ``out[u]``, ``out[residues]``
 ``pairwise_ce``        Hyp-ViT's pairwise cross-entropy over ``out[z]`` laid out class by class
 ``walk_decoding``      InfoAlign's walk-weighted BCE of each decoder against the context a random walk reached
@@ -156,6 +157,24 @@ class MaskedBits(Objective):
         bce = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(-1)
         w = batch[self.weights].to(bce.dtype) if self.weights else keep.to(bce.dtype)
         return (bce * w * keep).sum() / keep.sum().clamp_min(1)
+
+
+@register_objective("repa_cosine")
+class RepaCosine(Objective):
+    """REPA's alignment (Yu et al. 2025; DPLM-2.1 §5.2.5): ``−(1/N) Σ_i cos(out[pred]_i, batch[target]_i)`` over the
+    ``N`` positions where ``batch[mask]`` is true (projected hidden states against structure features, each
+    ``(B, L, k)``)."""
+
+    def __init__(self, weight: float = 1.0, pred: str = "repa", target: str = "struct_feats",
+                 mask: str = "feat_mask") -> None:
+        super().__init__(weight, pred=pred, target=target, mask=mask)
+        self.pred, self.target, self.mask = pred, target, mask
+        self.outputs, self.batch_keys = (pred,), (target, mask)
+
+    def compute(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any], model: nn.Module) -> Tensor:
+        m = batch[self.mask]
+        cos = nn.functional.cosine_similarity(outputs[self.pred].float(), batch[self.target].float(), dim=-1)
+        return -(cos * m).sum() / m.sum().clamp_min(1)
 
 
 @register_objective("segment_alignment")

@@ -58,7 +58,7 @@ def load_run_model(run: Any, which: str = "model") -> DPLM2:
 
     run = run if hasattr(run, "recipe_config") else load_run(run, "dplm2")
     cfg = DPLM2Config(**run.recipe_config)
-    return load_trained_model(run, DPLM2, which, build=lambda: build_model(cfg)).eval()
+    return load_trained_model(run, DPLM2, which, build=lambda: build_model(cfg, _tokenizer(run).n_bits)).eval()
 
 
 def _tokenizer(run: Any) -> Any:

@@ -16,6 +16,10 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
                                help="λ(t)-weighted loss on the masked structure tokens / their number: cross-entropy "
                                     "over the 8,192 codes (--struct-head index) or the mean binary cross-entropy of "
                                     "the 13 bits (bit)"),
+    "repa": ObjectiveSpec("repa_cosine", 1.0, pred="repa", target="struct_feats", mask="feat_mask",
+                          help="REPA: −cos between a projection of the sequence half's hidden states (a learned "
+                               "softmax mix over the layers, 3-layer MLP) and the tokenizer's continuous structure "
+                               "codes of the same residues (off by default)"),
 }
 
 
@@ -48,7 +52,7 @@ class DPLM2Config:
                         "folding, joint (comma-separated; normalised).")
     eval_chains: int = opt(100, "Test chains evaluated after training (the first N of the split's test list).", min=1)
     eval_steps: int = opt(25, "Mask-predict steps of the folding / inverse folding in the evaluation.", min=1)
-    objectives: str = opt("sequence,structure", "Comma-separated name[:weight] from: sequence, structure.")
+    objectives: str = opt("sequence,structure", "Comma-separated name[:weight] from: sequence, structure, repa.")
 
     def __post_init__(self) -> None:
         from hypalign.recipes.protlm.config import check_trunk_shape
@@ -76,12 +80,22 @@ class DPLM2Config:
         return cfg
 
 
-def resolve_objectives(cfg: DPLM2Config) -> ObjectiveSet:
-    """The configured objectives; with ``--struct-head bit`` the structure term is the per-bit loss
-    (``masked_bits``)."""
+def _menu(cfg: DPLM2Config) -> dict[str, ObjectiveSpec]:
     menu = dict(OBJECTIVES)
     if cfg.struct_head == "bit":
         s = OBJECTIVES["structure"]
         menu["structure"] = ObjectiveSpec("masked_bits", s.weight, help=s.help, **s.bindings)
-    chosen = parse_objectives(cfg.objectives, menu)
-    return ObjectiveSet.from_menu(menu, chosen)
+    return menu
+
+
+def chosen_objectives(cfg: DPLM2Config) -> dict[str, float]:
+    """``{name: weight}`` of the configured objectives (the menu's weight where none is given)."""
+    menu = _menu(cfg)
+    return {n: menu[n].weight if w is None else w for n, w in parse_objectives(cfg.objectives, menu).items()}
+
+
+def resolve_objectives(cfg: DPLM2Config) -> ObjectiveSet:
+    """The configured objectives; with ``--struct-head bit`` the structure term is the per-bit loss
+    (``masked_bits``)."""
+    menu = _menu(cfg)
+    return ObjectiveSet.from_menu(menu, parse_objectives(cfg.objectives, menu))

@@ -50,24 +50,36 @@ def load_tokenizer(path: str | Path) -> StructureTokenizer:
 
 
 @torch.no_grad()
-def structure_codes(tok: StructureTokenizer, ss: StructureSet, batch_chains: int = 16) -> list[np.ndarray]:
-    """Every chain's code per residue (``int64``), chains of similar length batched."""
+def structure_tokens(tok: StructureTokenizer, ss: StructureSet, batch_chains: int = 16
+                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Every chain's code per residue (``int64``) and its continuous codes ``z`` (``(L, 13)`` float32, before
+    quantisation: the structure features REPA aligns to), chains of similar length batched."""
     from hypalign.data.structures import pad_chains
 
     order = np.argsort(ss.lengths(), kind="stable")
     codes: list[np.ndarray] = [np.zeros(0, np.int64)] * len(ss)
+    feats: list[np.ndarray] = [np.zeros((0, tok.n_bits), np.float32)] * len(ss)
     for s in range(0, len(order), batch_chains):
         rows = order[s : s + batch_chains].tolist()
         x, mask = pad_chains([ss.backbone(r) for r in rows])
-        k = tok.codes(tok.quantize(tok.encode(x, mask)))
+        z = tok.encode(x, mask)
+        k = tok.codes(tok.quantize(z))
         for j, r in enumerate(rows):
-            codes[r] = k[j, : int(mask[j].sum())].numpy().astype(np.int64)
-    return codes
+            n = int(mask[j].sum())
+            codes[r], feats[r] = k[j, :n].numpy().astype(np.int64), z[j, :n].float().numpy()
+    return codes, feats
 
 
-def cached_structure_codes(tok: StructureTokenizer, ss: StructureSet, say: Callable[[str], None]) -> list[np.ndarray]:
-    """:func:`structure_codes`, kept in ``cache_dir()/structures/tokens-KEY.npz`` (KEY: a hash of the tokenizer's
-    weights and the chains' ids and coordinates), so runs on the same split and tokenizer tokenize once."""
+def structure_codes(tok: StructureTokenizer, ss: StructureSet) -> list[np.ndarray]:
+    """Every chain's code per residue (:func:`structure_tokens`)."""
+    return structure_tokens(tok, ss)[0]
+
+
+def cached_structure_tokens(tok: StructureTokenizer, ss: StructureSet, say: Callable[[str], None]
+                            ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """:func:`structure_tokens`, kept in ``cache_dir()/structures/tokens-KEY.npz`` (KEY: a hash of the tokenizer's
+    weights and the chains' ids and coordinates; the continuous codes as float16), so runs on the same split and
+    tokenizer tokenize once."""
     import hashlib
 
     from hypalign.io import atomic_write
@@ -82,19 +94,22 @@ def cached_structure_codes(tok: StructureTokenizer, ss: StructureSet, say: Calla
     path = cache_dir() / "structures" / f"tokens-{h.hexdigest()[:24]}.npz"
     if path.is_file():
         with np.load(path) as z:
-            flat, offsets = z["codes"].astype(np.int64), z["offsets"]
-        return [flat[offsets[i] : offsets[i + 1]] for i in range(len(ss))]
-    codes = structure_codes(tok, ss)
+            if "feats" in z.files:
+                flat, feats, offsets = z["codes"].astype(np.int64), z["feats"].astype(np.float32), z["offsets"]
+                rows = range(len(ss))
+                return ([flat[offsets[i] : offsets[i + 1]] for i in rows],
+                        [feats[offsets[i] : offsets[i + 1]] for i in rows])
+    codes, feats = structure_tokens(tok, ss)
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
-            np.savez(fh, codes=np.concatenate(codes).astype(np.int16),
+            np.savez(fh, codes=np.concatenate(codes).astype(np.int16), feats=np.concatenate(feats).astype(np.float16),
                      offsets=np.concatenate([[0], np.cumsum([len(c) for c in codes])]))
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, write)
     say(f"structure tokens cached in {path}")
-    return codes
+    return codes, feats
 
 
 def pair_ids(seqs: SequenceSet, codes: Sequence[np.ndarray], rows: Sequence[tuple[int, int]], residues: int
@@ -115,11 +130,14 @@ def chain_sequences(ss: StructureSet) -> SequenceSet:
     return SequenceSet.from_strings(ss.ids, [ss.sequence(i) for i in range(len(ss))])
 
 
-def build_model(cfg: DPLM2Config, say: Callable[[str], None] | None = None) -> DPLM2:
-    """The model of ``cfg``; with ``--init`` its trunk (and amino-acid embeddings and head) from a protein-lm run or
-    an ESM-2 directory, whose shape replaces ``--d/--layers/--heads``."""
+def build_model(cfg: DPLM2Config, n_bits: int, say: Callable[[str], None] | None = None) -> DPLM2:
+    """The model of ``cfg`` for a tokenizer of ``n_bits`` bits; with ``--init`` its trunk (and amino-acid embeddings
+    and head) from a protein-lm run or an ESM-2 directory, whose shape replaces ``--d/--layers/--heads``."""
+    from hypalign.recipes.dplm2.config import chosen_objectives
+
+    repa = n_bits if chosen_objectives(cfg).get("repa") else 0
     if cfg.init.strip().lower() in ("", "none"):
-        return DPLM2(cfg.esm_config(), struct_head=cfg.struct_head)
+        return DPLM2(cfg.esm_config(), n_bits=n_bits, struct_head=cfg.struct_head, repa_dim=repa)
     import json
 
     src = Path(cfg.init)
@@ -137,7 +155,7 @@ def build_model(cfg: DPLM2Config, say: Callable[[str], None] | None = None) -> D
             esm[key] = init_cfg[key]
     if esm["vocab_size"] != 33:
         raise InputError(f"--init {cfg.init}: vocabulary of {esm['vocab_size']} tokens; ESM-2's alphabet has 33")
-    model = DPLM2(esm, struct_head=cfg.struct_head)
+    model = DPLM2(esm, n_bits=n_bits, struct_head=cfg.struct_head, repa_dim=repa)
     from transformers import EsmForMaskedLM
 
     from hypalign.encoders import quiet_loading
@@ -172,11 +190,11 @@ class DPLM2Task(Task):
         if len(self.train) < cfg.batch_size:
             raise InputError(f"{len(self.train)} training chains, fewer than one batch of {cfg.batch_size}")
         self.seqs = chain_sequences(self.train)
-        self.codes = cached_structure_codes(self.tokenizer, self.train, say)
+        self.codes, self.feats = cached_structure_tokens(self.tokenizer, self.train, say)
         say(f"{len(self.train)} training chains tokenized ({int(self.train.lengths().sum())} residues), "
             f"{len(self.test) if self.test else 0} test chains")
         torch.manual_seed(seed)
-        self.model = build_model(cfg, say)
+        self.model = build_model(cfg, self.tokenizer.n_bits, say)
 
     def batches(self, epoch: int) -> list[torch.Tensor]:
         specs = window_batches(self.train.lengths(), self.cfg.crop, self.cfg.batch_size // self.world, self.world,
@@ -187,7 +205,14 @@ class DPLM2Task(Task):
         rows = [(int(i), int(s)) for i, s in spec[:, :2].tolist()]
         st, aa = pair_ids(self.seqs, self.codes, rows, self.cfg.crop)
         rng = np.random.default_rng(mix_seed(self.seed, int(spec[0, 2]), int(spec[0, 3])))
-        return mask_pair(st, aa, self.cfg.diffusion_steps, rng, self.cfg.mix())  # type: ignore[arg-type]
+        batch = mask_pair(st, aa, self.cfg.diffusion_steps, rng, self.cfg.mix())  # type: ignore[arg-type]
+        if self.model.repa_dim:  # the continuous codes of each window's residues, at the residues' positions
+            feats = torch.zeros(*st.shape, self.model.repa_dim)
+            for r, (i, s) in enumerate(rows):
+                f = self.feats[i][s : s + self.cfg.crop]
+                feats[r, 1 : 1 + len(f)] = torch.from_numpy(f)
+            batch["struct_feats"], batch["feat_mask"] = feats, st >= STRUCT_OFFSET
+        return batch
 
     def iterate(self, specs: Sequence[torch.Tensor]) -> Iterable[dict[str, torch.Tensor]]:
         return (self.make_batch(s) for s in specs)
