@@ -303,6 +303,53 @@ def test_repa_by_hand_and_in_training(setup: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
 
 
+def test_resdiff_schedule_sampler_and_loss() -> None:
+    from hypalign.models.dplm2 import ResDiff
+    from hypalign.objectives.library import ResidualDiffusion
+
+    rd = ResDiff(16, 4, hidden=16, steps=50)
+    betas = np.linspace(1e-4, 0.02, 50)
+    assert torch.allclose(rd.alpha_bar, torch.from_numpy(np.cumprod(1 - betas)).float())
+    # the sampler with the exact ε of a point mass at c (every residual = c) returns c
+    c = torch.tensor([0.3, -0.2, 0.1, -0.4])
+
+    class Oracle(ResDiff):
+        def forward(self, r_t: torch.Tensor, t: torch.Tensor, zq: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+            ab = self.alpha_bar[t].unsqueeze(-1)
+            return (r_t - ab.sqrt() * c) / (1 - ab).sqrt()
+
+    oracle = Oracle(16, 4, hidden=16, steps=50)
+    got = oracle.sample(torch.ones(7, 4), torch.zeros(7, 16), torch.Generator().manual_seed(0))
+    assert torch.allclose(got, c.expand(7, 4), atol=1e-4)
+    # the objective: residual of the continuous codes, noised with the batch's draw, by hand
+    model = DPLM2(tiny_model().lm.config.to_dict(), n_bits=4, resdiff_hidden=16)
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(2, 5, 4, generator=g)
+    t = torch.randint(0, 100, (2, 5), generator=g)
+    eps = torch.randn(2, 5, 4, generator=g)
+    cond = torch.randn(2, 5, 16, generator=g)
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
+    loss = ResidualDiffusion().compute({"resdiff_cond": cond}, {"struct_feats": z, "resdiff_t": t, "resdiff_eps": eps,
+                                                                "feat_mask": mask}, model)
+    zq = torch.where(z >= 0, 1.0, -1.0)
+    ab = model.resdiff.alpha_bar[t].unsqueeze(-1)
+    pred = model.resdiff(ab.sqrt() * (z - zq) + (1 - ab).sqrt() * eps, t, zq, cond)
+    want = ((pred - eps) ** 2).mean(-1)[mask].mean()
+    assert loss.item() == pytest.approx(want.item(), rel=1e-6)
+
+
+def test_resdiff_trains_and_folds_through_the_continuous_path(setup: Path, tmp_path: Path) -> None:
+    run = tmp_path / "rd"
+    got = _train(setup, run, "--objectives", "sequence,structure,resdiff", "--resdiff-hidden", "16")
+    for key in ("fold_resdiff_rmsd_median", "fold_resdiff_tm_median", "tokenizer_continuous_rmsd_median"):
+        assert math.isfinite(got[key]), key
+    fasta = tmp_path / "q.fasta"
+    fasta.write_text(">p1\nMKTAYIAKQR\n")
+    res = CliRunner().invoke(app, ["fold", str(run), "--fasta", str(fasta), "-o", str(tmp_path / "f"), "--steps", "2"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "f" / "p1.pdb").is_file()
+
+
 def test_one_line_errors_and_skip_invalid(setup: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     _train(setup, run, "--epochs", "1")

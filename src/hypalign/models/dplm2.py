@@ -23,6 +23,7 @@ mixture, where each half is a language model of its own modality.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -85,12 +86,69 @@ def mask_pair(struct_ids: Tensor, aa_ids: Tensor, steps: int, rng: Any,
     return out
 
 
+def timestep_embedding(t: Tensor, dim: int) -> Tensor:
+    """Sinusoidal embedding ``(…, dim)`` of integer diffusion steps ``t`` (``sin`` then ``cos`` halves)."""
+    half = dim // 2
+    freq = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    ang = t.float().unsqueeze(-1) * freq
+    return torch.cat([ang.sin(), ang.cos()], -1)
+
+
+class ResDiff(nn.Module):
+    """ResDiff (spec §5.2.2): a small denoising-diffusion MLP for the quantisation residual ``r = z − sign(z)`` of
+    each residue, conditioned on ``c = W_q z_q + W_h h`` (``z_q`` the ±1 code, ``h`` the language model's state of
+    the residue's structure token, mixed over the layers by learned softmax weights upstream) and the step ``t``;
+    ε-prediction (DDPM, Ho et al. 2020) with a linear β schedule from 1e-4 to 0.02 over ``steps``. ``sample`` runs
+    the reverse process from N(0, I). Folding then decodes ``z_q + r̂`` with the tokenizer's decoder (its continuous
+    path) instead of ``z_q``."""
+
+    def __init__(self, d_model: int, n_bits: int, hidden: int = 256, layers: int = 6, steps: int = 100) -> None:
+        super().__init__()
+        self.steps, self.hidden = steps, hidden
+        self.cond_q, self.cond_h = nn.Linear(n_bits, hidden), nn.Linear(d_model, hidden)
+        self.inp, self.time = nn.Linear(n_bits, hidden), nn.Linear(hidden, hidden)
+        self.blocks = nn.ModuleList([nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, hidden), nn.GELU())
+                                     for _ in range(layers)])
+        self.out = nn.Linear(hidden, n_bits)
+        betas = torch.linspace(1e-4, 0.02, steps, dtype=torch.float64)
+        self.register_buffer("betas", betas.float(), persistent=False)
+        self.register_buffer("alpha_bar", torch.cumprod(1 - betas, 0).float(), persistent=False)
+
+    def forward(self, r_t: Tensor, t: Tensor, zq: Tensor, h: Tensor) -> Tensor:
+        """ε̂ ``(…, n_bits)`` for noised residuals ``r_t`` at steps ``t`` (``(…)`` int)."""
+        x = self.inp(r_t) + self.time(timestep_embedding(t, self.hidden)) + self.cond_q(zq) + self.cond_h(h)
+        for block in self.blocks:
+            x = x + block(x)
+        return self.out(x)
+
+    def loss(self, r0: Tensor, t: Tensor, eps: Tensor, zq: Tensor, h: Tensor, mask: Tensor) -> Tensor:
+        """``mean ‖ε − ε̂(√ᾱ_t r0 + √(1−ᾱ_t) ε, t)‖²`` over the residues of ``mask`` (``t``, ``eps`` drawn by the
+        caller, so a resumed run draws the same)."""
+        ab = self.alpha_bar[t].unsqueeze(-1)
+        pred = self(ab.sqrt() * r0 + (1 - ab).sqrt() * eps, t, zq, h)
+        err = ((pred - eps) ** 2).mean(-1)
+        return (err * mask).sum() / mask.sum().clamp_min(1)
+
+    @torch.no_grad()
+    def sample(self, zq: Tensor, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """r̂ ``(…, n_bits)`` by DDPM's ancestral sampling (σ_t² = β_t)."""
+        x = torch.randn(zq.shape, generator=generator).to(zq.device)
+        for step in reversed(range(self.steps)):
+            t = torch.full(zq.shape[:-1], step, dtype=torch.long, device=zq.device)
+            beta, ab = self.betas[step], self.alpha_bar[step]
+            eps = self(x, t, zq, h)
+            x = (x - beta / (1 - ab).sqrt() * eps) / (1 - beta).sqrt()
+            if step:
+                x = x + beta.sqrt() * torch.randn(zq.shape, generator=generator).to(zq.device)
+        return x
+
+
 class DPLM2(nn.Module, PyTorchModelHubMixin, library_name="hypalign", tags=["protein-lm", "protein-structure"]):
     """See the module docstring. ``esm_config``: the ``transformers.EsmConfig`` of the trunk (a dict);
     ``struct_head``: ``bit`` or ``index``."""
 
     def __init__(self, esm_config: dict[str, Any], n_bits: int = N_BITS, struct_head: str = "bit",
-                 repa_dim: int = 0) -> None:
+                 repa_dim: int = 0, resdiff_hidden: int = 0) -> None:
         super().__init__()
         from transformers import EsmConfig, EsmForMaskedLM
 
@@ -114,6 +172,10 @@ class DPLM2(nn.Module, PyTorchModelHubMixin, library_name="hypalign", tags=["pro
             self.repa_layer_logits = nn.Parameter(torch.zeros(self.lm.config.num_hidden_layers + 1))
             self.repa_proj = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d), nn.GELU(),
                                            nn.Linear(d, repa_dim))
+        self.resdiff_hidden = resdiff_hidden
+        if resdiff_hidden:  # its own softmax mix over the layers (of the structure half's states)
+            self.resdiff_layer_logits = nn.Parameter(torch.zeros(self.lm.config.num_hidden_layers + 1))
+            self.resdiff = ResDiff(d, n_bits, hidden=resdiff_hidden)
 
     @property
     def hidden_size(self) -> int:
@@ -161,12 +223,15 @@ class DPLM2(nn.Module, PyTorchModelHubMixin, library_name="hypalign", tags=["pro
         projection of the sequence half's states mixed over the layers (``Σ_l softmax(w)_l h_l``; spec §5.2.5)."""
         p = aa_ids.shape[1]
         out: dict[str, Tensor] = {}
-        if self.repa_dim:
+        if self.repa_dim or self.resdiff_hidden:
             layers = self.hidden(struct_ids, aa_ids, attention_block, all_layers=True)
             h = layers[-1]
-            w = self.repa_layer_logits.softmax(0)
-            mixed = sum(w[i] * layer[:, p:] for i, layer in enumerate(layers))
-            out["repa"] = self.repa_proj(mixed)
+            if self.repa_dim:
+                w = self.repa_layer_logits.softmax(0)
+                out["repa"] = self.repa_proj(sum(w[i] * layer[:, p:] for i, layer in enumerate(layers)))
+            if self.resdiff_hidden:  # ResDiff reads the states; it does not train them (the paper freezes the LM)
+                w = self.resdiff_layer_logits.softmax(0)
+                out["resdiff_cond"] = sum(w[i] * layer[:, :p].detach() for i, layer in enumerate(layers))
         else:
             h = self.hidden(struct_ids, aa_ids, attention_block)
         out.update({"struct_logits": self.struct_out(h[:, :p]), "aa_logits": self.lm.lm_head(h[:, p:]), "hidden": h})
@@ -180,4 +245,4 @@ class DPLM2(nn.Module, PyTorchModelHubMixin, library_name="hypalign", tags=["pro
 
 
 __all__ = ["DPLM2", "N_BITS", "STANDARD_AA_IDS", "STRUCT_BOS", "STRUCT_EOS", "STRUCT_MASK", "STRUCT_OFFSET",
-           "STRUCT_PAD", "TASKS", "bits_code", "code_bits", "mask_pair"]
+           "STRUCT_PAD", "TASKS", "ResDiff", "bits_code", "code_bits", "mask_pair", "timestep_embedding"]

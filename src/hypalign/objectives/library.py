@@ -11,6 +11,7 @@ kind                   term (paper)
 ``masked_lm``          cross-entropy of ``out[logits]`` vs ``batch[labels]`` (-100 ignored; BERT / ESM MLM)
 ``masked_bits``        per-bit BCE of ``out[logits]`` vs the bits of code labels (DPLM-2 Bit's structure loss)
 ``repa_cosine``        ``−cos(out[pred], batch[target])`` averaged over ``batch[mask]`` (REPA alignment)
+``residual_diffusion`` ResDiff's ε-prediction loss on the quantisation residual ``z − sign(z)`` (DPLM-2.1)
 ``segment_alignment``  ProtCLIP's L_PDA over ``out[u]``, ``out[residues]``
 ``pairwise_ce``        Hyp-ViT's pairwise cross-entropy over ``out[z]`` laid out class by class
 ``walk_decoding``      InfoAlign's walk-weighted BCE of each decoder against the context a random walk reached
@@ -175,6 +176,26 @@ class RepaCosine(Objective):
         m = batch[self.mask]
         cos = nn.functional.cosine_similarity(outputs[self.pred].float(), batch[self.target].float(), dim=-1)
         return -(cos * m).sum() / m.sum().clamp_min(1)
+
+
+@register_objective("residual_diffusion")
+class ResidualDiffusion(Objective):
+    """ResDiff's loss (spec §5.2.2; :class:`hypalign.models.dplm2.ResDiff`): for the continuous codes
+    ``z = batch[feats]`` the residual ``r0 = z − sign(z)``, noised at ``batch[t]`` with ``batch[eps]`` (drawn with the
+    batch, so a resumed run draws the same), ``‖ε − ε̂‖²`` averaged over the residues of ``batch[mask]``;
+    conditioned on ``sign(z)`` and the model's ``out[cond]``."""
+
+    def __init__(self, weight: float = 1.0, cond: str = "resdiff_cond", feats: str = "struct_feats",
+                 t: str = "resdiff_t", eps: str = "resdiff_eps", mask: str = "feat_mask") -> None:
+        super().__init__(weight, cond=cond, feats=feats, t=t, eps=eps, mask=mask)
+        self.cond, self.feats, self.t, self.eps, self.mask = cond, feats, t, eps, mask
+        self.outputs, self.batch_keys = (cond,), (feats, t, eps, mask)
+
+    def compute(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any], model: nn.Module) -> Tensor:
+        z = batch[self.feats].float()
+        zq = (z >= 0).to(z.dtype) * 2 - 1
+        return _unwrap(model).resdiff.loss(z - zq, batch[self.t], batch[self.eps], zq, outputs[self.cond].float(),
+                                           batch[self.mask])
 
 
 @register_objective("segment_alignment")

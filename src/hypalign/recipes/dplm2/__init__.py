@@ -99,7 +99,8 @@ def _check_lengths(ids: list[str], lengths: list[int], limit: int, skip: bool, w
 
 def fold_run(run: Any, fasta: Path, out: Path, steps: int = 100, skip_invalid: bool = False) -> dict[str, Any]:
     """``hypalign fold RUN --fasta F -o DIR``: each sequence's structure tokens by greedy mask-predict, decoded into
-    ``DIR/ID.pdb`` (N, CA, C, O); ``DIR/tokens.jsonl`` has the tokens."""
+    ``DIR/ID.pdb`` (N, CA, C, O; a run trained with ResDiff decodes ``z_q + r̂``); ``DIR/tokens.jsonl`` has the
+    tokens."""
     import json
 
     from hypalign.data.sequences import read_sequence_file
@@ -112,8 +113,15 @@ def fold_run(run: Any, fasta: Path, out: Path, steps: int = 100, skip_invalid: b
     keep = _check_lengths(ss.ids, ss.lengths().tolist(), model.max_residues, skip_invalid, f"{fasta}: sequence")
     seqs = [ss.sequence(i) for i in keep]
     codes = fold(model, seqs, SampleOptions(steps=steps, greedy=True))
+    tok = _tokenizer(run)
+    if model.resdiff_hidden:  # a ResDiff run: z_q + r̂ through the decoder's continuous path
+        from hypalign.recipes.dplm2.evaluation import decode_z, resdiff_refine
+
+        backbones = decode_z(tok, resdiff_refine(model, seqs, codes))
+    else:
+        backbones = decode_codes(tok, codes)
     lines = []
-    for i, c, bb in zip(keep, codes, decode_codes(_tokenizer(run), codes), strict=True):
+    for i, c, bb in zip(keep, codes, backbones, strict=True):
         write_backbone_pdb(Path(out) / f"{_safe(ss.ids[i])}.pdb", bb, ss.sequence(i))
         lines.append(json.dumps({"id": ss.ids[i], "sequence": ss.sequence(i), "tokens": c.tolist()}))
     atomic_write_text(Path(out) / "tokens.jsonl", "".join(ln + "\n" for ln in lines))

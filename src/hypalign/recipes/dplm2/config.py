@@ -20,6 +20,10 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
                           help="REPA: −cos between a projection of the sequence half's hidden states (a learned "
                                "softmax mix over the layers, 3-layer MLP) and the tokenizer's continuous structure "
                                "codes of the same residues (off by default)"),
+    "resdiff": ObjectiveSpec("residual_diffusion", 1.0,
+                             help="ResDiff: a small diffusion MLP for the quantisation residual z − sign(z), "
+                                  "conditioned on the language model's (detached) states; folding then decodes "
+                                  "z_q + r̂ through the tokenizer's continuous path (off by default)"),
 }
 
 
@@ -52,7 +56,9 @@ class DPLM2Config:
                         "folding, joint (comma-separated; normalised).")
     eval_chains: int = opt(100, "Test chains evaluated after training (the first N of the split's test list).", min=1)
     eval_steps: int = opt(25, "Mask-predict steps of the folding / inverse folding in the evaluation.", min=1)
-    objectives: str = opt("sequence,structure", "Comma-separated name[:weight] from: sequence, structure, repa.")
+    resdiff_hidden: int = opt(256, "ResDiff's MLP width (with the resdiff objective; the paper: 1,024).", min=8)
+    objectives: str = opt("sequence,structure", "Comma-separated name[:weight] from: sequence, structure, repa, "
+                          "resdiff.")
 
     def __post_init__(self) -> None:
         from hypalign.recipes.protlm.config import check_trunk_shape

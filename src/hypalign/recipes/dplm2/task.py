@@ -135,9 +135,11 @@ def build_model(cfg: DPLM2Config, n_bits: int, say: Callable[[str], None] | None
     and head) from a protein-lm run or an ESM-2 directory, whose shape replaces ``--d/--layers/--heads``."""
     from hypalign.recipes.dplm2.config import chosen_objectives
 
-    repa = n_bits if chosen_objectives(cfg).get("repa") else 0
+    chosen = chosen_objectives(cfg)
+    extra = {"repa_dim": n_bits if chosen.get("repa") else 0,
+             "resdiff_hidden": cfg.resdiff_hidden if chosen.get("resdiff") else 0}
     if cfg.init.strip().lower() in ("", "none"):
-        return DPLM2(cfg.esm_config(), n_bits=n_bits, struct_head=cfg.struct_head, repa_dim=repa)
+        return DPLM2(cfg.esm_config(), n_bits=n_bits, struct_head=cfg.struct_head, **extra)
     import json
 
     src = Path(cfg.init)
@@ -155,7 +157,7 @@ def build_model(cfg: DPLM2Config, n_bits: int, say: Callable[[str], None] | None
             esm[key] = init_cfg[key]
     if esm["vocab_size"] != 33:
         raise InputError(f"--init {cfg.init}: vocabulary of {esm['vocab_size']} tokens; ESM-2's alphabet has 33")
-    model = DPLM2(esm, n_bits=n_bits, struct_head=cfg.struct_head, repa_dim=repa)
+    model = DPLM2(esm, n_bits=n_bits, struct_head=cfg.struct_head, **extra)
     from transformers import EsmForMaskedLM
 
     from hypalign.encoders import quiet_loading
@@ -206,12 +208,15 @@ class DPLM2Task(Task):
         st, aa = pair_ids(self.seqs, self.codes, rows, self.cfg.crop)
         rng = np.random.default_rng(mix_seed(self.seed, int(spec[0, 2]), int(spec[0, 3])))
         batch = mask_pair(st, aa, self.cfg.diffusion_steps, rng, self.cfg.mix())  # type: ignore[arg-type]
-        if self.model.repa_dim:  # the continuous codes of each window's residues, at the residues' positions
-            feats = torch.zeros(*st.shape, self.model.repa_dim)
+        if self.model.repa_dim or self.model.resdiff_hidden:  # each window's continuous codes, at its residues
+            feats = torch.zeros(*st.shape, self.model.n_bits)
             for r, (i, s) in enumerate(rows):
                 f = self.feats[i][s : s + self.cfg.crop]
                 feats[r, 1 : 1 + len(f)] = torch.from_numpy(f)
             batch["struct_feats"], batch["feat_mask"] = feats, st >= STRUCT_OFFSET
+        if self.model.resdiff_hidden:  # ResDiff's step and noise, drawn with the batch
+            batch["resdiff_t"] = torch.from_numpy(rng.integers(0, self.model.resdiff.steps, tuple(st.shape)))
+            batch["resdiff_eps"] = torch.from_numpy(rng.standard_normal((*st.shape, self.model.n_bits))).float()
         return batch
 
     def iterate(self, specs: Sequence[torch.Tensor]) -> Iterable[dict[str, torch.Tensor]]:
