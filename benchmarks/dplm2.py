@@ -69,6 +69,28 @@ def per_chain(run: Path, test: Any) -> dict[str, Any]:
     return out
 
 
+def majority_rows(tokenizer: str, train: Any, test: Any) -> None:
+    """What the token and sequence distributions alone give: the training chains' most frequent code (index
+    level), each bit's majority (bit level), the most frequent amino acid (recovery)."""
+    from collections import Counter
+
+    from hypalign.eval.structure import token_accuracy
+    from hypalign.recipes.dplm2.tokens import cached_structure_tokens, load_tokenizer, structure_codes
+
+    tok = load_tokenizer(tokenizer)
+    codes = np.concatenate(cached_structure_tokens(tok, train, print)[0])
+    true = structure_codes(tok, test)
+    top = np.bincount(codes).argmax()
+    bits = ((codes[:, None] >> np.arange(tok.n_bits)) & 1).mean(0) >= 0.5
+    majority_code = int((bits * 2 ** np.arange(tok.n_bits)).sum())
+    idx = token_accuracy([np.full(len(t), top) for t in true], true, tok.n_bits)["index_accuracy"]
+    bit = token_accuracy([np.full(len(t), majority_code) for t in true], true, tok.n_bits)["bit_accuracy"]
+    aa = Counter("".join(train.sequence(i) for i in range(len(train)))).most_common(1)[0][0]
+    rec = np.mean([test.sequence(i).count(aa) / len(test.sequence(i)) for i in range(len(test))])
+    print(f"\nfrom the distributions alone: most frequent code {idx:.4f} (index accuracy), each bit's majority "
+          f"{bit:.4f} (bit accuracy), always '{aa}' {rec:.3f} (recovery, mean)")
+
+
 def template_rows(train: Any, test: Any, runs: dict[str, list[Path]]) -> None:
     from hypalign.recipes.dplm2.evaluation import structure_metrics, template_baseline
 
@@ -164,6 +186,7 @@ def main() -> None:
           f"{first['tokenizer_rmsd_median']:.2f} Å, TM {first['tokenizer_tm_median']:.3f} (median; the ceiling)")
     n_chains = int(first["n_chains"] + first["n_too_long"])
     train, test = test_chains(n_chains)
+    majority_rows(args.tokenizer, train, test)
     template_rows(train, test, runs)
     if args.proteinmpnn:
         rec = proteinmpnn_recovery(test)

@@ -214,7 +214,7 @@ def test_recipe_end_to_end_resume_fold_design_generate(setup: Path, tmp_path: Pa
     from safetensors.torch import load_file
 
     from hypalign.data.structures import read_structure_file
-    from hypalign.recipes.dplm2.task import load_tokenizer, structure_codes
+    from hypalign.recipes.dplm2.tokens import load_tokenizer, structure_codes
     from hypalign.recipes.structok.task import read_structure_dir
 
     monkeypatch.setenv("HYPALIGN_CACHE_DIR", str(tmp_path / "cache"))

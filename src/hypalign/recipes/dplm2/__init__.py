@@ -62,7 +62,7 @@ def load_run_model(run: Any, which: str = "model") -> DPLM2:
 
 
 def _tokenizer(run: Any) -> Any:
-    from hypalign.recipes.dplm2.task import load_tokenizer
+    from hypalign.recipes.dplm2.tokens import load_tokenizer
 
     path = Path(run.path)
     return load_tokenizer(path if (path / "tokenizer").is_dir() else run.recipe_config["tokenizer"])
@@ -135,7 +135,7 @@ def design_run(run: Any, files: list[Path], steps: int = 100, chain: str | None 
     from hypalign.data.structures import concat_sets, read_structure_file
     from hypalign.eval.structure import sequence_recovery
     from hypalign.recipes.dplm2.evaluation import design
-    from hypalign.recipes.dplm2.task import structure_codes
+    from hypalign.recipes.dplm2.tokens import structure_codes
 
     model = load_run_model(run)
     ss = concat_sets([read_structure_file(f, chain=chain)[0] for f in files])

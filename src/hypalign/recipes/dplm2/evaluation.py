@@ -153,7 +153,7 @@ def evaluate_chains(model: DPLM2, tok: StructureTokenizer, ss: StructureSet, ste
     ``max_residues`` are left out and counted (``n_too_long``). ``per_chain`` adds the lists ``chains`` (ids),
     ``fold_rmsd``, ``fold_tm``, ``tokenizer_rmsd``, ``tokenizer_tm``, ``aar``."""
     from hypalign.eval.structure import sequence_recovery, token_accuracy
-    from hypalign.recipes.dplm2.task import structure_codes
+    from hypalign.recipes.dplm2.tokens import structure_codes
 
     was = model.training
     model.eval()
@@ -172,7 +172,7 @@ def evaluate_chains(model: DPLM2, tok: StructureTokenizer, ss: StructureSet, ste
     out.update(structure_metrics(decode_codes(tok, folded), ss, "fold", per_chain))
     out.update(structure_metrics(decode_codes(tok, true), ss, "tokenizer", per_chain))
     if model.resdiff_hidden:  # the folded codes refined by ResDiff, and that path's ceiling: the true continuous codes
-        from hypalign.recipes.dplm2.task import structure_tokens
+        from hypalign.recipes.dplm2.tokens import structure_tokens
 
         refined = resdiff_refine(model, seqs, folded)
         out.update(structure_metrics(decode_z(tok, refined), ss, "fold_resdiff", per_chain))

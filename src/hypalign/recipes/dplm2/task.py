@@ -22,94 +22,9 @@ from hypalign.data.sequences import SequenceSet
 from hypalign.data.structures import StructureSet
 from hypalign.errors import InputError
 from hypalign.models.dplm2 import DPLM2, STRUCT_BOS, STRUCT_EOS, STRUCT_OFFSET, STRUCT_PAD, mask_pair
-from hypalign.models.structok import StructureTokenizer
 from hypalign.recipes.dplm2.config import DPLM2Config, resolve_objectives
+from hypalign.recipes.dplm2.tokens import cached_structure_tokens, load_tokenizer
 from hypalign.train import Task
-
-
-def load_tokenizer(path: str | Path) -> StructureTokenizer:
-    """The structure tokenizer of a structure-tokenizer run, or the copy inside a dplm2 run (``RUN/tokenizer``)."""
-    import contextlib
-    import io
-
-    p = Path(path)
-    if (p / "tokenizer" / "model.safetensors").is_file():
-        with contextlib.redirect_stdout(io.StringIO()):
-            tok = StructureTokenizer.from_pretrained(str(p / "tokenizer"))
-    else:
-        if not str(path) or not p.is_dir():
-            raise InputError(f"--tokenizer {str(path)!r}: not a run directory (give a structure-tokenizer run: "
-                             "hypalign train structure-tokenizer)")
-        from hypalign.recipes.structok import load_run_model
-        from hypalign.runs import load_run
-
-        tok = load_run_model(load_run(p, "structure-tokenizer"))
-    if tok.alphabet != "lfq":
-        raise InputError(f"{path}: a 3di tokenizer; DPLM-2 needs the learned sign-bit codes (alphabet lfq)")
-    return tok.eval()
-
-
-@torch.no_grad()
-def structure_tokens(tok: StructureTokenizer, ss: StructureSet, batch_chains: int = 16
-                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Every chain's code per residue (``int64``) and its continuous codes ``z`` (``(L, 13)`` float32, before
-    quantisation: the structure features REPA aligns to), chains of similar length batched."""
-    from hypalign.data.structures import pad_chains
-
-    order = np.argsort(ss.lengths(), kind="stable")
-    codes: list[np.ndarray] = [np.zeros(0, np.int64)] * len(ss)
-    feats: list[np.ndarray] = [np.zeros((0, tok.n_bits), np.float32)] * len(ss)
-    for s in range(0, len(order), batch_chains):
-        rows = order[s : s + batch_chains].tolist()
-        x, mask = pad_chains([ss.backbone(r) for r in rows])
-        z = tok.encode(x, mask)
-        k = tok.codes(tok.quantize(z))
-        for j, r in enumerate(rows):
-            n = int(mask[j].sum())
-            codes[r], feats[r] = k[j, :n].numpy().astype(np.int64), z[j, :n].float().numpy()
-    return codes, feats
-
-
-def structure_codes(tok: StructureTokenizer, ss: StructureSet) -> list[np.ndarray]:
-    """Every chain's code per residue (:func:`structure_tokens`)."""
-    return structure_tokens(tok, ss)[0]
-
-
-def cached_structure_tokens(tok: StructureTokenizer, ss: StructureSet, say: Callable[[str], None]
-                            ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """:func:`structure_tokens`, kept in ``cache_dir()/structures/tokens-KEY.npz`` (KEY: a hash of the tokenizer's
-    weights and the chains' ids and coordinates; the continuous codes as float16), so runs on the same split and
-    tokenizer tokenize once."""
-    import hashlib
-
-    from hypalign.io import atomic_write
-    from hypalign.paths import cache_dir
-
-    h = hashlib.sha256()
-    for k, v in sorted(tok.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    h.update("\n".join(ss.ids).encode())
-    h.update(np.ascontiguousarray(ss.coords).tobytes())
-    path = cache_dir() / "structures" / f"tokens-{h.hexdigest()[:24]}.npz"
-    if path.is_file():
-        with np.load(path) as z:
-            if "feats" in z.files:
-                flat, feats, offsets = z["codes"].astype(np.int64), z["feats"].astype(np.float32), z["offsets"]
-                rows = range(len(ss))
-                return ([flat[offsets[i] : offsets[i + 1]] for i in rows],
-                        [feats[offsets[i] : offsets[i + 1]] for i in rows])
-    codes, feats = structure_tokens(tok, ss)
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, codes=np.concatenate(codes).astype(np.int16), feats=np.concatenate(feats).astype(np.float16),
-                     offsets=np.concatenate([[0], np.cumsum([len(c) for c in codes])]))
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, write)
-    say(f"structure tokens cached in {path}")
-    return codes, feats
 
 
 def pair_ids(seqs: SequenceSet, codes: Sequence[np.ndarray], rows: Sequence[tuple[int, int]], residues: int
@@ -192,6 +107,7 @@ class DPLM2Task(Task):
         if len(self.train) < cfg.batch_size:
             raise InputError(f"{len(self.train)} training chains, fewer than one batch of {cfg.batch_size}")
         self.seqs = chain_sequences(self.train)
+
         self.codes, self.feats = cached_structure_tokens(self.tokenizer, self.train, say)
         say(f"{len(self.train)} training chains tokenized ({int(self.train.lengths().sum())} residues), "
             f"{len(self.test) if self.test else 0} test chains")
