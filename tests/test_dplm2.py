@@ -357,7 +357,11 @@ def test_one_line_errors_and_skip_invalid(setup: Path, tmp_path: Path) -> None:
     bad.write_text(">ok\nMKTAYIAKQR\n>bad\nMKT1YIAK\n")
     long = tmp_path / "long.fasta"
     long.write_text(">ok\nMKTAYIAKQR\n>long\n" + "A" * 41 + "\n")
+    ca_only = tmp_path / "ca.pdb"  # CA atoms only: no residue with a complete backbone
+    ca_only.write_text("".join(line for line in (setup / "test" / "t0.pdb").read_text().splitlines(keepends=True)
+                               if not line.startswith("ATOM") or line[12:16].strip() == "CA"))
     for args, msg in ((["fold", str(run), "--fasta", str(bad), "-o", str(tmp_path / "o")], "bad.fasta"),
+                      (["design", str(run), "--pdb", str(ca_only)], "ca.pdb"),
                       (["fold", str(run), "--fasta", str(long), "-o", str(tmp_path / "o")], "long: 41 residues"),
                       (["design", str(run), "--pdb", str(tmp_path / "none.pdb")], "none.pdb: not found"),
                       (["generate", str(run), "--length", "41", "-o", str(tmp_path / "o")], "--length 41"),
@@ -374,6 +378,10 @@ def test_one_line_errors_and_skip_invalid(setup: Path, tmp_path: Path) -> None:
                                    "--skip-invalid", "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout) == {"folded": 1, "skipped": 1, "out": str(tmp_path / "o")}
+    res = CliRunner().invoke(app, ["design", str(run), "--pdb", str(ca_only), "--pdb", str(setup / "test" / "t1.pdb"),
+                                   "--steps", "2", "--skip-invalid"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.count(">") == 1 and res.stdout.startswith(">T1_A")
 
 
 def test_init_from_a_protein_lm_run_copies_the_trunk(setup: Path, tmp_path: Path) -> None:

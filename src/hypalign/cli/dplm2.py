@@ -52,7 +52,8 @@ def design(
     out: Annotated[Path | None, typer.Option("-o", "--out", help="Write the FASTA here (default: print).")] = None,
     steps: Annotated[int, typer.Option(help=STEPS_HELP, min=1)] = 100,
     chain: Annotated[str | None, typer.Option(help="Only this chain of each file.")] = None,
-    skip_invalid: Annotated[bool, typer.Option(help="Skip chains over the model's length (counted).")] = False,
+    skip_invalid: Annotated[bool, typer.Option(help="Skip files without a usable backbone and chains over the model's "
+                                                    "length instead of failing.")] = False,
 ) -> None:
     """Inverse folding: a sequence for each chain's backbone (its structure tokens given), as FASTA with the
     recovery of the chain's own sequence in the header."""

@@ -138,7 +138,16 @@ def design_run(run: Any, files: list[Path], steps: int = 100, chain: str | None 
     from hypalign.recipes.dplm2.tokens import structure_codes
 
     model = load_run_model(run)
-    ss = concat_sets([read_structure_file(f, chain=chain)[0] for f in files])
+    sets = []
+    for f in files:  # a file without a usable backbone: its one-line error, or skipped with skip_invalid
+        try:
+            sets.append(read_structure_file(f, chain=chain)[0])
+        except InputError:
+            if not skip_invalid:
+                raise
+    if not sets:
+        raise InputError("no chain with a complete backbone in the given files")
+    ss = concat_sets(sets)
     keep = _check_lengths(ss.ids, ss.lengths().tolist(), model.max_residues, skip_invalid, "chain")
     ss = ss.subset(keep)
     seqs = design(model, structure_codes(_tokenizer(run), ss), SampleOptions(steps=steps, greedy=True))
