@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from hypalign.data.structures import StructureSet
-from hypalign.models.dplm2 import DPLM2, STRUCT_BOS, STRUCT_EOS, STRUCT_MASK, STRUCT_OFFSET, STRUCT_PAD
+from hypalign.models.dplm2 import DPLM2, STRUCT_BOS, STRUCT_EOS, STRUCT_MASK, STRUCT_OFFSET, STRUCT_PAD, code_bits
 from hypalign.models.structok import StructureTokenizer
 from hypalign.recipes.dplm2.sampling import SampleOptions, mask_predict
 
@@ -126,8 +126,7 @@ def resdiff_refine(model: DPLM2, sequences: list[str], codes: list[np.ndarray], 
         aa = window_ids(ss, [(r, 0) for r in rows], max(lengths) + 2)
         cond = model(st.to(dev), aa.to(dev))["resdiff_cond"]
         for j, (r, n) in enumerate(zip(rows, lengths, strict=True)):
-            zq = (((torch.from_numpy(np.asarray(codes[r], np.int64))[:, None] >> torch.arange(model.n_bits)) & 1)
-                  * 2 - 1).float().to(dev)
+            zq = (code_bits(torch.from_numpy(np.asarray(codes[r], np.int64)), model.n_bits) * 2 - 1).float().to(dev)
             out[r] = (zq + model.resdiff.sample(zq, cond[j, 1 : n + 1].float(), gen)).cpu().numpy()
     return out
 
@@ -153,14 +152,14 @@ def evaluate_chains(model: DPLM2, tok: StructureTokenizer, ss: StructureSet, ste
     ``max_residues`` are left out and counted (``n_too_long``). ``per_chain`` adds the lists ``chains`` (ids),
     ``fold_rmsd``, ``fold_tm``, ``tokenizer_rmsd``, ``tokenizer_tm``, ``aar``."""
     from hypalign.eval.structure import sequence_recovery, token_accuracy
-    from hypalign.recipes.dplm2.tokens import structure_codes
+    from hypalign.recipes.dplm2.tokens import structure_tokens
 
     was = model.training
     model.eval()
     keep = np.flatnonzero(ss.lengths() <= model.max_residues)
     out: dict[str, Any] = {"n_chains": float(len(keep)), "n_too_long": float(len(ss) - len(keep))}
     ss = ss.subset(keep)
-    true = structure_codes(tok, ss)
+    true, continuous = structure_tokens(tok, ss)
     seqs = [ss.sequence(i) for i in range(len(ss))]
     opts = SampleOptions(steps=steps, greedy=True)
     with torch.no_grad():
@@ -172,12 +171,9 @@ def evaluate_chains(model: DPLM2, tok: StructureTokenizer, ss: StructureSet, ste
     out.update(structure_metrics(decode_codes(tok, folded), ss, "fold", per_chain))
     out.update(structure_metrics(decode_codes(tok, true), ss, "tokenizer", per_chain))
     if model.resdiff_hidden:  # the folded codes refined by ResDiff, and that path's ceiling: the true continuous codes
-        from hypalign.recipes.dplm2.tokens import structure_tokens
-
         refined = resdiff_refine(model, seqs, folded)
         out.update(structure_metrics(decode_z(tok, refined), ss, "fold_resdiff", per_chain))
-        out.update(structure_metrics(decode_z(tok, structure_tokens(tok, ss)[1]), ss, "tokenizer_continuous",
-                                     per_chain))
+        out.update(structure_metrics(decode_z(tok, continuous), ss, "tokenizer_continuous", per_chain))
     aar = np.array([sequence_recovery(d, s) for d, s in zip(designed, seqs, strict=True)])
     out["aar_median"], out["aar_mean"] = float(np.median(aar)), float(aar.mean())
     if per_chain:
