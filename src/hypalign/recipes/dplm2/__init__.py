@@ -40,16 +40,17 @@ def train_dplm2(cfg: DPLM2Config, train: Any, say: Any = None) -> dict[str, Any]
     if trainer.is_main:
         task.tokenizer.save_pretrained(trainer.run_dir / "tokenizer")
 
-    def final() -> dict[str, Any]:  # the aggregates to eval.json, the per-chain lists beside it
+    result = trainer.fit()
+
+    def final() -> dict[str, Any]:  # the trainer's last evaluation to eval.json, its per-chain lists beside it
         from hypalign.io import atomic_write_json
 
-        got = task.evaluate(task.model, per_chain=True)
-        chains = {k: got.pop(k) for k in [k for k, v in got.items() if isinstance(v, list)]}
-        if chains:
-            atomic_write_json(trainer.run_dir / "eval-chains.json", chains)
+        got = dict(result.metrics) if result.metrics and task.last_chains else task.evaluate(task.model)
+        if task.last_chains:
+            atomic_write_json(trainer.run_dir / "eval-chains.json", task.last_chains)
         return got
 
-    return finish_run(trainer, trainer.fit(), task.model, final)
+    return finish_run(trainer, result, task.model, final)
 
 
 def load_run_model(run: Any, which: str = "model") -> DPLM2:

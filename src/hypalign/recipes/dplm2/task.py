@@ -111,6 +111,7 @@ class DPLM2Task(Task):
         self.codes, self.feats = cached_structure_tokens(self.tokenizer, self.train, say)
         say(f"{len(self.train)} training chains tokenized ({int(self.train.lengths().sum())} residues), "
             f"{len(self.test) if self.test else 0} test chains")
+        self.last_chains: dict[str, list] = {}
         torch.manual_seed(seed)
         self.model = build_model(cfg, self.tokenizer.n_bits, say)
 
@@ -142,15 +143,19 @@ class DPLM2Task(Task):
         out = model(batch["struct_in"], batch["aa_in"], batch["attention_block"])
         return self.objectives(out, batch, model)
 
-    def evaluate(self, model: nn.Module, per_chain: bool = False) -> dict[str, Any]:
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """The test chains' figures (:func:`~hypalign.recipes.dplm2.evaluation.evaluate_chains`); the per-chain lists
+        of the last evaluation are kept in ``last_chains`` (written beside ``eval.json``)."""
         if self.test is None:
             return {}
         from hypalign.recipes.dplm2.evaluation import evaluate_chains
 
         m = model.module if hasattr(model, "module") else model
         rows = np.arange(min(self.cfg.eval_chains, len(self.test)))
-        return evaluate_chains(m, self.tokenizer, self.test.subset(rows), self.cfg.eval_steps,  # type: ignore[arg-type]
-                               per_chain=per_chain)
+        got = evaluate_chains(m, self.tokenizer, self.test.subset(rows), self.cfg.eval_steps,  # type: ignore[arg-type]
+                              per_chain=True)
+        self.last_chains = {k: got.pop(k) for k in [k for k, v in got.items() if isinstance(v, list)]}
+        return got
 
     def state_dict(self) -> dict[str, Any]:
         return {}
