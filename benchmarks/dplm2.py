@@ -91,6 +91,30 @@ def majority_rows(tokenizer: str, train: Any, test: Any) -> None:
           f"{bit:.4f} (bit accuracy), always '{aa}' {rec:.3f} (recovery, mean)")
 
 
+def one_pass(run: Path, test: Any) -> dict[str, float]:
+    """Token accuracy of one forward pass with the whole structure half masked (RUN/eval.json has it for runs made
+    after it was added; else computed here and kept in RUN/bench-one-pass.json)."""
+    got = json.loads((run / "eval.json").read_text())
+    if "bit_accuracy_one_pass" in got:
+        return {k: got[k] for k in ("index_accuracy_one_pass", "bit_accuracy_one_pass")}
+    cache = run / "bench-one-pass.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    from hypalign.eval.structure import token_accuracy
+    from hypalign.recipes.dplm2 import _tokenizer, load_run_model
+    from hypalign.recipes.dplm2.evaluation import fold_one_pass
+    from hypalign.recipes.dplm2.tokens import structure_codes
+    from hypalign.runs import load_run
+
+    r = load_run(run, "dplm2")
+    model = load_run_model(r)
+    true = structure_codes(_tokenizer(r), test)
+    acc = token_accuracy(fold_one_pass(model, [test.sequence(i) for i in range(len(test))]), true, model.n_bits)
+    out = {f"{k}_one_pass": v for k, v in acc.items()}
+    cache.write_text(json.dumps(out))
+    return out
+
+
 def template_rows(train: Any, test: Any, runs: dict[str, list[Path]]) -> None:
     from hypalign.recipes.dplm2.evaluation import structure_metrics, template_baseline
 
@@ -182,10 +206,15 @@ def main() -> None:
         t = np.mean([r["train_seconds"] for r in res]) / 60
         print(f"| {head} | {len(res)} | " + " | ".join(cells) + f" | {t:.1f} min |")
     first = next(iter(results.values()))[0]
-    print(f"\nthe tokenizer's reconstruction of the same chains from their true tokens: RMSD "
-          f"{first['tokenizer_rmsd_median']:.2f} Å, TM {first['tokenizer_tm_median']:.3f} (median; the ceiling)")
     n_chains = int(first["n_chains"] + first["n_too_long"])
     train, test = test_chains(n_chains)
+    print("\n| structure tokens | one pass: token acc (index) | token acc (bit) |\n|---|---:|---:|")
+    for head, paths in runs.items():
+        got = [one_pass(p, test) for p in paths]
+        print(f"| {head} | {mean_std(got, 'index_accuracy_one_pass', digits=4)} | "
+              f"{mean_std(got, 'bit_accuracy_one_pass', digits=4)} |")
+    print(f"\nthe tokenizer's reconstruction of the same chains from their true tokens: RMSD "
+          f"{first['tokenizer_rmsd_median']:.2f} Å, TM {first['tokenizer_tm_median']:.3f} (median; the ceiling)")
     majority_rows(args.tokenizer, train, test)
     template_rows(train, test, runs)
     if args.proteinmpnn:

@@ -1,7 +1,8 @@
 """DPLM-2 on held-out chains (spec §5.3; metrics from :mod:`hypalign.eval.structure`):
 
 * **folding** — the sequence given, the structure tokens by greedy mask-predict, decoded into a backbone by the
-  structure tokenizer: structure-token accuracy at the index and the bit level (the paper's Table 3 diagnostic), CA
+  structure tokenizer: structure-token accuracy at the index and the bit level (the paper's Table 3 diagnostic; also
+  of one forward pass with the whole structure half masked, ``*_one_pass``), CA
   RMSD and TM-score against the true backbone, beside the tokenizer's own reconstruction from the true tokens (the
   ceiling any folding through these tokens has);
 * **inverse folding** — the structure tokens given, the sequence by greedy mask-predict: amino-acid recovery (AAR);
@@ -53,6 +54,12 @@ def fold(model: DPLM2, sequences: list[str], opts: SampleOptions, batch: int = 8
         for j, (r, n) in enumerate(zip(rows, lengths, strict=True)):
             out[r] = (st[j, 1 : n + 1] - STRUCT_OFFSET).numpy()
     return out
+
+
+def fold_one_pass(model: DPLM2, sequences: list[str], batch: int = 8) -> list[np.ndarray]:
+    """Structure codes from one forward pass with the whole structure half masked (each position's most likely code
+    or bits, no iteration): the per-position accuracy of the model before decoding."""
+    return fold(model, sequences, SampleOptions(steps=1, greedy=True), batch)
 
 
 def design(model: DPLM2, codes: list[np.ndarray], opts: SampleOptions, batch: int = 8) -> list[str]:
@@ -167,7 +174,9 @@ def evaluate_chains(model: DPLM2, tok: StructureTokenizer, ss: StructureSet, ste
         folded = fold(model, seqs, opts)
         out["fold_chains_per_s"] = len(ss) / max(time.perf_counter() - t0, 1e-9)
         designed = design(model, true, opts)
+        one_pass = fold_one_pass(model, seqs)
     out.update(token_accuracy(folded, true, model.n_bits))
+    out.update({f"{k}_one_pass": v for k, v in token_accuracy(one_pass, true, model.n_bits).items()})
     out.update(structure_metrics(decode_codes(tok, folded), ss, "fold", per_chain))
     out.update(structure_metrics(decode_codes(tok, true), ss, "tokenizer", per_chain))
     if model.resdiff_hidden:  # the folded codes refined by ResDiff, and that path's ceiling: the true continuous codes
@@ -209,5 +218,5 @@ def template_baseline(train: StructureSet, test: StructureSet, evalue: float = 1
     return {"rows": rows, "backbones": models, "identity": identity, "coverage": coverage}
 
 
-__all__ = ["decode_codes", "decode_z", "design", "evaluate_chains", "fold", "generate", "resdiff_refine",
-           "structure_metrics", "template_baseline"]
+__all__ = ["decode_codes", "decode_z", "design", "evaluate_chains", "fold", "fold_one_pass", "generate",
+           "resdiff_refine", "structure_metrics", "template_baseline"]
