@@ -174,7 +174,9 @@ def cogeneration(run: Path, n: int, length: int) -> dict[str, float]:
     a, b = decode_codes(tok, [c for c, _ in made]), decode_codes(tok, refold)
     sc = [tm_score(x, y) for x, y in zip(a, b, strict=True)]
     distinct = len({s for _, s in made})
-    return {"sctm_median": float(np.median(sc)), "sctm_mean": float(np.mean(sc)), "distinct_sequences": distinct}
+    top_share = float(np.mean([max(s.count(a) for a in set(s)) / len(s) for _, s in made]))
+    return {"sctm_median": float(np.median(sc)), "sctm_mean": float(np.mean(sc)), "distinct_sequences": distinct,
+            "top_residue_share": top_share}
 
 
 def main() -> None:
@@ -230,7 +232,8 @@ def main() -> None:
             got = [cogeneration(p, args.cogen, args.cogen_length) for p in paths]
             print(f"\nco-generation {head} ({args.cogen} x {args.cogen_length} residues, {len(paths)} seeds): scTM "
                   f"median {np.mean([g['sctm_median'] for g in got]):.3f}, distinct sequences "
-                  f"{np.mean([g['distinct_sequences'] for g in got]):.1f} / {args.cogen}")
+                  f"{np.mean([g['distinct_sequences'] for g in got]):.1f} / {args.cogen}, the most frequent residue's "
+                  f"share of a sequence {np.mean([g['top_residue_share'] for g in got]):.2f} (low complexity near 1)")
 
 
 if __name__ == "__main__":
