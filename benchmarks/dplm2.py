@@ -160,6 +160,10 @@ def proteinmpnn_recovery(test: Any) -> list[float] | None:
 
 
 def cogeneration(run: Path, n: int, length: int) -> dict[str, float]:
+    """scTM of ``n`` co-generated proteins of ``length`` residues (kept in RUN/bench-cogen-N-L.json)."""
+    cache = run / f"bench-cogen-{n}-{length}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
     from hypalign.eval.structure import tm_score
     from hypalign.recipes.dplm2 import ANNEALING, _tokenizer, load_run_model
     from hypalign.recipes.dplm2.evaluation import decode_codes, fold, generate
@@ -175,8 +179,10 @@ def cogeneration(run: Path, n: int, length: int) -> dict[str, float]:
     sc = [tm_score(x, y) for x, y in zip(a, b, strict=True)]
     distinct = len({s for _, s in made})
     top_share = float(np.mean([max(s.count(a) for a in set(s)) / len(s) for _, s in made]))
-    return {"sctm_median": float(np.median(sc)), "sctm_mean": float(np.mean(sc)), "distinct_sequences": distinct,
-            "top_residue_share": top_share}
+    out = {"sctm_median": float(np.median(sc)), "sctm_mean": float(np.mean(sc)), "distinct_sequences": distinct,
+           "top_residue_share": top_share}
+    cache.write_text(json.dumps(out))
+    return out
 
 
 def main() -> None:
