@@ -93,6 +93,7 @@ def test_noise_level_weights_and_joint_shares_t() -> None:
     share t (equal weights), and the masked share follows t/T."""
     s, a = pair([200] * 60)
     out = mask_pair(s, a, 500, np.random.default_rng(1), mix=(0, 0, 0, 1))
+    checked = 0
     for r in range(60):
         ws = out["struct_weights"][r][out["struct_labels"][r] != -100].unique()
         wa = out["aa_weights"][r][out["aa_labels"][r] != -100].unique()
@@ -101,6 +102,8 @@ def test_noise_level_weights_and_joint_shares_t() -> None:
             t = 500 - float(ws[0]) * 500 + 1  # λ = (T − t + 1)/T
             share = float((out["struct_labels"][r] != -100).float().sum()) / 200
             assert abs(share - t / 500) < 0.15
+            checked += 1
+    assert checked >= 55  # only a protein drawn at a t too small to mask anything is left out
 
 
 def test_masked_bits_by_hand() -> None:
@@ -254,14 +257,16 @@ def test_recipe_end_to_end_resume_fold_design_generate(setup: Path, tmp_path: Pa
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # fold: one PDB per sequence with its sequence and length, tokens in tokens.jsonl
     fasta = tmp_path / "q.fasta"
-    fasta.write_text(">p1 first\nMKTAYIAKQR\n>p2\nGSHMLEDPVA\nGSW\n")
+    fasta.write_text(">p1 first\nMKTAYIAKQR\n>p2\nGSHMLEDPVA\nGSW\n>sp|x\nMKV\n>sp_x\nMKVL\n")
     res = CliRunner().invoke(app, ["fold", str(tmp_path / "run"), "--fasta", str(fasta), "-o", str(tmp_path / "f"),
                                    "--steps", "3"])
     assert res.exit_code == 0, res.output
     ss, _ = read_structure_file(tmp_path / "f" / "p2.pdb", max_gap=1e9)
     assert ss.sequence(0) == "GSHMLEDPVAGSW" and ss.backbone(0).shape == (13, 4, 3)
     toks = [json.loads(x) for x in (tmp_path / "f" / "tokens.jsonl").read_text().splitlines()]
-    assert [t["id"] for t in toks] == ["p1", "p2"] and len(toks[1]["tokens"]) == 13
+    assert [t["id"] for t in toks] == ["p1", "p2", "sp|x", "sp_x"] and len(toks[1]["tokens"]) == 13
+    assert [t["file"] for t in toks[2:]] == ["sp_x.pdb", "sp_x.2.pdb"]  # ids alike as file names: none overwritten
+    assert read_structure_file(tmp_path / "f" / "sp_x.2.pdb", max_gap=1e9)[0].sequence(0) == "MKVL"
     # design: a FASTA record per chain, standard amino acids only, its recovery in the header
     res = CliRunner().invoke(app, ["design", str(tmp_path / "run"), "--pdb", str(setup / "test" / "t0.pdb"),
                                    "--steps", "2", "-o", str(tmp_path / "d.fasta")])

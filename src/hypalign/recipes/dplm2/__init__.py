@@ -90,9 +90,8 @@ def evaluate_run(run: Any, data: Path | None = None, which: str | None = None, *
 def _check_lengths(ids: list[str], lengths: list[int], limit: int, skip: bool, what: str) -> list[int]:
     """Rows of at most ``limit`` residues; a longer one is a one-line error, or left out with ``skip``."""
     keep = [i for i, n in enumerate(lengths) if 0 < n <= limit]
-    bad = [i for i in range(len(lengths)) if i not in set(keep)]
-    if bad and not skip:
-        i = bad[0]
+    if len(keep) < len(lengths) and not skip:
+        i = next(i for i, n in enumerate(lengths) if not 0 < n <= limit)
         raise InputError(f"{what} {ids[i]}: {lengths[i]} residues; the model takes 1-{limit} (--skip-invalid to "
                          "leave such out)")
     return keep
@@ -100,8 +99,8 @@ def _check_lengths(ids: list[str], lengths: list[int], limit: int, skip: bool, w
 
 def fold_run(run: Any, fasta: Path, out: Path, steps: int = 100, skip_invalid: bool = False) -> dict[str, Any]:
     """``hypalign fold RUN --fasta F -o DIR``: each sequence's structure tokens by greedy mask-predict, decoded into
-    ``DIR/ID.pdb`` (N, CA, C, O; a run trained with ResDiff decodes ``z_q + r̂``); ``DIR/tokens.jsonl`` has the
-    tokens."""
+    ``DIR/ID.pdb`` (N, CA, C, O; a run trained with ResDiff decodes ``z_q + r̂``; ids that read alike as file names
+    get ``ID.2.pdb`` …); ``DIR/tokens.jsonl`` has each id's file and tokens."""
     import json
 
     from hypalign.data.sequences import read_sequence_file
@@ -121,10 +120,17 @@ def fold_run(run: Any, fasta: Path, out: Path, steps: int = 100, skip_invalid: b
         backbones = decode_z(tok, resdiff_refine(model, seqs, codes))
     else:
         backbones = decode_codes(tok, codes)
-    lines = []
+    lines, used = [], set()
     for i, c, bb in zip(keep, codes, backbones, strict=True):
-        write_backbone_pdb(Path(out) / f"{_safe(ss.ids[i])}.pdb", bb, ss.sequence(i))
-        lines.append(json.dumps({"id": ss.ids[i], "sequence": ss.sequence(i), "tokens": c.tolist()}))
+        base = name = _safe(ss.ids[i])
+        k = 1
+        while name in used:  # two ids that read alike as file names (sp|P1 and sp_P1): name.pdb, name.2.pdb
+            k += 1
+            name = f"{base}.{k}"
+        used.add(name)
+        write_backbone_pdb(Path(out) / f"{name}.pdb", bb, ss.sequence(i))
+        lines.append(json.dumps({"id": ss.ids[i], "file": f"{name}.pdb", "sequence": ss.sequence(i),
+                                 "tokens": c.tolist()}))
     atomic_write_text(Path(out) / "tokens.jsonl", "".join(ln + "\n" for ln in lines))
     return {"folded": len(keep), "skipped": len(ss) - len(keep), "out": str(out)}
 

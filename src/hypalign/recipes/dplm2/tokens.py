@@ -65,8 +65,8 @@ def structure_codes(tok: StructureTokenizer, ss: StructureSet) -> list[np.ndarra
 def cached_structure_tokens(tok: StructureTokenizer, ss: StructureSet, say: Callable[[str], None]
                             ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """:func:`structure_tokens`, kept in ``cache_dir()/structures/tokens-KEY.npz`` (KEY: a hash of the tokenizer's
-    weights and the chains' ids and coordinates; the continuous codes as float16), so runs on the same split and
-    tokenizer tokenize once."""
+    weights and the chains' ids and coordinates; codes as int32, the continuous codes as float16), so runs on the same
+    split and tokenizer tokenize once; what is returned is always the file's content."""
     import hashlib
 
     from hypalign.io import atomic_write
@@ -79,21 +79,19 @@ def cached_structure_tokens(tok: StructureTokenizer, ss: StructureSet, say: Call
     h.update("\n".join(ss.ids).encode())
     h.update(np.ascontiguousarray(ss.coords).tobytes())
     path = cache_dir() / "structures" / f"tokens-{h.hexdigest()[:24]}.npz"
-    if path.is_file():
-        with np.load(path) as z:
-            if "feats" in z.files:
-                flat, feats, offsets = z["codes"].astype(np.int64), z["feats"].astype(np.float32), z["offsets"]
-                rows = range(len(ss))
-                return ([flat[offsets[i] : offsets[i + 1]] for i in rows],
-                        [feats[offsets[i] : offsets[i + 1]] for i in rows])
-    codes, feats = structure_tokens(tok, ss)
+    if not path.is_file():
+        codes, feats = structure_tokens(tok, ss)
 
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, codes=np.concatenate(codes).astype(np.int16), feats=np.concatenate(feats).astype(np.float16),
-                     offsets=np.concatenate([[0], np.cumsum([len(c) for c in codes])]))
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, codes=np.concatenate(codes).astype(np.int32),
+                         feats=np.concatenate(feats).astype(np.float16),
+                         offsets=np.concatenate([[0], np.cumsum([len(c) for c in codes])]))
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, write)
-    say(f"structure tokens cached in {path}")
-    return codes, feats
+        atomic_write(path, write)
+        say(f"structure tokens cached in {path}")
+    # always read back from the file, so a first run and a resumed one see the same (float16-rounded) features
+    with np.load(path) as z:
+        flat, feats_flat, offsets = z["codes"].astype(np.int64), z["feats"].astype(np.float32), z["offsets"]
+    rows = range(len(ss))
+    return ([flat[offsets[i] : offsets[i + 1]] for i in rows], [feats_flat[offsets[i] : offsets[i + 1]] for i in rows])
