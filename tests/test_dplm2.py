@@ -412,3 +412,48 @@ def test_init_from_a_protein_lm_run_copies_the_trunk(setup: Path, tmp_path: Path
     assert len(compared) > 15
     for k in compared:
         assert torch.equal(mine[k], lm[k]), k
+
+
+def test_the_sequence_half_as_a_plain_esm_model_and_protclip_tower(setup: Path, tmp_path: Path) -> None:
+    """``DPLM2.sequence_model``: the amino-acid modality embedding folded into the table gives, on the sequence
+    alone, the states of the sequence half in the single-modality task (attention blocked), and the LM head's logits;
+    ``hypalign train protclip --encoder DPLM2_RUN`` reads it (written once, again when the weights change)."""
+    from hypalign.encoders.protein import ESMEncoder
+    from hypalign.recipes.dplm2 import sequence_encoder
+    from hypalign.recipes.protclip.config import ProtCLIPConfig
+
+    model = tiny_model("bit")
+    with torch.no_grad():  # a modality embedding far from its init, so that leaving it out could not pass
+        model.type_emb.weight.normal_(0, 1.0)
+    s, a = pair([6, 9])
+    full = model(s, a, torch.tensor([True, True]))
+    seq = model.sequence_model()
+    out = seq(input_ids=a, attention_mask=(a != PAD).long())
+    valid = a != PAD
+    assert torch.allclose(out.logits[valid], full["aa_logits"][valid], atol=1e-5)
+    h = seq.esm(input_ids=a, attention_mask=(a != PAD).long()).last_hidden_state
+    assert torch.allclose(h[valid], full["hidden"][:, a.shape[1]:][valid], atol=1e-5)
+    assert not torch.allclose(model.lm.esm(input_ids=a, attention_mask=(a != PAD).long()).last_hidden_state[valid],
+                              h[valid], atol=1e-2)  # without the fold the states differ
+    assert torch.equal(model.lm.esm.embeddings.word_embeddings.weight,
+                       model.lm.lm_head.decoder.weight)  # the model itself is unchanged (still tied)
+    # a trained run: RUN/sequence-encoder/ is a Hugging Face ESM directory; ProtCLIP's tower loads it
+    _train(setup, tmp_path / "run", "--epochs", "1")
+    cfg = ProtCLIPConfig(encoder=str(tmp_path / "run"), encoder_freeze=-1)
+    out_dir = tmp_path / "run" / "sequence-encoder"
+    assert cfg.encoder == "esm" and cfg.encoder_path == str(out_dir)
+    from hypalign.recipes.dplm2 import load_run_model
+
+    trained = load_run_model(tmp_path / "run")
+    enc = ESMEncoder(out_dir)
+    s1, a1 = pair([7])
+    want = trained(s1, a1, torch.tensor([True]))["hidden"][0, a1.shape[1] + 1 : a1.shape[1] + 8].mean(0)
+    assert torch.allclose(enc(a1, a1 != PAD)[0], want, atol=1e-5)  # the mean over the residues' states
+    stamp = (out_dir / "source.json").stat().st_mtime_ns
+    assert sequence_encoder(tmp_path / "run") == out_dir and (out_dir / "source.json").stat().st_mtime_ns == stamp
+    _train(setup, tmp_path / "run2", "--epochs", "2")  # other weights in the run: written again
+    import shutil
+
+    shutil.copy(tmp_path / "run2" / "model" / "model.safetensors", tmp_path / "run" / "model" / "model.safetensors")
+    sequence_encoder(tmp_path / "run")
+    assert not torch.allclose(ESMEncoder(out_dir)(a1, a1 != PAD), enc(a1, a1 != PAD), atol=1e-6)

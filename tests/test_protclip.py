@@ -489,6 +489,21 @@ def test_a_pre_trained_protein_tower_tuned_frozen_or_frozen_below(tmp_path: Path
             if k.endswith("inv_freq") or k.startswith("contact_head."):  # a buffer; a head no objective uses
                 continue
             assert torch.equal(after[k], v) == frozen, (freeze, k)
+        if freeze == -1:  # frozen whole: proteins read whole (not cropped), each through the trunk once
+            task = holder["task"]
+            batch = task.make_batch(task.batches(0)[0])
+            rows = task.gsd.rows["train"][task.batches(0)[0][:-1].numpy()]
+            assert batch["ids"].shape[1] == max(len(seqs[i]) for i in rows.tolist()) + 2
+            enc = task.model.protein_encoder
+            assert len(enc._memo) == len(set(seqs))  # train, valid, test: every distinct sequence once
+            calls = []
+            hook = enc.model.register_forward_hook(lambda *a, c=calls: c.append(1))
+            remembered = enc(batch["ids"], batch["mask"])
+            assert calls == []
+            enc.memoize(False)
+            enc.eval()  # remembered in eval mode (this config has dropout)
+            assert torch.allclose(remembered, enc(batch["ids"], batch["mask"]), atol=1e-5) and calls == [1]
+            hook.remove()
     with pytest.raises(InputError, match="encoder freeze: needs a pre-trained encoder"):
         train_protclip(ProtCLIPConfig(encoder_freeze=-1), TrainConfig(run_dir=str(tmp_path / "cnn")))
 

@@ -231,8 +231,30 @@ class ESMEncoder(nn.Module):
     def width(self) -> int:
         return self.dim
 
+    def memoize(self, on: bool = True) -> None:
+        """For a tower frozen whole: remember the pooled embedding of every distinct input (its unpadded ids) once
+        computed, in eval mode and without gradients, so each protein passes through the trunk once per run —
+        training on whole sequences, validation and the transfer reference alike. Not saved with the model."""
+        self._memo: dict[bytes, Tensor] | None = {} if on else None
+
     def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
-        return self.pool(self.residues(ids, mask), ids)
+        """``(B, dim)`` pooled embeddings (remembered ones reused, see :meth:`memoize`)."""
+        memo = getattr(self, "_memo", None)
+        if memo is None or any(p.requires_grad for p in self.model.parameters()):
+            return self.pool(self.residues(ids, mask), ids)
+        keys = [ids[i][mask[i]].cpu().numpy().tobytes() for i in range(ids.shape[0])]
+        missing = [i for i, k in enumerate(keys) if k not in memo]
+        if missing:
+            sub, sub_mask = ids[missing], mask[missing]
+            width = int(sub_mask.sum(1).max())
+            training = self.model.training
+            self.model.eval()
+            with torch.no_grad():
+                pooled = self.pool(self.residues(sub[:, :width], sub_mask[:, :width]), sub[:, :width])
+            self.model.train(training)
+            for i, row in zip(missing, pooled.cpu(), strict=True):
+                memo[keys[i]] = row
+        return torch.stack([memo[k] for k in keys]).to(ids.device)
 
     def pool(self, h: Tensor, ids: Tensor) -> Tensor:
         """``(B, dim)``: masked mean of the residue states (no ``<cls>``/``<eos>``/padding; quirk 3 fixed)."""

@@ -237,6 +237,24 @@ class DPLM2(nn.Module, PyTorchModelHubMixin, library_name="hypalign", tags=["pro
         out.update({"struct_logits": self.struct_out(h[:, :p]), "aa_logits": self.lm.lm_head(h[:, p:]), "hidden": h})
         return out
 
+    def sequence_model(self) -> Any:
+        """The sequence half alone as a plain ``transformers.EsmForMaskedLM``: the trunk with the amino-acid
+        modality embedding folded into its embedding table (``E'[a] = E[a] + type_emb[1]``) and ``token_dropout``
+        off (the trunk never used it: it reads ``inputs_embeds``). On ``<cls> a_1 … a_L <eos>`` its states equal the
+        amino-acid half's in the single-modality task (attention blocked across the halves, positions ``0…P−1``),
+        so a frozen per-protein embedding of the sequence reads as DPLM-2's own (a copy; this model is unchanged)."""
+        from transformers import EsmConfig, EsmForMaskedLM
+
+        # the LM head keeps the unshifted table (DPLM-2 ties it to the embeddings): untied in the copy
+        conf = EsmConfig(**{**self.lm.config.to_dict(), "token_dropout": False, "tie_word_embeddings": False})
+        out = EsmForMaskedLM(conf)
+        out.load_state_dict(self.lm.state_dict())
+        with torch.no_grad():
+            table = self.lm.esm.embeddings.word_embeddings.weight
+            out.esm.embeddings.word_embeddings.weight.copy_(table + self.type_emb.weight[1])
+            out.lm_head.decoder.weight.copy_(table)
+        return out.eval()
+
     def load_trunk(self, state: dict[str, Tensor]) -> tuple[list[str], list[str]]:
         """Load an ``EsmForMaskedLM`` state dict (a protein-lm run, an ESM-2 directory) into the trunk, the amino-acid
         embeddings and head; returns ``(missing, unexpected)`` keys."""

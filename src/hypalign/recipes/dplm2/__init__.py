@@ -5,7 +5,9 @@ measures). The recipe is its configuration (:mod:`.config`), the model (:mod:`hy
 the shared trainer (:mod:`.task`), sampling (:mod:`.sampling`) and evaluation (:mod:`.evaluation`).
 
 ``hypalign train dplm2 --tokenizer RUN``; ``hypalign eval RUN``; ``hypalign fold RUN --fasta F -o DIR`` (PDB files);
-``hypalign design RUN --pdb F`` (FASTA); ``hypalign generate RUN --length L --n N -o DIR``.
+``hypalign design RUN --pdb F`` (FASTA); ``hypalign generate RUN --length L --n N -o DIR``;
+``hypalign train protclip --encoder RUN --encoder-freeze -1`` (the sequence half as ProtCLIP's frozen tower:
+:func:`sequence_encoder`).
 """
 
 from __future__ import annotations
@@ -182,6 +184,42 @@ def generate_run(run: Any, length: int, n: int, out: Path, steps: int = 100, see
     return {"generated": n, "length": length, "out": str(out)}
 
 
+def sequence_encoder(run: Any, which: str = "model") -> Path:
+    """``RUN/sequence-encoder/``: the run's sequence half as a Hugging Face ESM directory
+    (:meth:`~hypalign.models.dplm2.DPLM2.sequence_model`, with ESM-2's tokenizer files), written once (atomically)
+    and again when the run's weights change; ``hypalign train protclip --encoder RUN`` reads it as the protein
+    tower. Returns the directory."""
+    import hashlib
+    import json
+    import os
+    import shutil
+
+    from hypalign.encoders import quiet_loading
+    from hypalign.io import atomic_write_json
+    from hypalign.recipes.protlm import write_tokenizer_files
+
+    path = Path(run.path if hasattr(run, "path") else run)
+    out, weights = path / "sequence-encoder", path / which / "model.safetensors"
+    h = hashlib.sha256()
+    with open(weights, "rb") if weights.is_file() else open(os.devnull, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    source = {"weights": f"{which}/model.safetensors", "sha256": h.hexdigest()}
+    stamp = out / "source.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) == source:
+        return out
+    model = load_run_model(run, which).sequence_model()
+    tmp = path / f".sequence-encoder.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    with quiet_loading():
+        model.save_pretrained(tmp)
+    write_tokenizer_files(tmp)
+    atomic_write_json(tmp / "source.json", source)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out
+
+
 def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name) or "chain"
 
@@ -201,4 +239,4 @@ RECIPE = Recipe(
 )
 
 __all__ = ["ANNEALING", "OBJECTIVES", "RECIPE", "DPLM2Config", "DPLM2Task", "design_run", "fold_run", "generate_run",
-           "train_dplm2"]
+           "sequence_encoder", "train_dplm2"]

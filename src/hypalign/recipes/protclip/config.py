@@ -43,8 +43,8 @@ class ProtCLIPConfig:
 
     split: str = opt("small-hard", "small-hard, small-random, small-nohit, full-random, full-hard, full-nohit, or a "
                      "directory with train.txt/valid.txt/test.txt.")
-    encoder: str = opt("cnn", "'cnn' (dilated residue CNN from scratch), a local ESM-2 directory, or a "
-                       "protein-lm run (hypalign train protein-lm: its model/).")
+    encoder: str = opt("cnn", "'cnn' (dilated residue CNN from scratch), a local ESM-2 directory, a protein-lm "
+                       "run (hypalign train protein-lm: its model/), or a DPLM-2 run (its sequence half).")
     encoder_path: str | None = opt(None, "Local ESM-2 directory (set by --encoder DIR).", cli=False)
     encoder_freeze: int = opt(0, "A pre-trained encoder (--encoder DIR or RUN): freeze its embeddings and first N "
                               "transformer layers; -1 freezes it whole (a frozen tower), 0 tunes it all.", min=-1)
@@ -92,10 +92,21 @@ class ProtCLIPConfig:
 
     def __post_init__(self) -> None:
         check_options(self)
-        if self.encoder not in ("cnn", "esm"):  # a directory: the ESM-2 model in it, or a protein-lm run's model/
-            path = self.encoder
+        if self.encoder not in ("cnn", "esm"):  # a directory: the ESM-2 model in it, a protein-lm run's model/,
+            path = self.encoder                  # or a DPLM-2 run's sequence half
             if (Path(path) / "config.json").is_file() and (Path(path) / "model" / "config.json").is_file():
-                path = str(Path(path) / "model")  # a run directory (hypalign train protein-lm)
+                import json
+
+                try:
+                    recipe = json.loads((Path(path) / "config.json").read_text()).get("recipe")
+                except (OSError, ValueError, AttributeError):
+                    recipe = None
+                if recipe == "dplm2":
+                    from hypalign.recipes.dplm2 import sequence_encoder
+
+                    path = str(sequence_encoder(path))
+                else:
+                    path = str(Path(path) / "model")  # a run directory (hypalign train protein-lm)
             self.encoder, self.encoder_path = "esm", path
 
 

@@ -134,6 +134,21 @@ class ProtCLIPTask(Task):
             self.model.text_layers.load_pretrained_layers(text_dir)
         if cfg.encoder_freeze:  # a pre-trained protein tower, frozen whole or in its lower layers
             self.model.protein_encoder.freeze(cfg.encoder_freeze)
+        #: a tower frozen whole reads each protein whole (as evaluation does), once: its embedding is remembered
+        self.whole_sequences = cfg.encoder_freeze == -1
+        if self.whole_sequences:  # every training protein through the trunk once, in batches sorted by length
+            from hypalign.encoders.protein import tokenize
+            from hypalign.models.encode import encode_batched
+
+            enc = self.model.protein_encoder
+            enc.memoize()
+            if say is not None:
+                say(f"frozen protein tower: embedding the {len(rows)} training proteins once")
+            dev = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else None
+            enc.to(dev or "cpu")  # on this process's accelerator when it has one (the trainer moves it later)
+            encode_batched(lambda b: (enc(*(t.to(dev or "cpu") for t in tokenize(b, cfg.eval_max_len))),),
+                           self.gsd.sequences("train"), 64, sort_key=len, model=enc)
+            enc.to("cpu")
         if cfg.sampling == "property":
             from hypalign.data.protein import property_driven_sample
 
@@ -180,7 +195,8 @@ class ProtCLIPTask(Task):
         seqs = [self.gsd.data.sequences[i] for i in self.gsd.rows["train"][rows].tolist()]
         from hypalign.encoders.protein import tokenize
 
-        ids, mask = tokenize(seqs, self.cfg.max_len, crop="random", rng=rng)
+        crop_len, crop = (self.cfg.eval_max_len, "start") if self.whole_sequences else (self.cfg.max_len, "random")
+        ids, mask = tokenize(seqs, crop_len, crop=crop, rng=rng)
         y = self.train_truth[rows]
         pos = np.unique(y.indices)
         neg = rng.integers(0, y.shape[1], self.cfg.negative_terms)
@@ -212,7 +228,7 @@ class ProtCLIPTask(Task):
         if "pair" in outs:  # a random homolog (or the protein itself), with its own random crop
             partner = draw_homologs(self.homologs, rows, rng, cfg.homology_remote)
             pseqs = [self.gsd.data.sequences[i] for i in self.gsd.rows["train"][partner].tolist()]
-            batch["pair_ids"], batch["pair_mask"] = tokenize(pseqs, cfg.max_len, crop="random", rng=rng)
+            batch["pair_ids"], batch["pair_mask"] = tokenize(pseqs, crop_len, crop=crop, rng=rng)
         if "hier_general" in outs and len(self.hierarchy_pairs):
             pick = self.hierarchy_pairs[rng.integers(0, len(self.hierarchy_pairs), cfg.hierarchy_pairs)]
             batch["hier_general_text"] = self.term_features[torch.from_numpy(pick[:, 0])]
