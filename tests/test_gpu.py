@@ -124,3 +124,45 @@ def test_hierarchy_trains_on_the_cpu_on_a_gpu_machine(tmp_path: Path) -> None:
     assert out["map"] > 0.9
     with pytest.raises(InputError, match="trains on the CPU"):
         train_hierarchy(cfg, TrainConfig(run_dir=str(tmp_path / "h2"), epochs=1, device="cuda", progress=False), h)
+
+
+def test_protein_structure_stages_train_on_cuda_and_load_on_the_cpu(tmp_path: Path) -> None:
+    """The structure tokenizer, the protein LM and DPLM-2 (bit head, REPA) train on CUDA (bf16 for the LMs) through the
+    CLI; the DPLM-2 run loads on the CPU and gives the logits it gives on CUDA (fp32, to 1e-4)."""
+    from typer.testing import CliRunner
+
+    from hypalign.cli.main import app
+    from hypalign.data.structures import write_backbone_pdb
+    from hypalign.recipes.dplm2 import load_run_model
+    from structure_fixtures import TINY, chain
+
+    for i in range(6):
+        n = 20 + 3 * i
+        write_backbone_pdb(tmp_path / "train" / f"c{i}.pdb", chain(n, 10 + i), ("ACDEFGHIKLMNPQRSTVWY" * 3)[:n])
+    write_backbone_pdb(tmp_path / "test" / "t0.pdb", chain(18, 30), "MKTAYIAKQRQISFVKSH")
+    fasta = tmp_path / "seqs.fasta"
+    rng = np.random.default_rng(0)
+    fasta.write_text("".join(f">s{i}\n{''.join(rng.choice(list('ACDEFGHIKLMNPQRSTVWY'), 30))}\n" for i in range(12)))
+    runner = CliRunner()
+    for args in (["structure-tokenizer", "--data", str(tmp_path / "train"), *TINY, "--epochs", "2", "-o",
+                  str(tmp_path / "tok")],
+                 ["protein-lm", "--data", str(fasta), "--exclude", "none", "--d", "16", "--heads", "2", "--layers",
+                  "1", "--max-len", "32", "--batch-size", "4", "--valid-size", "2", "--max-steps", "4",
+                  "--precision", "bf16", "-o", str(tmp_path / "lm")],
+                 ["dplm2", "--tokenizer", str(tmp_path / "tok"), "--data", str(tmp_path / "train"), "--test-data",
+                  str(tmp_path / "test"), "--d", "16", "--heads", "2", "--layers", "1", "--crop", "16",
+                  "--batch-size", "2", "--min-length", "8", "--max-residues", "40", "--eval-chains", "1",
+                  "--eval-steps", "2", "--epochs", "2", "--objectives", "sequence,structure,repa", "--precision",
+                  "bf16", "-o", str(tmp_path / "dplm2")]):
+        res = runner.invoke(app, ["train", *args, "--device", "cuda", "--no-progress"])
+        assert res.exit_code == 0, (args[0], res.output)
+        logged = [json.loads(x) for x in (Path(args[-1]) / "metrics.jsonl").read_text().splitlines()]
+        assert any("loss" in x for x in logged) and all(np.isfinite(x["loss"]) for x in logged if "loss" in x)
+    model = load_run_model(tmp_path / "dplm2")
+    assert next(model.parameters()).device.type == "cpu"
+    s = torch.tensor([[0, 4, 9, 5, 2]])
+    a = torch.tensor([[0, 5, 6, 7, 2]])
+    cpu = model(s, a)
+    gpu = model.to(CUDA)(s.to(CUDA), a.to(CUDA))
+    for key in ("struct_logits", "aa_logits", "repa"):
+        torch.testing.assert_close(gpu[key].cpu(), cpu[key], atol=1e-4, rtol=1e-4)
