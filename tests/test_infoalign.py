@@ -374,3 +374,93 @@ def test_gin_from_scratch_baseline_learns_a_size_property() -> None:
                             patience=100, batch_size=32, lr=1e-2)
     base = float(np.mean(np.abs(y[parts["test"]] - y[parts["train"]].mean())))
     assert property_metrics(pred[parts["test"]], y[parts["test"]], "regression")["mae"] < 0.5 * base
+
+
+def test_context_infonce_by_hand_with_shared_nodes_and_clip_when_all_differ() -> None:
+    """Molecule → its node among the batch's distinct nodes; node → any of its molecules (every molecule that reached it
+    a positive); rows without a node left out. With distinct nodes it is CLIP's symmetric InfoNCE."""
+    from hypalign.geometry import Lorentz, Sphere
+    from hypalign.losses.context import context_infonce
+    from hypalign.losses.contrastive import clip_loss
+
+    g = torch.Generator().manual_seed(0)
+    geo = Lorentz(1.0)
+    mol = geo.expmap0(torch.randn(5, 3, generator=g, dtype=torch.float64))
+    ctx = geo.expmap0(torch.randn(5, 3, generator=g, dtype=torch.float64))
+    nodes = torch.tensor([7, 2, 7, -1, 2])
+    scale = torch.tensor(np.log(3.0), dtype=torch.float64)
+    got = context_infonce(mol, ctx, nodes, geo, scale)
+    keep = [0, 1, 2, 4]
+    uniq = {2: 1, 7: 0}  # the first row of each node embeds it: node 7 -> row 0, node 2 -> row 1
+    s = {(i, u): 3.0 * -float(geo.dist(mol[i], ctx[r])) for i in keep for u, r in uniq.items()}
+    to_node = np.mean([-(s[i, int(nodes[i])] - np.log(sum(np.exp(s[i, u]) for u in uniq))) for i in keep])
+    to_mol = np.mean([-np.log(sum(np.exp(s[i, u]) for i in keep if int(nodes[i]) == u)
+                              / sum(np.exp(s[i, u]) for i in keep)) for u in uniq])
+    assert float(got) == pytest.approx(0.5 * (to_node + to_mol), rel=1e-6)  # computed in float32
+    sphere = Sphere()
+    a = torch.nn.functional.normalize(torch.randn(6, 4, generator=g), dim=-1)
+    b = torch.nn.functional.normalize(torch.randn(6, 4, generator=g), dim=-1)
+    assert float(context_infonce(a, b, torch.tensor([5, 1, 4, 0, 3, 2]), sphere, torch.tensor(2.0))) == \
+        pytest.approx(float(clip_loss(a, b, sphere, torch.tensor(2.0), gather=False)), rel=1e-6)
+    assert float(context_infonce(a, b, torch.full((6,), -1), sphere, torch.tensor(2.0))) == 0.0
+
+
+def test_contrastive_and_entailment_alignment_train_and_retrieve_by_distance(tmp_path: Path) -> None:
+    """``--objectives contrast,entail,kl``: each walk's aligned node is a context node it reached (weighted by path
+    weight), entailing rows are those of --entail-types; the run trains, ranks held-out molecules' context by distance
+    (``hypalign eval`` the same), resumes exactly; beside the decoders the distance figures carry a prefix."""
+    from typer.testing import CliRunner
+
+    from hypalign.cli.main import app
+    from hypalign.recipes.infoalign import InfoAlignConfig
+    from hypalign.recipes.infoalign.task import InfoAlignTask
+
+    graph = write_graph(tmp_path / "g")
+    cfg = InfoAlignConfig(graph=str(graph), valid_fraction=0.25, batch_size=8, layers=2, dim=16, decoder_hidden=32,
+                          objectives="contrast,entail", align_dim=8, entail_types="role")
+    task = InfoAlignTask(cfg, seed=0)
+    g = task.graph
+    for spec in task.batches(0):
+        batch = task.make_batch(spec)
+        rows = batch["align_nodes"].numpy()
+        assert all(g.type_names[g.types[task.context_nodes[r]]] != "molecule" for r in rows[rows >= 0])
+        ent = batch["entail_rows"].numpy()
+        assert all(g.type_names[g.types[task.context_nodes[rows[i]]]] == "role" for i in ent)
+        others = [i for i in range(len(rows)) if rows[i] >= 0 and i not in set(ent.tolist())]
+        assert all(g.type_names[g.types[task.context_nodes[rows[i]]]] != "role" for i in others)
+    assert (batch["align_nodes"] >= 0).any()
+    runner = CliRunner()
+    common = ["train", "infoalign", "--graph", str(graph), "--layers", "2", "--dim", "16", "--decoder-hidden", "32",
+              "--batch-size", "8", "--valid-fraction", "0.25", "--threads", "1", "--no-progress", "--align-dim", "8",
+              "--epochs", "3", "--eval-every", "0", "--schedule", "constant"]
+    res = runner.invoke(app, [*common, "--objectives", "contrast,entail,kl", "-o", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert {"target/mrr", "role/mrr", "mrr"} <= set(out) and not any(k.startswith("distance/") for k in out)
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert {"contrast", "entail", "kl"} <= set(lines[0]) and "decode" not in lines[0]
+    ev = runner.invoke(app, ["eval", str(tmp_path / "run"), "--json"])
+    assert ev.exit_code == 0, ev.output
+    assert json.loads(ev.stdout)["mrr"] == pytest.approx(out["mrr"])
+    res = runner.invoke(app, [*common, "--objectives", "contrast,entail,kl", "--max-steps", "3", "-o",
+                              str(tmp_path / "cut")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, [*common, "--objectives", "contrast,entail,kl", "--resume", "-o", str(tmp_path / "cut")])
+    assert res.exit_code == 0, res.output
+    from safetensors.torch import load_file
+
+    a = load_file(str(tmp_path / "cut" / "model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
+    both = runner.invoke(app, [*common, "--objectives", "decode,contrast", "--align-geometry", "sphere", "-o",
+                               str(tmp_path / "both")])
+    assert both.exit_code == 0, both.output
+    got = json.loads((tmp_path / "both" / "eval.json").read_text())
+    assert {"mrr", "distance/mrr", "distance/target/mrr"} <= set(got)
+    for args, msg in ((["--objectives", "decode,entail", "--align-geometry", "sphere"],
+                       "needs --align-geometry lorentz"),
+                      (["--objectives", "kl"], "need decode, contrast or entail"),
+                      (["--objectives", "entail", "--entail-types", "role,enzyme"], "'enzyme' is not a context node")):
+        bad = runner.invoke(app, [*common, *args, "-o", str(tmp_path / "bad")])
+        assert bad.exit_code == 2 and msg in bad.output, (args, bad.output)

@@ -7,6 +7,8 @@ a decoder. ``weights[b, k] = Π_{j<=k} w_j`` (:func:`hypalign.data.context_graph
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -56,3 +58,32 @@ def gaussian_kl(mu: Tensor, sigma: Tensor) -> Tensor:
     estimate :func:`gaussian_kl_sample` averages to (the tests check it)."""
     s = sigma.float()
     return 0.5 * (s**2 + mu.float() ** 2 - 1 - 2 * torch.log(s)).sum(-1).mean()
+
+
+def context_infonce(mol: Tensor, ctx: Tensor, nodes: Tensor, geometry: Any, logit_scale: Tensor) -> Tensor:
+    """CLOOME-style symmetric InfoNCE between molecules and the context nodes their walks reached, where several
+    molecules may share one node (29 targets for thousands of molecules). ``mol``, ``ctx``: ``(B, e)`` points of
+    the alignment space, ``nodes``: ``(B,)`` the node of each row (``-1``: none reached; the row is left out).
+
+    With ``U`` the distinct nodes (each embedded once), ``s_iu = exp(logit_scale) · sim(mol_i, ctx_u)``
+    (``−d_L`` in the Lorentz model, cosine on the sphere; the scale clamped at 100 as CLIP's):
+    ``½ [ mean_i −log softmax_u(s_i·)[u_i]  +  mean_u −log Σ_{i: u_i = u} softmax_i(s_·u)[i] ]`` — molecule → its
+    node among the batch's nodes, and node → any of its molecules among the batch's molecules (every molecule that
+    reached it a positive, none a false negative). 0 (with a graph) when no row has a node."""
+    keep = nodes >= 0
+    if int(keep.sum()) == 0:
+        return mol.sum() * 0.0
+    mol, ctx, nodes = mol[keep], ctx[keep], nodes[keep]
+    uniq, inv = torch.unique(nodes, return_inverse=True)
+    rows = torch.arange(len(nodes), device=nodes.device)
+    first = torch.full((len(uniq),), len(nodes), dtype=torch.long, device=nodes.device).scatter_reduce(
+        0, inv, rows, reduce="amin")
+    from hypalign.losses.contrastive import MAX_LOGIT_SCALE
+
+    scale = logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
+    logits = scale * geometry.similarity_matrix(mol.float(), ctx[first].float())  # (B, U)
+    to_node = F.cross_entropy(logits, inv)
+    logp = logits.T.log_softmax(1)  # (U, B): each node over the molecules
+    positive = inv[None, :] == torch.arange(len(uniq), device=nodes.device)[:, None]
+    to_mol = -torch.logsumexp(logp.masked_fill(~positive, float("-inf")), 1).mean()
+    return 0.5 * (to_node + to_mol)

@@ -9,6 +9,12 @@ decoder per kind of context a random walk on the context graph reaches.
   outputs}``): the molecule's fingerprint (Morgan r = 4, 1,024 bits), the nodes of each context type (one output per
   node: which ones the walks reach) and each numeric profile (its dimensions).
 
+* alignment head (optional, ``align_dim > 0``; the ``contrast`` and ``entail`` objectives): the molecule's
+  ``μ`` through ``Linear(d, e)`` and a learned table of the ``n_context`` context nodes (``e`` wide), each scaled by a
+  learnable ``exp(α) ≤ 1`` and lifted by ``expmap0`` into ``align_geometry`` — the Lorentz model (curvature −1,
+  MERU's lift; entailment cones available) or the unit sphere (CLOOME's normalised space) — where the molecule is
+  aligned contrastively with the context its walk reached, and a reached context node's cone contains it.
+
 ``save_pretrained`` / ``from_pretrained`` (``PyTorchModelHubMixin``): ``config.json`` holds the constructor
 arguments (decoder sizes included), ``model.safetensors`` the weights.
 """
@@ -36,7 +42,8 @@ def decoder_mlp(dim: int, hidden: int, out: int, dropout: float) -> nn.Sequentia
 
 class InfoAlign(nn.Module, PyTorchModelHubMixin, library_name="hypalign", tags=["molecules", "infoalign"]):
     def __init__(self, decoders: dict[str, int], layers: int = 5, dim: int = 300, dropout: float = 0.5,
-                 readout: str = "sum", decoder_hidden: int = 1200, decoder_dropout: float = 0.5) -> None:
+                 readout: str = "sum", decoder_hidden: int = 1200, decoder_dropout: float = 0.5,
+                 align_dim: int = 0, n_context: int = 0, align_geometry: str = "lorentz") -> None:
         super().__init__()
         bad = [k for k in decoders if not k or "." in k]
         if bad:
@@ -46,6 +53,23 @@ class InfoAlign(nn.Module, PyTorchModelHubMixin, library_name="hypalign", tags=[
         self.decoders = nn.ModuleDict({k: decoder_mlp(dim, decoder_hidden, int(n), decoder_dropout)
                                        for k, n in decoders.items()})
         self.dim = dim
+        self.align_dim = align_dim
+        if align_dim:
+            import math
+
+            from hypalign.geometry import get_geometry
+
+            if align_geometry not in ("lorentz", "sphere"):
+                raise ValueError(f"align_geometry {align_geometry!r}: expected lorentz or sphere")
+            if n_context < 1:
+                raise ValueError("an alignment head needs n_context >= 1 context nodes")
+            self.geometry = get_geometry(align_geometry, c=1.0)
+            self.align_proj = nn.Linear(dim, align_dim)
+            self.context_emb = nn.Embedding(n_context, align_dim)
+            nn.init.normal_(self.context_emb.weight, std=1.0)
+            self.mol_alpha = nn.Parameter(torch.tensor(-0.5 * math.log(align_dim)))
+            self.context_alpha = nn.Parameter(torch.tensor(-0.5 * math.log(align_dim)))
+            self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
     def bottleneck(self, batch: Any) -> tuple[Tensor, Tensor]:
         """``(μ, σ)``, both ``(graphs, dim)``."""
@@ -56,9 +80,25 @@ class InfoAlign(nn.Module, PyTorchModelHubMixin, library_name="hypalign", tags=[
         """The molecule representation ``μ`` ``(graphs, dim)``."""
         return self.bottleneck(batch)[0]
 
-    def forward(self, batch: Any) -> dict[str, Any]:
+    def _lift(self, u: Tensor, alpha: Tensor) -> Tensor:
+        """``expmap0(exp(min(α, 0)) u)`` in the alignment geometry (normalised on the sphere)."""
+        return self.geometry.expmap0(u.float() * alpha.clamp(max=0).exp())
+
+    def align_molecules(self, mu: Tensor) -> Tensor:
+        """``(B, e [+1])`` molecules in the alignment space."""
+        return self._lift(self.align_proj(mu), self.mol_alpha)
+
+    def align_context(self, rows: Tensor) -> Tensor:
+        """``(N, e [+1])`` context nodes (rows of the context table; ``-1`` read as row 0) in the alignment space."""
+        return self._lift(self.context_emb(rows.clamp_min(0)), self.context_alpha)
+
+    def forward(self, batch: Any, context: Tensor | None = None) -> dict[str, Any]:
         """``{"mu", "sigma", "z", "decoded": {name: (graphs, outputs) logits of D(μ)}}``; ``z`` is a sample in training
-        mode, ``μ`` in eval mode."""
+        mode, ``μ`` in eval mode. With an alignment head and ``context`` (``(graphs,)`` context rows, -1 for none) also
+        ``align_mol`` and ``align_ctx``: the molecules and those nodes in the alignment space."""
         mu, sigma = self.bottleneck(batch)
         z = mu + sigma * torch.randn_like(sigma) if self.training else mu
-        return {"mu": mu, "sigma": sigma, "z": z, "decoded": {k: d(mu) for k, d in self.decoders.items()}}
+        out = {"mu": mu, "sigma": sigma, "z": z, "decoded": {k: d(mu) for k, d in self.decoders.items()}}
+        if self.align_dim and context is not None:
+            out["align_mol"], out["align_ctx"] = self.align_molecules(mu), self.align_context(context)
+        return out

@@ -2,21 +2,22 @@
 :mod:`hypalign.losses` to the model's outputs. Bindings name output keys (``a``, ``b``, ``general`` …), batch keys
 and model attributes (``geometry``, ``scale``), so one kind serves every recipe:
 
-=====================  =====================================================================================
-kind                   term (paper)
-=====================  =====================================================================================
-``contrastive``        symmetric InfoNCE ``clip_loss(out[a], out[b])`` with ``model.<scale>`` (CLIP; MERU eq. 5)
-``entailment``         mean over pairs of MERU's cone loss ``max(0, ext(g, s) - aper(g))`` (MERU eq. 9)
-``term_matching``      BCE of ``model.term_logits(out[p], out[terms], batch[cand])`` vs ``batch[labels]`` (+ mask)
-``masked_lm``          cross-entropy of ``out[logits]`` vs ``batch[labels]`` (-100 ignored; BERT / ESM MLM)
-``masked_bits``        per-bit BCE of ``out[logits]`` vs the bits of code labels (DPLM-2 Bit's structure loss)
-``repa_cosine``        ``−cos(out[pred], batch[target])`` averaged over ``batch[mask]`` (REPA alignment)
-``residual_diffusion`` ResDiff's ε-prediction loss on the quantisation residual ``z − sign(z)`` (DPLM-2.1)
-``segment_alignment``  ProtCLIP's L_PDA over ``out[u]``, ``out[residues]``
-``pairwise_ce``        Hyp-ViT's pairwise cross-entropy over ``out[z]`` laid out class by class
-``walk_decoding``      InfoAlign's walk-weighted BCE of each decoder against the context a random walk reached
-``gaussian_kl``        the bottleneck's ``log q(z|x) - log p(z)`` (InfoAlign's minimality term)
-=====================  =====================================================================================
+========================  ===================================================================================
+kind                      term (paper)
+========================  ===================================================================================
+``contrastive``           symmetric InfoNCE ``clip_loss(out[a], out[b])`` with ``model.<scale>`` (CLIP; MERU eq. 5)
+``entailment``            mean over pairs of MERU's cone loss ``max(0, ext(g, s) - aper(g))`` (MERU eq. 9)
+``term_matching``         BCE of ``model.term_logits(out[p], out[terms], batch[cand])`` vs ``batch[labels]`` (+ mask)
+``masked_lm``             cross-entropy of ``out[logits]`` vs ``batch[labels]`` (-100 ignored; BERT / ESM MLM)
+``masked_bits``           per-bit BCE of ``out[logits]`` vs the bits of code labels (DPLM-2 Bit's structure loss)
+``repa_cosine``           ``−cos(out[pred], batch[target])`` averaged over ``batch[mask]`` (REPA alignment)
+``residual_diffusion``    ResDiff's ε-prediction loss on the quantisation residual ``z − sign(z)`` (DPLM-2.1)
+``segment_alignment``     ProtCLIP's L_PDA over ``out[u]``, ``out[residues]``
+``pairwise_ce``           Hyp-ViT's pairwise cross-entropy over ``out[z]`` laid out class by class
+``walk_decoding``         InfoAlign's walk-weighted BCE of each decoder against the context a random walk reached
+``gaussian_kl``           the bottleneck's ``log q(z|x) - log p(z)`` (InfoAlign's minimality term)
+``context_contrastive``   InfoNCE between molecules and the context nodes their walks reached (shared nodes)
+========================  ===================================================================================
 """
 
 from __future__ import annotations
@@ -346,3 +347,23 @@ class GaussianKL(Objective):
         from hypalign.losses.context import gaussian_kl_sample
 
         return gaussian_kl_sample(outputs[self.mu], outputs[self.sigma], outputs[self.z])
+
+
+@register_objective("context_contrastive")
+class ContextContrastive(Objective):
+    """:func:`~hypalign.losses.context.context_infonce` of ``out[mol]`` and ``out[ctx]`` with the node ids
+    ``batch[nodes]``, in ``model.<geometry>`` at ``model.<scale>`` (CLOOME-style alignment of a molecule with its
+    context; several molecules may share a node)."""
+
+    def __init__(self, weight: float = 1.0, mol: str = "align_mol", ctx: str = "align_ctx",
+                 nodes: str = "align_nodes", geometry: str = "geometry", scale: str = "logit_scale") -> None:
+        super().__init__(weight, mol=mol, ctx=ctx, nodes=nodes, geometry=geometry, scale=scale)
+        self.mol, self.ctx, self.nodes, self.geometry, self.scale = mol, ctx, nodes, geometry, scale
+        self.outputs, self.batch_keys = (mol, ctx), (nodes,)
+
+    def compute(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any], model: nn.Module) -> Tensor:
+        from hypalign.losses.context import context_infonce
+
+        m = _unwrap(model)
+        return context_infonce(outputs[self.mol], outputs[self.ctx], batch[self.nodes], getattr(m, self.geometry),
+                               getattr(m, self.scale))

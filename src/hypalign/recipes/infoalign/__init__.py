@@ -44,7 +44,6 @@ def evaluate_run(run: Any, which: str | None = None, property: str | None = None
     """``hypalign eval RUN``: the zero-shot context retrieval of the run's held-out molecules (same graph, same
     seed: the same held-out molecules); with ``--property FILE.csv [--target COL,…] [--task regression|
     classification] [--split scaffold|random]``: the paper's head on the frozen representation, 3 seeds."""
-    from hypalign.recipes.infoalign.evaluation import context_retrieval
     from hypalign.recipes.infoalign.task import InfoAlignTask
 
     if property is not None:
@@ -60,7 +59,7 @@ def evaluate_run(run: Any, which: str | None = None, property: str | None = None
 
     cfg = InfoAlignConfig(**run.recipe_config)
     task = InfoAlignTask(cfg, seed=int(run.train_config.get("seed", 0)))
-    return context_retrieval(load_run_model(run, which or "model"), task)
+    return task.evaluate(load_run_model(run, which or "model"))  # what training reported, from the saved weights
 
 
 def embed(run: Any, inputs: list[str], out: Path, skip_invalid: bool = False, say: Any = print,

@@ -14,6 +14,13 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
                                  "random walks reach, weighted by path weight"),
     "kl": ObjectiveSpec("gaussian_kl", 1e-9, mu="mu", sigma="sigma", z="z",
                         help="the bottleneck's minimality log q(z|x) - log p(z) (InfoAlign's beta = 1e-9)"),
+    "contrast": ObjectiveSpec("context_contrastive", 1.0, mol="align_mol", ctx="align_ctx", nodes="align_nodes",
+                              help="CLOOME-style InfoNCE between a molecule and a context node its walk reached "
+                                   "(the alignment head, --align-geometry)"),
+    "entail": ObjectiveSpec("entailment", 0.2, needs_cones=True,
+                            pairs=(("align_ctx", "align_mol", "entail_rows", "entail_rows"),),
+                            help="MERU's cones in the Lorentz alignment space: the context node a walk reached "
+                                 "(of --entail-types) entails the molecule"),
 }
 
 
@@ -39,7 +46,12 @@ class InfoAlignConfig:
     valid_fraction: float = opt(0.05, "Share of the molecules held out (their edges removed from the training graph): "
                                 "the zero-shot context retrieval is measured on them.", min=0.0, max=0.5)
     skip_invalid: bool = opt(False, "Drop molecules with an unparsable SMILES (counted) instead of stopping.")
-    objectives: str = opt("decode,kl", "Comma-separated name[:weight] from: decode, kl.")
+    objectives: str = opt("decode,kl", "Comma-separated name[:weight] from: decode, kl, contrast, entail.")
+    align_dim: int = opt(128, "Width of the alignment head (objectives contrast, entail).", min=2)
+    align_geometry: str = opt("lorentz", "Space of the alignment head: lorentz (cones for entail) or sphere "
+                              "(CLOOME's normalised space).", choices=("lorentz", "sphere"))
+    entail_types: str = opt("all", "Context node types whose reached node entails the molecule (entail): 'all' "
+                            "(every non-molecule type) or a comma-separated list.")
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -47,6 +59,9 @@ class InfoAlignConfig:
 
 def resolve_objectives(cfg: InfoAlignConfig) -> ObjectiveSet:
     chosen = parse_objectives(cfg.objectives, OBJECTIVES)
-    if "decode" not in chosen:
-        raise InputError(f"objectives {cfg.objectives!r}: need decode (the context is what the encoder learns from)")
+    if not {"decode", "contrast", "entail"} & set(chosen):
+        raise InputError(f"objectives {cfg.objectives!r}: need decode, contrast or entail (the context is what the "
+                         "encoder learns from)")
+    if "entail" in chosen and cfg.align_geometry != "lorentz":
+        raise InputError(f"objective 'entail' needs --align-geometry lorentz (cones), not {cfg.align_geometry}")
     return ObjectiveSet.from_menu(OBJECTIVES, chosen)

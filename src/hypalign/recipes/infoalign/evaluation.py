@@ -39,9 +39,25 @@ def decode_molecules(model: Any, task: Any, nodes: np.ndarray) -> dict[str, torc
     return out
 
 
-def context_retrieval(model: Any, task: Any, ks: Sequence[int] = (1, 10)) -> dict[str, float]:
+@torch.no_grad()
+def align_scores(model: Any, task: Any, nodes: np.ndarray) -> dict[str, np.ndarray]:
+    """Per context type with a decoder, ``(molecules, nodes of the type)`` similarities in the alignment space
+    (``−d_L`` or cosine) between molecule nodes ``nodes`` and the type's nodes, in eval mode."""
+    was = model.training
+    model.eval()
+    mol = model.align_molecules(model(task.graph_batch(nodes.tolist()))["mu"])
+    out = {}
+    for t in task.context_types:
+        ctx = model.align_context(torch.from_numpy(task.ctx_row[task.graph.nodes_of(t)]).to(mol.device))
+        out[t] = model.geometry.similarity_matrix(mol.float(), ctx.float()).cpu().numpy()
+    model.train(was)
+    return out
+
+
+def context_retrieval(model: Any, task: Any, ks: Sequence[int] = (1, 10), by: str = "decoder") -> dict[str, float]:
     """For each held-out molecule and context type, its graph neighbours of that type ranked among all the type's
-    nodes by the type's decoder (filtered ranks: the other true neighbours left out, ties count half;
+    nodes by the type's decoder (``by="decoder"``) or by similarity in the alignment space (``by="distance"``;
+    :func:`align_scores`) (filtered ranks: the other true neighbours left out, ties count half;
     :func:`hypalign.eval.function.filtered_term_ranks`): ``<type>/mrr``, ``<type>/hits@k`` and the number of
     molecules counted, averaged over molecules; ``mrr``: the mean over types. ``<type>/mrr_popularity``: the same
     ranks by the baseline every molecule shares, each node's number of training molecules linked to it (the bar a
@@ -51,7 +67,12 @@ def context_retrieval(model: Any, task: Any, ks: Sequence[int] = (1, 10)) -> dic
 
     g = task.graph
     valid = task.valid
-    logits = decode_molecules(model, task, valid)
+    if by == "decoder":
+        logits = {t: v.float().numpy() for t, v in decode_molecules(model, task, valid).items()}
+    elif by == "distance":
+        logits = {decoder_name("type", t): v for t, v in align_scores(model, task, valid).items()}
+    else:
+        raise ValueError(f"by {by!r}: expected decoder or distance")
     pos = {int(n): k for k, n in enumerate(valid.tolist())}
     out: dict[str, float] = {}
     mrrs = []
@@ -66,7 +87,7 @@ def context_retrieval(model: Any, task: Any, ks: Sequence[int] = (1, 10)) -> dic
         has = truth.any(1)
         if not has.any() or n_t < 2:
             continue
-        scores = logits[decoder_name("type", t)].float().numpy()[has]
+        scores = logits[decoder_name("type", t)][has]
         ranks = filtered_term_ranks(scores, truth[has], [np.flatnonzero(r) for r in truth[has]])
         out[f"{t}/mrr"] = float(np.mean([np.mean(1.0 / r) for r in ranks]))
         popularity = np.zeros(n_t)

@@ -95,9 +95,25 @@ class InfoAlignTask(Task):
         decoders = {"fingerprint": cfg.fp_bits,
                     **{decoder_name("type", t): len(g.nodes_of(t)) for t in self.context_types},
                     **{decoder_name("profile", p): v.shape[1] for p, (_, v) in g.profiles.items()}}
+        # the alignment head's context table: every non-molecule node, and the types whose nodes entail a molecule
+        self.context_nodes = np.flatnonzero(g.types != g.type_names.index(MOLECULE))
+        self.ctx_row = np.full(len(g), -1, dtype=np.int64)
+        self.ctx_row[self.context_nodes] = np.arange(len(self.context_nodes))
+        others = [t for t in g.type_names if t != MOLECULE]
+        names = others if cfg.entail_types.strip() == "all" else [t.strip() for t in cfg.entail_types.split(",")]
+        unknown = [t for t in names if t not in others]
+        if unknown:
+            raise InputError(f"--entail-types: {unknown[0]!r} is not a context node type of the graph "
+                             f"(types: {', '.join(others)})")
+        self.entail_type = np.isin(np.arange(len(g.type_names)), [g.type_names.index(t) for t in names])
+        outs = self.objectives.outputs
+        self.align = "align_mol" in outs
         torch.manual_seed(seed)
         self.model = InfoAlign(decoders, cfg.layers, cfg.dim, cfg.dropout, cfg.readout, cfg.decoder_hidden,
-                               cfg.decoder_dropout)
+                               cfg.decoder_dropout, align_dim=cfg.align_dim if self.align else 0,
+                               n_context=len(self.context_nodes), align_geometry=cfg.align_geometry)
+        if "decoded" not in outs:  # not trained (and DDP wants a gradient for every trainable parameter)
+            self.model.decoders.requires_grad_(False)
 
     # -- data ----------------------------------------------------------------------------------------------
     def batches(self, epoch: int) -> list[torch.Tensor]:
@@ -137,8 +153,27 @@ class InfoAlignTask(Task):
         nodes, epoch, b = spec[:-2], int(spec[-2]), int(spec[-1])
         gen = torch.Generator().manual_seed(mix_seed(self.seed, epoch, b, 0x3A1C))
         walk, pw = random_walks(self.indptr, self.neighbours, self.weights, nodes, self.cfg.walk_length, gen)
-        return {"graph": self.graph_batch(nodes.tolist()), "walk_targets": self.walk_targets(walk, pw),
-                "n": len(nodes)}
+        batch = {"graph": self.graph_batch(nodes.tolist()), "walk_targets": self.walk_targets(walk, pw),
+                 "n": len(nodes)}
+        if self.align:
+            batch.update(self.align_targets(walk, pw, gen))
+        return batch
+
+    def align_targets(self, walk: torch.Tensor, pw: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """For each walk one context node it reached (positions ≥ 1 of a non-molecule type, drawn with probability
+        ∝ path weight): ``align_nodes`` ``(B,)`` its row in the context table (``-1``: the walk reached none),
+        ``entail_rows`` the walks whose node is of an entailing type."""
+        w = walk.numpy()
+        safe = np.where(w >= 0, w, 0)
+        ok = (w >= 0) & (self.ctx_row[safe] >= 0)
+        ok[:, 0] = False
+        p = torch.from_numpy(np.where(ok, pw.numpy(), 0.0)).double()
+        has = p.sum(1) > 0
+        pick = torch.multinomial(torch.where(has[:, None], p, torch.ones_like(p)), 1, generator=gen)[:, 0].numpy()
+        node = safe[np.arange(len(w)), pick]
+        rows = np.where(has.numpy(), self.ctx_row[node], -1)
+        entail = np.flatnonzero((rows >= 0) & self.entail_type[self.graph.types[node]])
+        return {"align_nodes": torch.from_numpy(rows), "entail_rows": torch.from_numpy(entail)}
 
     def iterate(self, specs: Sequence[torch.Tensor]) -> Iterable[dict[str, Any]]:
         return (self.make_batch(s) for s in specs)
@@ -147,15 +182,23 @@ class InfoAlignTask(Task):
         return int(batch["n"])
 
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        return self.objectives(model(batch["graph"]), batch, model)
+        return self.objectives(model(batch["graph"], context=batch.get("align_nodes")), batch, model)
 
     # -- evaluation ---------------------------------------------------------------------------------------------
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """Zero-shot context retrieval of the held-out molecules (:func:`context_retrieval`)."""
+        """Zero-shot context retrieval of the held-out molecules (:func:`context_retrieval`): by the decoders when
+        they are trained, by distance in the alignment space when there is one (``distance/…`` beside decoders)."""
         from hypalign.recipes.infoalign.evaluation import context_retrieval
 
         m = model.module if hasattr(model, "module") else model
-        return context_retrieval(m, self) if len(self.valid) else {}
+        if not len(self.valid):
+            return {}
+        decoded = "decoded" in self.objectives.outputs
+        out = context_retrieval(m, self) if decoded else {}
+        if self.align:
+            dist = context_retrieval(m, self, by="distance")
+            out.update({f"distance/{k}" if decoded else k: v for k, v in dist.items()})
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {}
