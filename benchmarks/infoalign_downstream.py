@@ -4,10 +4,11 @@ with their own split) — RMSE (and MAE) on every test part, MoleculeACE's activ
 each method over the tasks (rank 1 = lowest RMSE).
 
     python benchmarks/infoalign_downstream.py --run ia=/tmp/bench/ia-default-s0 [--run …] [--seeds 0 1 2] \
-        [--sets lipophilicity esol freesolv moleculeace] [--scratch-epochs 30] [--json out.json]
+        [--sets lipophilicity esol freesolv moleculeace] [--scratch-epochs 30] [--finetune-epochs 30] [--json out.json]
 
 Runs are scored as ``hypalign eval RUN --property`` scores them (frozen μ, the MLP head of
-:func:`hypalign.eval.property.fit_head`, one head per seed); the forest (200 trees) is fitted once per seed as well.
+:func:`hypalign.eval.property.fit_head`, one head per seed; with ``--finetune-epochs`` also as ``--finetune`` does);
+the forest (200 trees) is fitted once per seed as well.
 Also prints each run's embedding speed (molecules/s of ``embed_smiles`` over a set, SMILES parsing included).
 """
 
@@ -30,6 +31,8 @@ def main() -> None:
     ap.add_argument("--trees", type=int, default=200)
     ap.add_argument("--scratch-epochs", type=int, default=0,
                     help="also the same GIN trained from scratch on each task for up to this many epochs (0: not)")
+    ap.add_argument("--finetune-epochs", type=int, default=0,
+                    help="also each run's encoder fine-tuned with the head for up to this many epochs (0: not)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
@@ -40,7 +43,7 @@ def main() -> None:
     from hypalign.data.molecules import morgan_fingerprints
     from hypalign.eval.property import cliff_rmse, forest_predictions, property_metrics, summarise
     from hypalign.models.infoalign import InfoAlign
-    from hypalign.recipes.infoalign.downstream import evaluate_frozen, fit_from_scratch
+    from hypalign.recipes.infoalign.downstream import evaluate_finetuned, evaluate_frozen, fit_from_scratch
     from hypalign.recipes.infoalign.evaluation import embed_smiles
 
     runs = {}
@@ -60,6 +63,9 @@ def main() -> None:
             x, _ = embed_smiles(model, s.smiles)
             speed[label].append(len(s.smiles) / (time.perf_counter() - t))
             row[label] = evaluate_frozen(x.numpy(), y, s.parts, "regression", args.seeds, cliff)
+            if args.finetune_epochs:
+                row[f"{label}+finetune"] = evaluate_finetuned(model, s.smiles, y, s.parts, "regression", args.seeds,
+                                                              cliff, epochs=args.finetune_epochs)
         fp = morgan_fingerprints([Chem.MolFromSmiles(m) for m in s.smiles], 2, 1024).astype(np.float32)
         train = np.concatenate([s.parts["train"], s.parts["valid"]])
         for base in args.baselines:

@@ -176,6 +176,17 @@ def test_infoalign_trains_retrieves_embeds_and_resumes_exactly(tmp_path: Path) -
     assert bad.exit_code == 2 and "needs labels 0 or 1" in bad.output
     bad = runner.invoke(app, ["eval", str(tmp_path / "run"), "--task", "regression"])
     assert bad.exit_code == 2 and "go with --property" in bad.output
+    # --finetune: the encoder trained with the head (3 seeds); the run's weights are not touched
+    weights = (tmp_path / "run" / "model" / "model.safetensors").read_bytes()
+    ev = runner.invoke(app, ["eval", str(tmp_path / "run"), "--property", str(tmp_path / "prop.csv"), "--target",
+                             "size", "--finetune", "--json"])
+    assert ev.exit_code == 0, ev.output
+    ft = json.loads(ev.stdout)
+    assert ft["protocol"] == "finetune" and ft["seeds"] == 3 and ft["n_test"] == got["n_test"]
+    assert ft["rmse"] != pytest.approx(got["rmse"])
+    assert (tmp_path / "run" / "model" / "model.safetensors").read_bytes() == weights
+    bad = runner.invoke(app, ["eval", str(tmp_path / "run"), "--finetune"])
+    assert bad.exit_code == 2 and "go with --property" in bad.output
     # a run stopped after 2 steps and resumed ends where the uninterrupted one did: the walks, dropout and the
     # bottleneck's samples replay (a constant learning rate: --max-steps would shorten a cosine schedule; the
     # trainer's own resume after SIGKILL is tested in test_train.py)
@@ -376,6 +387,43 @@ def test_gin_from_scratch_baseline_learns_a_size_property() -> None:
     assert property_metrics(pred[parts["test"]], y[parts["test"]], "regression")["mae"] < 0.5 * base
 
 
+def test_fine_tuning_a_pre_trained_encoder_learns_and_leaves_the_model_alone() -> None:
+    """Fine-tuning (``pretrained=``) trains a copy of the pre-trained GIN and bottleneck with the head: it fits the
+    size property well past the training mean, the given model's weights are unchanged, and with both learning rates
+    0 the prediction is the fresh head on the standardised pre-trained μ (the copy is what is read)."""
+    from torch_geometric.data import Batch
+
+    from hypalign.data.molecules import mol_graphs, parse_smiles
+    from hypalign.eval.property import property_metrics
+    from hypalign.models.infoalign import InfoAlign
+    from hypalign.recipes.infoalign.downstream import fit_from_scratch
+
+    smiles = [("C" * k) + "O" for k in range(1, 13)] + [("C" * k) + "N" for k in range(1, 13)] + SMILES
+    y = np.array([[float(sum(c.isalpha() for c in s))] for s in smiles], dtype=np.float32)
+    idx = np.random.default_rng(0).permutation(len(smiles))
+    parts = {"train": idx[:32], "valid": idx[32:40], "test": idx[40:]}
+    torch.manual_seed(0)
+    pre = InfoAlign({"fingerprint": 8}, layers=2, dim=32, dropout=0.0, decoder_hidden=16)
+    before = {k: v.clone() for k, v in pre.state_dict().items()}
+    pred = fit_from_scratch(smiles, y, parts, "regression", seed=0, epochs=100, patience=100, batch_size=32,
+                            lr=1e-2, pretrained=pre, encoder_lr=1e-3)
+    base = float(np.mean(np.abs(y[parts["test"]] - y[parts["train"]].mean())))
+    assert property_metrics(pred[parts["test"]], y[parts["test"]], "regression")["mae"] < 0.5 * base
+    for k, v in pre.state_dict().items():
+        torch.testing.assert_close(v, before[k], msg=k)
+    # no epoch: the head (seeded init) on the standardised pre-trained μ, de-standardised
+    still = fit_from_scratch(smiles, y, parts, "regression", seed=3, epochs=0, pretrained=pre)
+    pre.eval()
+    with torch.no_grad():
+        mu = pre.encode(Batch.from_data_list(mol_graphs(parse_smiles(smiles, "t")[0])))
+    tr = parts["train"]
+    z = (mu - mu[tr].mean(0)) / (mu[tr].std(0) + 1e-6)
+    torch.manual_seed(3)  # the head is the first draw after the seed (copying the encoder draws nothing)
+    head = torch.nn.Sequential(torch.nn.Linear(32, 128), torch.nn.ReLU(), torch.nn.Linear(128, 1))
+    expect = head(z).detach().numpy() * (y[tr].std() + 1e-6) + y[tr].mean()
+    np.testing.assert_allclose(still, expect, rtol=1e-4, atol=1e-4)
+
+
 def test_context_infonce_by_hand_with_shared_nodes_and_clip_when_all_differ() -> None:
     """Molecule → its node among the batch's distinct nodes; node → any of its molecules (every molecule that reached it
     a positive); rows without a node left out. With distinct nodes it is CLIP's symmetric InfoNCE."""
@@ -458,6 +506,31 @@ def test_contrastive_and_entailment_alignment_train_and_retrieve_by_distance(tmp
     assert both.exit_code == 0, both.output
     got = json.loads((tmp_path / "both" / "eval.json").read_text())
     assert {"mrr", "distance/mrr", "distance/target/mrr"} <= set(got)
+    # `hypalign embed`: the alignment head's points (on the hyperboloid / the sphere), μ with --features
+    from hypalign.models.infoalign import InfoAlign
+    from hypalign.recipes.infoalign.evaluation import embed_smiles
+
+    smi = tmp_path / "m.smi"
+    smi.write_text("CCO ethanol\nc1ccccc1O phenol\nCC(=O)O acetic\nCCN ethylamine\n")
+    for run, geo in (("run", "lorentz"), ("both", "sphere")):
+        res = runner.invoke(app, ["embed", str(tmp_path / run), str(smi), "-o", str(tmp_path / f"{run}.npy"),
+                                  "--json"])
+        assert res.exit_code == 0, res.output
+        info = json.loads(res.stdout)
+        assert (info["geometry"], info["dim"], info["n"]) == (geo, 8, 4)
+        x = torch.from_numpy(np.load(tmp_path / f"{run}.npy")).double()
+        model = InfoAlign.from_pretrained(str(tmp_path / run / "model")).eval()
+        mu, _ = embed_smiles(model, ["CCO", "c1ccccc1O", "CC(=O)O", "CCN"])
+        torch.testing.assert_close(x.float(), model.align_molecules(mu).float(), rtol=1e-5, atol=1e-5)
+        if geo == "sphere":
+            torch.testing.assert_close(x.norm(dim=-1), torch.ones(4, dtype=torch.float64), rtol=0, atol=1e-6)
+        res = runner.invoke(app, ["embed", str(tmp_path / run), str(smi), "-o", str(tmp_path / "mu.npy"),
+                                  "--features", "--json"])
+        assert res.exit_code == 0 and json.loads(res.stdout)["geometry"] == "euclidean", res.output
+        torch.testing.assert_close(torch.from_numpy(np.load(tmp_path / "mu.npy")), mu)
+        d = runner.invoke(app, ["delta", str(tmp_path / f"{run}.npy"), "--metric",
+                                  "lorentz" if geo == "lorentz" else "cosine", "--json"])
+        assert d.exit_code == 0, d.output
     for args, msg in ((["--objectives", "decode,entail", "--align-geometry", "sphere"],
                        "needs --align-geometry lorentz"),
                       (["--objectives", "kl"], "need decode, contrast or entail"),

@@ -108,6 +108,9 @@ def run(
                                                   "classification when every label is 0/1).")] = None,
     skip_invalid: Annotated[bool, typer.Option(help="infoalign --property: skip rows with an unparsable SMILES "
                                                     "(counted) instead of failing.")] = False,
+    finetune: Annotated[bool, typer.Option(help="infoalign --property: fine-tune the pre-trained encoder with the "
+                                                "head (encoder at a tenth of the head's learning rate) instead of "
+                                                "freezing it.")] = False,
     part: Annotated[str | None, typer.Option(help="protclip: valid or test (default test).")] = None,
     data: Annotated[Path | None, typer.Option(help="meru, clip: a dataset directory (images + captions.jsonl) to "
                                                    "evaluate on (default: the run's test set).")] = None,
@@ -124,4 +127,4 @@ def run(
     eval_run(run_dir, as_json=as_json, which=which, features_out=features_out, embeddings_out=embeddings_out,
              plot=plot, split=split, part=part, data=data, level=level,
              property=str(property_file) if property_file is not None else None, target=target, task=task,
-             skip_invalid=skip_invalid)
+             skip_invalid=skip_invalid, finetune=finetune)

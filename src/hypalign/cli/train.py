@@ -17,7 +17,8 @@ def embed(
                                             "FASTA files; hierarchy: node names or files of names, one per line).")],
     inputs: Annotated[list[str], typer.Argument(help="What to embed (see RUN).")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Embeddings file (.npy); names/ids go to <out>.txt.")],
-    features: Annotated[bool, typer.Option(help="hypvit: dump encoder features (before the head) instead.")] = False,
+    features: Annotated[bool, typer.Option(help="hypvit: dump encoder features (before the head) instead; "
+                                                "infoalign: μ, not the alignment head's points.")] = False,
     batch_size: Annotated[int | None, typer.Option(help="hypvit: images per forward pass.", min=1)] = None,
     skip_invalid: Annotated[bool, typer.Option(help="protclip: skip malformed FASTA records (counted) instead of "
                                                     "failing.")] = False,

@@ -40,10 +40,11 @@ def load_run_model(run: Any, which: str = "model") -> Any:
 
 def evaluate_run(run: Any, which: str | None = None, property: str | None = None, target: str | None = None,
                  task: str | None = None, split: str | None = None, skip_invalid: bool = False,
-                 **_: Any) -> dict[str, Any]:
+                 finetune: bool = False, **_: Any) -> dict[str, Any]:
     """``hypalign eval RUN``: the zero-shot context retrieval of the run's held-out molecules (same graph, same
     seed: the same held-out molecules); with ``--property FILE.csv [--target COL,…] [--task regression|
-    classification] [--split scaffold|random]``: the paper's head on the frozen representation, 3 seeds."""
+    classification] [--split scaffold|random] [--finetune]``: the paper's head on the frozen representation (or the
+    encoder fine-tuned with it), 3 seeds."""
     from hypalign.recipes.infoalign.task import InfoAlignTask
 
     if property is not None:
@@ -51,21 +52,23 @@ def evaluate_run(run: Any, which: str | None = None, property: str | None = None
 
         targets = [t.strip() for t in target.split(",") if t.strip()] if target else None
         return evaluate_property_file(load_run_model(run, which or "model"), property, targets, task,
-                                      split or "scaffold", skip_invalid=skip_invalid)
-    if target or task or split:
+                                      split or "scaffold", skip_invalid=skip_invalid, finetune=finetune)
+    if target or task or split or finetune:
         from hypalign.errors import InputError
 
-        raise InputError("--target, --task and --split go with --property FILE (a property table)")
+        raise InputError("--target, --task, --split and --finetune go with --property FILE (a property table)")
 
     cfg = InfoAlignConfig(**run.recipe_config)
     task = InfoAlignTask(cfg, seed=int(run.train_config.get("seed", 0)))
     return task.evaluate(load_run_model(run, which or "model"))  # what training reported, from the saved weights
 
 
-def embed(run: Any, inputs: list[str], out: Path, skip_invalid: bool = False, say: Any = print,
-          **_: Any) -> dict[str, Any]:
-    """``μ`` of the molecules of the input files (``.smi`` or CSV/TSV with a smiles column) -> ``out`` (.npy) and
-    their ids (``out`` with .txt)."""
+def embed(run: Any, inputs: list[str], out: Path, skip_invalid: bool = False, features: bool = False,
+          say: Any = print, **_: Any) -> dict[str, Any]:
+    """The molecules of the input files (``.smi`` or CSV/TSV with a smiles column) -> ``out`` (.npy) and their ids
+    (``out`` with .txt): in the run's own space — the alignment head's points (Lorentz space components, curvature −1;
+    or unit vectors) for a run trained with it, ``μ`` (Euclidean) otherwise; ``features``: ``μ`` always (what the
+    property heads read)."""
     import numpy as np
 
     from hypalign.data.molecules import read_smiles_file
@@ -76,12 +79,13 @@ def embed(run: Any, inputs: list[str], out: Path, skip_invalid: bool = False, sa
     if not inputs:
         raise InputError("no input: give one or more .smi or CSV files of molecules")
     model = load_run_model(run)
+    aligned = bool(model.align_dim) and not features
     ids: list[str] = []
     vecs = []
     skipped = 0
     for f in inputs:
         fid, smi, lines = read_smiles_file(f)
-        emb, kept = embed_smiles(model, smi, source=str(f), skip_invalid=skip_invalid, lines=lines)
+        emb, kept = embed_smiles(model, smi, source=str(f), skip_invalid=skip_invalid, lines=lines, aligned=aligned)
         skipped += len(smi) - len(kept)
         ids += [fid[i] for i in kept.tolist()]
         vecs.append(emb.numpy())
@@ -90,7 +94,9 @@ def embed(run: Any, inputs: list[str], out: Path, skip_invalid: bool = False, sa
     arr = np.concatenate(vecs).astype(np.float32)
     save_npy(out, arr)
     atomic_write_text(Path(out).with_suffix(".txt"), "".join(f"{i}\n" for i in ids))
-    return {"n": len(ids), "dim": int(arr.shape[1]), "geometry": "euclidean", "skipped": skipped}
+    geometry = model.geometry.name if aligned else "euclidean"
+    return {"n": len(ids), "dim": int(arr.shape[1]), "geometry": geometry, "c": 1.0 if aligned else None,
+            "skipped": skipped}
 
 
 RECIPE = Recipe(
@@ -106,8 +112,8 @@ RECIPE = Recipe(
                     "eval_every": 5, "log_every": 20, "optimizer": "adam", "grad_clip": 1.0},
     best_metric=("mrr", "max"),
     objectives=OBJECTIVES,
-    evaluate_options=frozenset({"which", "property", "target", "task", "split", "skip_invalid"}),
-    embed_options=frozenset({"skip_invalid"}),
+    evaluate_options=frozenset({"which", "property", "target", "task", "split", "skip_invalid", "finetune"}),
+    embed_options=frozenset({"skip_invalid", "features"}),
 )
 
 __all__ = ["OBJECTIVES", "RECIPE", "InfoAlignConfig", "train_infoalign"]

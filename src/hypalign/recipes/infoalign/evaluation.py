@@ -12,9 +12,15 @@ import torch
 
 @torch.no_grad()
 def embed_smiles(model: Any, smiles: Sequence[str], batch_size: int = 256, source: str = "SMILES",
-                 skip_invalid: bool = False, lines: Sequence[int] | None = None) -> tuple[torch.Tensor, np.ndarray]:
+                 skip_invalid: bool = False, lines: Sequence[int] | None = None,
+                 aligned: bool = False) -> tuple[torch.Tensor, np.ndarray]:
     """``(μ (kept, dim), kept positions)`` of the molecules (an unparsable SMILES: an error naming ``source`` and its
-    line, or skipped with ``skip_invalid``); the model in eval mode, ``batch_size`` molecules per forward."""
+    line, or skipped with ``skip_invalid``); the model in eval mode, ``batch_size`` molecules per forward. With
+    ``aligned`` (a model with an alignment head) the molecules' points in the alignment space instead:
+    ``(kept, align_dim)``: the space components of points of the Lorentz model (curvature −1, MERU's convention; the
+    time component is ``sqrt(1 + ||x||²)``) or unit vectors."""
+    if aligned and not getattr(model, "align_dim", 0):
+        raise ValueError("this model has no alignment head (trained without the contrast / entail objectives)")
     from torch_geometric.data import Batch
 
     from hypalign.data.molecules import mol_graphs, parse_smiles
@@ -24,9 +30,10 @@ def embed_smiles(model: Any, smiles: Sequence[str], batch_size: int = 256, sourc
     model.eval()
     out = []
     for s in range(0, len(mols), batch_size):
-        out.append(model.encode(Batch.from_data_list(mol_graphs(mols[s : s + batch_size]))).float().cpu())
+        mu = model.encode(Batch.from_data_list(mol_graphs(mols[s : s + batch_size])))
+        out.append((model.align_molecules(mu) if aligned else mu).float().cpu())
     model.train(was)
-    return (torch.cat(out) if out else torch.zeros(0, model.dim)), kept
+    return (torch.cat(out) if out else torch.zeros(0, model.align_dim if aligned else model.dim)), kept
 
 
 @torch.no_grad()
