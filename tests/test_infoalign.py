@@ -424,6 +424,26 @@ def test_fine_tuning_a_pre_trained_encoder_learns_and_leaves_the_model_alone() -
     np.testing.assert_allclose(still, expect, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("geometry", ["lorentz", "sphere"])
+def test_the_alignment_head_ignores_the_scale_of_mu_and_starts_near_the_origin(geometry: str) -> None:
+    """μ of a pre-trained sum-readout GIN has norms of 10³–10⁴: the head layer-normalises it, so a molecule's point
+    is the same at any scale of μ, and (Lorentz) starts at distance ~0.6 from the origin, far from expmap0's clamp
+    (asinh(2^15) = 11.09, where every molecule sat without the norm)."""
+    from hypalign.models.infoalign import InfoAlign
+
+    torch.manual_seed(0)
+    m = InfoAlign({"fingerprint": 8}, layers=2, dim=300, align_dim=128, n_context=5, align_geometry=geometry)
+    mu = torch.randn(64, 300) * 3.0 + 1.0
+    for scale in (1e2, 1e3, 1e4):
+        torch.testing.assert_close(m.align_molecules(mu * scale), m.align_molecules(mu), rtol=1e-4, atol=1e-4)
+    x = m.align_molecules(mu * 1e4).double()
+    if geometry == "lorentz":
+        d = torch.asinh(x.norm(dim=-1))  # distance from the origin (curvature -1)
+        assert 0.3 < float(d.median()) < 1.0 and float(d.max()) < 2.0
+    else:
+        torch.testing.assert_close(x.norm(dim=-1), torch.ones(64, dtype=torch.float64))
+
+
 def test_context_infonce_by_hand_with_shared_nodes_and_clip_when_all_differ() -> None:
     """Molecule → its node among the batch's distinct nodes; node → any of its molecules (every molecule that reached it
     a positive); rows without a node left out. With distinct nodes it is CLIP's symmetric InfoNCE."""

@@ -9,11 +9,15 @@ decoder per kind of context a random walk on the context graph reaches.
   outputs}``): the molecule's fingerprint (Morgan r = 4, 1,024 bits), the nodes of each context type (one output per
   node: which ones the walks reach) and each numeric profile (its dimensions).
 
-* alignment head (optional, ``align_dim > 0``; the ``contrast`` and ``entail`` objectives): the molecule's
-  ``μ`` through ``Linear(d, e)`` and a learned table of the ``n_context`` context nodes (``e`` wide), each scaled by a
-  learnable ``exp(α) ≤ 1`` and lifted by ``expmap0`` into ``align_geometry`` — the Lorentz model (curvature −1,
-  MERU's lift; entailment cones available) or the unit sphere (CLOOME's normalised space) — where the molecule is
-  aligned contrastively with the context its walk reached, and a reached context node's cone contains it.
+* alignment head (optional, ``align_dim > 0``; the ``contrast`` and ``entail`` objectives): the molecule's ``μ``
+  through ``LayerNorm(d)`` and ``Linear(d, e)`` and a learned table of the ``n_context`` context nodes (``e`` wide),
+  each scaled by a learnable ``exp(α) ≤ 1`` and lifted by ``expmap0`` into ``align_geometry`` — the Lorentz model
+  (curvature −1, MERU's lift; entailment cones available) or the unit sphere (CLOOME's normalised space) — where the
+  molecule is aligned contrastively with the context its walk reached, and a reached context node's cone contains it.
+  The layer norm matters: ``μ`` of the sum-readout GIN has norms of 10³–10⁴ after pre-training (nothing bounds it; the
+  decoders start with batch norm), and without it every molecule was lifted to the ``expmap0`` clamp (distance 11.09
+  from the origin), a sphere in all but name (``α`` cannot shrink by 10³ at this learning rate); with it the head is
+  invariant to ``μ``'s scale and starts at radius ~0.6 (MERU's image features come out of a layer norm too).
 
 ``save_pretrained`` / ``from_pretrained`` (``PyTorchModelHubMixin``): ``config.json`` holds the constructor
 arguments (decoder sizes included), ``model.safetensors`` the weights.
@@ -64,6 +68,7 @@ class InfoAlign(nn.Module, PyTorchModelHubMixin, library_name="hypalign", tags=[
             if n_context < 1:
                 raise ValueError("an alignment head needs n_context >= 1 context nodes")
             self.geometry = get_geometry(align_geometry, c=1.0)
+            self.align_norm = nn.LayerNorm(dim)
             self.align_proj = nn.Linear(dim, align_dim)
             self.context_emb = nn.Embedding(n_context, align_dim)
             nn.init.normal_(self.context_emb.weight, std=1.0)
@@ -86,7 +91,7 @@ class InfoAlign(nn.Module, PyTorchModelHubMixin, library_name="hypalign", tags=[
 
     def align_molecules(self, mu: Tensor) -> Tensor:
         """``(B, e [+1])`` molecules in the alignment space."""
-        return self._lift(self.align_proj(mu), self.mol_alpha)
+        return self._lift(self.align_proj(self.align_norm(mu)), self.mol_alpha)
 
     def align_context(self, rows: Tensor) -> Tensor:
         """``(N, e [+1])`` context nodes (rows of the context table; ``-1`` read as row 0) in the alignment space."""
