@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +42,14 @@ def main() -> None:
     from hypalign.data.molecule_benchmarks import downstream_sets
     from hypalign.data.molecule_sources import fetch_sources
     from hypalign.data.molecules import morgan_fingerprints
-    from hypalign.eval.property import cliff_rmse, forest_predictions, property_metrics, summarise
+    from hypalign.eval.property import forest_predictions
     from hypalign.models.infoalign import InfoAlign
-    from hypalign.recipes.infoalign.downstream import evaluate_finetuned, evaluate_frozen, fit_from_scratch
+    from hypalign.recipes.infoalign.downstream import (
+        evaluate_finetuned,
+        evaluate_frozen,
+        fit_from_scratch,
+        scores_over_seeds,
+    )
     from hypalign.recipes.infoalign.evaluation import embed_smiles
 
     runs = {}
@@ -69,24 +75,13 @@ def main() -> None:
         fp = morgan_fingerprints([Chem.MolFromSmiles(m) for m in s.smiles], 2, 1024).astype(np.float32)
         train = np.concatenate([s.parts["train"], s.parts["valid"]])
         for base in args.baselines:
-            res = []
-            for seed in args.seeds if base == "forest" else args.seeds[:1]:
-                pred = forest_predictions(fp, y, train, "regression", seed=seed, model=base, trees=args.trees,
-                                          n_jobs=-1)
-                m = property_metrics(pred[test], y[test], "regression")
-                if cliff is not None:
-                    m["cliff_rmse"] = cliff_rmse(pred[test], y[test], cliff[test])
-                res.append(m)
-            row[f"ecfp4+{base}"] = summarise(res)
+            row[f"ecfp4+{base}"] = scores_over_seeds(
+                partial(forest_predictions, fp, y, train, "regression", model=base, trees=args.trees, n_jobs=-1),
+                y, s.parts, "regression", args.seeds if base == "forest" else args.seeds[:1], cliff)
         if args.scratch_epochs:
-            res = []
-            for seed in args.seeds:
-                pred = fit_from_scratch(s.smiles, y, s.parts, "regression", seed=seed, epochs=args.scratch_epochs)
-                m = property_metrics(pred[test], y[test], "regression")
-                if cliff is not None:
-                    m["cliff_rmse"] = cliff_rmse(pred[test], y[test], cliff[test])
-                res.append(m)
-            row["gin-scratch"] = summarise(res)
+            row["gin-scratch"] = scores_over_seeds(
+                partial(fit_from_scratch, s.smiles, y, s.parts, "regression", epochs=args.scratch_epochs),
+                y, s.parts, "regression", args.seeds, cliff)
         table[s.name] = row
         print(f"{s.name} ({len(s.smiles)} molecules, test {len(test)}): "
               + "; ".join(f"{k} RMSE {v['rmse']:.3f}" + (f" ± {v['rmse_std']:.3f}" if "rmse_std" in v else "")

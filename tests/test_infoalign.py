@@ -389,8 +389,8 @@ def test_gin_from_scratch_baseline_learns_a_size_property() -> None:
 
 def test_fine_tuning_a_pre_trained_encoder_learns_and_leaves_the_model_alone() -> None:
     """Fine-tuning (``pretrained=``) trains a copy of the pre-trained GIN and bottleneck with the head: it fits the
-    size property well past the training mean, the given model's weights are unchanged, and with both learning rates
-    0 the prediction is the fresh head on the standardised pre-trained μ (the copy is what is read)."""
+    size property well past the training mean, the given model's weights are unchanged, and with no epoch trained the
+    prediction is the seeded head on the standardised pre-trained μ (the copy is what is read)."""
     from torch_geometric.data import Batch
 
     from hypalign.data.molecules import mol_graphs, parse_smiles

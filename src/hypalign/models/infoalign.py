@@ -90,11 +90,11 @@ class InfoAlign(nn.Module, PyTorchModelHubMixin, library_name="hypalign", tags=[
         return self.geometry.expmap0(u.float() * alpha.clamp(max=0).exp())
 
     def align_molecules(self, mu: Tensor) -> Tensor:
-        """``(B, e [+1])`` molecules in the alignment space."""
+        """``(B, e)`` molecules in the alignment space (Lorentz space components, or unit vectors)."""
         return self._lift(self.align_proj(self.align_norm(mu)), self.mol_alpha)
 
     def align_context(self, rows: Tensor) -> Tensor:
-        """``(N, e [+1])`` context nodes (rows of the context table; ``-1`` read as row 0) in the alignment space."""
+        """``(N, e)`` context nodes (rows of the context table; ``-1`` read as row 0) in the alignment space."""
         return self._lift(self.context_emb(rows.clamp_min(0)), self.context_alpha)
 
     def forward(self, batch: Any, context: Tensor | None = None) -> dict[str, Any]:

@@ -3,7 +3,7 @@ the MLP head of :func:`hypalign.eval.property.fit_head` trained per seed, test m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,20 +17,31 @@ def infer_task(labels: np.ndarray) -> str:
     return "classification" if known.size and np.isin(known, (0.0, 1.0)).all() else "regression"
 
 
-def evaluate_frozen(x: np.ndarray, labels: np.ndarray, parts: dict[str, np.ndarray], task: str,
-                    seeds: Sequence[int] = (0, 1, 2), cliff: np.ndarray | None = None) -> dict[str, float]:
-    """Test metrics of the head on features ``x`` over ``seeds`` (``cliff``: also the activity-cliff RMSE)."""
-    from hypalign.eval.property import cliff_rmse, fit_head, property_metrics, summarise
+def scores_over_seeds(predict: Callable[[int], np.ndarray], labels: np.ndarray, parts: dict[str, np.ndarray],
+                      task: str, seeds: Sequence[int] = (0, 1, 2),
+                      cliff: np.ndarray | None = None) -> dict[str, float]:
+    """Test metrics of ``predict(seed=seed)`` (predictions for every row) over ``seeds``, mean ± std (``cliff``: also
+    the activity-cliff RMSE on the test part's cliff molecules)."""
+    from hypalign.eval.property import cliff_rmse, property_metrics, summarise
 
     runs = []
     test = parts["test"]
     for seed in seeds:
-        pred = fit_head(x, labels, parts, task, seed=seed)
+        pred = predict(seed=seed)
         m = property_metrics(pred[test], labels[test], task)
         if cliff is not None:
             m["cliff_rmse"] = cliff_rmse(pred[test], labels[test], cliff[test])
         runs.append(m)
     return summarise(runs)
+
+
+def evaluate_frozen(x: np.ndarray, labels: np.ndarray, parts: dict[str, np.ndarray], task: str,
+                    seeds: Sequence[int] = (0, 1, 2), cliff: np.ndarray | None = None) -> dict[str, float]:
+    """Test metrics of the head on features ``x`` over ``seeds`` (``cliff``: also the activity-cliff RMSE)."""
+    from hypalign.eval.property import fit_head
+
+    return scores_over_seeds(lambda seed: fit_head(x, labels, parts, task, seed=seed), labels, parts, task, seeds,
+                             cliff)
 
 
 def evaluate_finetuned(model: Any, smiles: Sequence[str], labels: np.ndarray, parts: dict[str, np.ndarray], task: str,
@@ -38,17 +49,9 @@ def evaluate_finetuned(model: Any, smiles: Sequence[str], labels: np.ndarray, pa
                        epochs: int = 30) -> dict[str, float]:
     """Test metrics of the pre-trained encoder fine-tuned with the head (:func:`fit_from_scratch` with
     ``pretrained``), one fit per seed."""
-    from hypalign.eval.property import cliff_rmse, property_metrics, summarise
-
-    runs = []
-    test = parts["test"]
-    for seed in seeds:
-        pred = fit_from_scratch(smiles, labels, parts, task, seed=seed, epochs=epochs, pretrained=model)
-        m = property_metrics(pred[test], labels[test], task)
-        if cliff is not None:
-            m["cliff_rmse"] = cliff_rmse(pred[test], labels[test], cliff[test])
-        runs.append(m)
-    return summarise(runs)
+    return scores_over_seeds(
+        lambda seed: fit_from_scratch(smiles, labels, parts, task, seed=seed, epochs=epochs, pretrained=model),
+        labels, parts, task, seeds, cliff)
 
 
 def evaluate_property_file(model: Any, path: str, targets: Sequence[str] | None = None, task: str | None = None,
@@ -114,22 +117,22 @@ def fit_from_scratch(smiles: Sequence[str], labels: np.ndarray, parts: dict[str,
     tr, va = parts["train"], parts["valid"]
     yt, ym, ys = standardise_targets(y, tr, task)
     graphs = mol_graphs(parse_smiles(list(smiles), "property set")[0])
-    class Mu(nn.Module):
-        """The pre-trained ``μ``: GIN, then the bottleneck's first half."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.gin, self.dist_net = copy.deepcopy(pretrained.encoder), copy.deepcopy(pretrained.dist_net)
-            self.register_buffer("shift", torch.zeros(dim))
-            self.register_buffer("scale", torch.ones(dim))
-
-        def forward(self, batch: Any) -> torch.Tensor:
-            return (self.dist_net(self.gin(batch)).chunk(2, dim=-1)[0] - self.shift) / self.scale
-
     torch.manual_seed(seed)
     if pretrained is None:
         encoder: nn.Module = GINVirtual(layers, dim, dropout, readout)
     else:
+        class Mu(nn.Module):
+            """The pre-trained ``μ``: GIN, then the bottleneck's first half."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.gin, self.dist_net = copy.deepcopy(pretrained.encoder), copy.deepcopy(pretrained.dist_net)
+                self.register_buffer("shift", torch.zeros(dim))
+                self.register_buffer("scale", torch.ones(dim))
+
+            def forward(self, batch: Any) -> torch.Tensor:
+                return (self.dist_net(self.gin(batch)).chunk(2, dim=-1)[0] - self.shift) / self.scale
+
         dim = int(pretrained.dim)
         encoder = Mu().float().cpu()
         with torch.no_grad():  # standardised on the training molecules, as the frozen protocol's head reads μ
@@ -170,4 +173,3 @@ def fit_from_scratch(smiles: Sequence[str], labels: np.ndarray, parts: dict[str,
     model.train()
     train_early_stopping(model, train_epoch, valid_loss, epochs, patience)
     return from_standardised(predict(np.arange(len(smiles))).numpy(), ym, ys, task)
-
