@@ -65,9 +65,9 @@ def probe(runs: Path, name: str, tower: str, seed: int, split: str, extra: list[
 def row(name: str, run: Path) -> str:
     ev = json.loads((run / "eval.json").read_text())
 
-    def cells(part: str, key: str) -> str:
-        return " / ".join(f"{ev[part]['test'][o][key]:.3f}" if part == "term_only" else f"{ev['test'][o][key]:.3f}"
-                          for o in ONTS)
+    def cells(part: str, key: str) -> str:  # eval.json: {"test": {"BP/fmax": …}, "term_only": {"test": {…}}}
+        test = ev["term_only"]["test"] if part == "term_only" else ev["test"]
+        return " / ".join(f"{test[f'{o}/{key}']:.3f}" for o in ONTS)
 
     minutes = ev.get("train_seconds", float("nan")) / 60
     return (f"| {name} | {cells('blend', 'fmax')} | {cells('blend', 'mrr')} | {cells('term_only', 'fmax')} | "
